@@ -1,0 +1,96 @@
+#include "cli/inspect_command.h"
+
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/exit_codes.h"
+#include "gobin/go_binary.h"
+
+namespace gotlscap::cli {
+namespace {
+
+nlohmann::ordered_json ToJson(const gobin::GoBinary& b) {
+  nlohmann::ordered_json j;
+  j["path"] = b.path;
+  j["go_version"] = b.version_string;
+  j["arch"] = gobin::ArchName(b.machine);
+  j["pie"] = b.pie;
+  j["stripped"] = b.stripped;
+  j["abi"] = gobin::AbiName(b.abi);
+  if (b.build_info) {
+    const auto& bi = *b.build_info;
+    j["go_version_raw"] = bi.version;
+    j["main_path"] = bi.main_path;
+    j["module_path"] = bi.module_path;
+    j["module_version"] = bi.module_version;
+    j["dependencies"] = bi.dependency_count;
+    nlohmann::ordered_json settings = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : bi.settings) settings[k] = v;
+    j["build_settings"] = settings;
+  }
+  j["pclntab"] = {{"format", gobin::PclntabFormatName(b.pclntab_format)},
+                  {"address", b.pclntab_address},
+                  {"functions", b.function_count}};
+  j["text_start"] = b.text_start;
+  nlohmann::ordered_json fns = nlohmann::ordered_json::object();
+  for (const auto& f : b.functions) {
+    fns[f.name] = {{"address", f.address},     {"file_offset", f.file_offset}, {"size", f.size},
+                   {"args_size", f.args_size}, {"ret_offsets", f.ret_offsets}};
+  }
+  j["functions"] = fns;
+  return j;
+}
+
+void PrintText(const gobin::GoBinary& b) {
+  fmt::print("{}\n", b.path);
+  fmt::print("  go version   {}{}\n", b.version_string,
+             b.build_info && b.build_info->version != b.version_string ? fmt::format(" ({})", b.build_info->version) : "");
+  fmt::print("  arch         {} ({} ABI)\n", gobin::ArchName(b.machine), gobin::AbiName(b.abi));
+  fmt::print("  executable   {}, {}\n", b.pie ? "PIE" : "non-PIE", b.stripped ? "stripped" : "with symbols");
+  if (b.build_info) {
+    const auto& bi = *b.build_info;
+    if (!bi.main_path.empty()) fmt::print("  main         {}\n", bi.main_path);
+    if (!bi.module_path.empty()) fmt::print("  module       {} {}\n", bi.module_path, bi.module_version);
+    for (const auto& [k, v] : bi.settings) fmt::print("  build        {}={}\n", k, v);
+  }
+  fmt::print("  pclntab      {} format at {:#x}, {} functions, text at {:#x}\n",
+             gobin::PclntabFormatName(b.pclntab_format), b.pclntab_address, b.function_count, b.text_start);
+  fmt::print("  hooks:\n");
+  for (const auto& f : b.functions) {
+    std::string rets;
+    for (auto r : f.ret_offsets) rets += fmt::format("{}{:#x}", rets.empty() ? "" : " ", r);
+    fmt::print("    {:<42} addr {:#x}  file offset {:#x}  size {}  RET at +[{}]\n", f.name, f.address,
+               f.file_offset, f.size, rets);
+  }
+}
+
+}  // namespace
+
+void RegisterInspect(CLI::App& app, InspectOptions& opts) {
+  auto* cmd = app.add_subcommand("inspect", "Report what a capture needs from a Go binary (no root needed)");
+  cmd->add_flag("--json", opts.json, "Print one JSON object");
+  cmd->add_option("BINARY", opts.binary, "Go ELF executable")->required();
+}
+
+int RunInspect(const InspectOptions& opts) {
+  auto r = gobin::AnalyzeGoBinary(opts.binary);
+  if (!r.ok()) {
+    const std::string& m = r.error().message;
+    // Messages from the file layer already start with the path.
+    if (m.rfind(opts.binary, 0) == 0)
+      fmt::print(stderr, "gotlscap: {}\n", m);
+    else
+      fmt::print(stderr, "gotlscap: {}: {}\n", opts.binary, m);
+    return ExitCodeFor(r.error().kind);
+  }
+  if (opts.json)
+    fmt::print("{}\n", ToJson(*r).dump());
+  else
+    PrintText(*r);
+  return 0;
+}
+
+}  // namespace gotlscap::cli

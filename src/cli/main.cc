@@ -1,0 +1,33 @@
+// gotlscap: capture TLS plaintext and secrets from Go programs with eBPF.
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cli/exit_codes.h"
+#include "cli/inspect_command.h"
+
+int main(int argc, char** argv) {
+  using namespace gotlscap::cli;
+  CLI::App app{"gotlscap: capture the TLS plaintext and secrets of Go programs with eBPF", "gotlscap"};
+  app.set_version_flag("--version", "gotlscap 0.1.0");
+  app.require_subcommand(1);
+  InspectOptions inspect;
+  RegisterInspect(app, inspect);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, not CLI11's multi-line dump; --help gives the details.
+    std::string what = e.what();
+    fmt::print(stderr, "gotlscap: {} (see --help)\n", what.substr(0, what.find('\n')));
+    return ExitCodeFor(gotlscap::ErrorKind::kUsage);
+  }
+  if (app.got_subcommand("inspect")) return RunInspect(inspect);
+  return ExitCodeFor(gotlscap::ErrorKind::kUsage);
+}

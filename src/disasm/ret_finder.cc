@@ -1,0 +1,62 @@
+#include "disasm/ret_finder.h"
+
+#include <capstone/capstone.h>
+
+#include <algorithm>
+#include <memory>
+
+#include <fmt/format.h>
+
+namespace gotlscap::disasm {
+namespace {
+
+constexpr uint8_t kArm64Ret[4] = {0xc0, 0x03, 0x5f, 0xd6};  // RET X30
+
+struct CsHandle {
+  csh h = 0;
+  ~CsHandle() {
+    if (h) cs_close(&h);
+  }
+};
+
+bool OnlyPadding(std::span<const uint8_t> rest) {
+  return std::all_of(rest.begin(), rest.end(), [](uint8_t b) { return b == 0xcc || b == 0x00; });
+}
+
+}  // namespace
+
+Result<RetScan> FindReturns(elf::Machine machine, std::span<const uint8_t> code, uint64_t entry) {
+  const bool x86 = machine == elf::Machine::kAmd64;
+  CsHandle cs;
+  if (cs_open(x86 ? CS_ARCH_X86 : CS_ARCH_ARM64, x86 ? CS_MODE_64 : CS_MODE_ARM, &cs.h) != CS_ERR_OK)
+    return MakeError(ErrorKind::kInternal, "cannot initialise the Capstone disassembler");
+  std::unique_ptr<cs_insn, void (*)(cs_insn*)> insn(cs_malloc(cs.h), [](cs_insn* i) { cs_free(i, 1); });
+
+  RetScan out;
+  const uint8_t* p = code.data();
+  size_t left = code.size();
+  uint64_t addr = entry;
+  while (left > 0) {
+    const uint8_t* before = p;
+    if (cs_disasm_iter(cs.h, &p, &left, &addr, insn.get())) {
+      out.instructions++;
+      bool is_ret = x86 ? insn->id == X86_INS_RET
+                        : insn->id == ARM64_INS_RET && std::equal(kArm64Ret, kArm64Ret + 4, insn->bytes);
+      if (is_ret) out.ret_offsets.push_back(insn->address - entry);
+      continue;
+    }
+    std::span<const uint8_t> rest(before, left);
+    if (OnlyPadding(rest)) break;
+    if (x86)
+      return MakeError(ErrorKind::kCorrupt,
+                       fmt::format("undecodable instruction at {:#x} (function at {:#x})", addr, entry));
+    // AArch64 is fixed-width: a word Capstone 4 does not know (some LSE atomics) is skipped.
+    size_t skip = std::min<size_t>(4, left);
+    p += skip;
+    left -= skip;
+    addr += skip;
+  }
+  return out;
+}
+
+}  // namespace gotlscap::disasm

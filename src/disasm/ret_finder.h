@@ -1,0 +1,28 @@
+// Finds every return instruction of a function by disassembling it with Capstone (x86-64 or
+// AArch64, chosen from the target ELF, never from the host). Uprobes on these sites replace
+// uretprobes, which corrupt Go's moving stacks. A byte scan for 0xC3 is wrong: the byte appears
+// inside other x86 instructions (ModRM, immediates).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/result.h"
+#include "elf/elf_file.h"
+
+namespace gotlscap::disasm {
+
+struct RetScan {
+  std::vector<uint64_t> ret_offsets;  // offsets from the function entry
+  uint64_t instructions = 0;          // instructions decoded (for tests and diagnostics)
+};
+
+// Linear sweep over `code` (the function's bytes, from its entry to the next function). Go puts
+// no data in function text (jump tables live in .rodata), so a sweep stays in sync. On arm64 only
+// `RET` (= RET X30) counts: Go 1.27 wrappers tail-call with `RET Xn`, which does not return to the
+// caller. Trailing alignment padding (INT3 / zero words) is skipped. kCorrupt if x86 code cannot be
+// decoded before the padding.
+Result<RetScan> FindReturns(elf::Machine machine, std::span<const uint8_t> code, uint64_t entry);
+
+}  // namespace gotlscap::disasm

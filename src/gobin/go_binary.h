@@ -1,0 +1,63 @@
+// AnalyzeGoBinary: everything a capture needs to know about a Go executable, from the file alone
+// (no root, no running process): version and build settings, architecture, ABI, PIE/stripped,
+// and for each crypto/tls function we hook its address, uprobe file offset and return sites.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "elf/elf_file.h"
+#include "gobin/buildinfo.h"
+#include "gobin/go_version.h"
+#include "gobin/pclntab.h"
+
+namespace gotlscap::gobin {
+
+enum class Abi { kStack, kRegister };
+const char* AbiName(Abi a);             // "stack" | "register"
+const char* ArchName(elf::Machine m);   // "amd64" | "arm64"
+
+struct HookTarget {
+  const char* name;  // full Go symbol name
+  bool required;     // capture cannot work without it
+};
+// The functions capture hooks, in report order: first the required ones.
+const std::vector<HookTarget>& HookTargets();
+
+struct FunctionSite {
+  std::string name;
+  uint64_t address = 0;      // virtual address, as `go tool nm` prints it
+  uint64_t file_offset = 0;  // where a uprobe attaches (PT_LOAD mapping, independent of PIE)
+  uint64_t size = 0;         // up to the next function (includes alignment padding)
+  uint32_t args_size = 0;    // _func.args: argument frame bytes (stack ABI: args + results)
+  std::vector<uint64_t> ret_offsets;  // from `address`, found by disassembly
+};
+
+struct GoBinary {
+  std::string path;
+  std::optional<BuildInfo> build_info;
+  std::optional<GoVersion> version;
+  std::string version_string;  // "go1.27.3", or "unknown" without build info
+  elf::Machine machine = elf::Machine::kAmd64;
+  bool pie = false;
+  bool stripped = false;
+  Abi abi = Abi::kRegister;
+  PclntabFormat pclntab_format = PclntabFormat::kGo120;
+  uint64_t pclntab_address = 0;
+  uint64_t text_start = 0;
+  uint64_t function_count = 0;
+  std::vector<FunctionSite> functions;  // found hook targets, in HookTargets() order
+
+  const FunctionSite* Function(const std::string& name) const;
+};
+
+// Errors (kind → meaning): kIo, kNotElf, kUnsupportedArch, kNotGo (ELF without Go runtime
+// tables), kCorrupt (damaged build info / pclntab / code), kMissingFunction (a required crypto/tls
+// function is absent; the message names it and the Go version), kNoReturn (a required function
+// has no return instruction).
+Result<GoBinary> AnalyzeGoBinary(const std::string& path);
+Result<GoBinary> AnalyzeGoBinary(const elf::ElfFile& file, const std::string& path);
+
+}  // namespace gotlscap::gobin

@@ -1,0 +1,3 @@
+module gotlscap.test/tlsprogs
+
+go 1.15

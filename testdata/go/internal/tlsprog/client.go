@@ -1,0 +1,221 @@
+package tlsprog
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/ioutil"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// ClientConfig holds the client-side flags shared by cmd/client and cmd/both.
+type ClientConfig struct {
+	URL         string // base URL, e.g. https://127.0.0.1:8443
+	N           int    // number of requests
+	Size        int    // body size of each request (echo) / response (others)
+	Seed        uint32 // request i uses Payload(Size, Seed+i)
+	H2          bool   // force HTTP/2; otherwise HTTP/1.1 only
+	Version     uint16 // pin TLS version (min=max); 0: negotiate
+	Resume      bool   // session cache + one connection per request
+	Insecure    bool   // skip certificate verification (self-signed server)
+	Concurrency int
+	WaitReady   time.Duration // retry TCP connect for this long before starting
+	Mode        string        // "echo" (POST /echo only) or "all" (cycle all endpoints)
+	KeyLog      io.Writer
+}
+
+// Result summarises a run; Sent/Received count HTTP body bytes (what a
+// capture must contain at least once), not TLS overhead.
+type Result struct {
+	Requests, Resumed int64
+	Sent, Received    int64
+	Proto, TLS        string
+	Elapsed           time.Duration
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("requests=%d sent=%d received=%d proto=%s tls=%s resumed=%d elapsed=%s",
+		r.Requests, r.Sent, r.Received, r.Proto, r.TLS, r.Resumed, r.Elapsed.Round(time.Millisecond))
+}
+
+// paths cycled through in mode "all"; request i uses allPaths[i%len].
+var allPaths = []string{"echo", "bytes", "chunked", "gzip", "hello"}
+
+func newTransport(c ClientConfig) *http.Transport {
+	tc := &tls.Config{
+		InsecureSkipVerify: c.Insecure,
+		MinVersion:         c.Version,
+		MaxVersion:         c.Version,
+		KeyLogWriter:       c.KeyLog,
+	}
+	if c.Resume {
+		tc.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	}
+	t := &http.Transport{
+		TLSClientConfig:     tc,
+		MaxIdleConnsPerHost: c.Concurrency,
+		// A fresh TLS connection (and so a resumption handshake) per request.
+		DisableKeepAlives: c.Resume,
+		// We set Accept-Encoding ourselves for /gzip and decompress by hand,
+		// so the gzip bytes on the wire are what the server produced.
+		DisableCompression: true,
+	}
+	if c.H2 {
+		// A custom TLSClientConfig disables automatic HTTP/2 unless forced.
+		t.ForceAttemptHTTP2 = true
+	} else {
+		// A non-nil empty map disables HTTP/2: HTTP/1.1 only.
+		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	return t
+}
+
+// waitReady retries a TCP connect to the URL's host until it works or d expires.
+func waitReady(rawurl string, d time.Duration) error {
+	u, err := url.Parse(rawurl)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(d)
+	for {
+		conn, err := net.DialTimeout("tcp", u.Host, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server %s not ready after %s: %v", u.Host, d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// RunClient performs c.N requests and verifies every response body.
+func RunClient(c ClientConfig) (Result, error) {
+	var res Result
+	if c.Concurrency < 1 {
+		c.Concurrency = 1
+	}
+	if c.Mode != "echo" && c.Mode != "all" {
+		return res, fmt.Errorf("bad mode %q (want echo or all)", c.Mode)
+	}
+	if c.WaitReady > 0 {
+		if err := waitReady(c.URL, c.WaitReady); err != nil {
+			return res, err
+		}
+	}
+	client := &http.Client{Transport: newTransport(c), Timeout: 5 * time.Minute}
+	start := time.Now()
+
+	var mu sync.Mutex
+	var firstErr error
+	idx := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < c.Concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range idx {
+				err := doOne(client, c, i, &res, &mu)
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("request %d: %v", i, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < c.N; i++ {
+		idx <- i
+	}
+	close(idx)
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	if firstErr == nil && c.Resume && c.N > 1 && res.Resumed == 0 {
+		firstErr = errors.New("-resume: no TLS session was resumed")
+	}
+	return res, firstErr
+}
+
+func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mutex) error {
+	path := "echo"
+	if c.Mode == "all" {
+		path = allPaths[i%len(allPaths)]
+	}
+	seed := c.Seed + uint32(i)
+	var req *http.Request
+	var err error
+	var want, body []byte
+	switch path {
+	case "echo":
+		want = Payload(c.Size, seed)
+		req, err = http.NewRequest("POST", c.URL+"/echo", bytes.NewReader(want))
+	case "hello":
+		want = []byte(HelloText)
+		req, err = http.NewRequest("GET", c.URL+"/hello", nil)
+	default: // bytes, chunked, gzip: all return Payload(Size, seed)
+		want = Payload(c.Size, seed)
+		req, err = http.NewRequest("GET", fmt.Sprintf("%s/%s?n=%d&seed=%d", c.URL, path, c.Size, seed), nil)
+		if path == "gzip" {
+			req.Header.Set("Accept-Encoding", "gzip")
+		}
+	}
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	if c.H2 != (resp.ProtoMajor == 2) {
+		return fmt.Errorf("wanted h2=%v, got %s", c.H2, resp.Proto)
+	}
+	raw, err := ioutil.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	body = raw
+	if path == "gzip" {
+		if resp.Header.Get("Content-Encoding") != "gzip" {
+			return errors.New("/gzip response without Content-Encoding: gzip")
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return err
+		}
+		if body, err = ioutil.ReadAll(zr); err != nil {
+			return err
+		}
+	}
+	if !bytes.Equal(body, want) {
+		return fmt.Errorf("/%s: body mismatch (got %d bytes, want %d)", path, len(body), len(want))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	res.Requests++
+	if req.ContentLength > 0 {
+		res.Sent += req.ContentLength
+	}
+	res.Received += int64(len(raw))
+	res.Proto = resp.Proto
+	if resp.TLS != nil {
+		res.TLS = VersionName(resp.TLS.Version)
+		if resp.TLS.DidResume {
+			res.Resumed++
+		}
+	}
+	return nil
+}

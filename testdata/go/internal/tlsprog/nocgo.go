@@ -1,0 +1,6 @@
+// +build !cgo
+
+package tlsprog
+
+// CgoMarker is 0 when built without cgo (see cgo.go).
+var CgoMarker = 0

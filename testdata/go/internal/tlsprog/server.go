@@ -1,0 +1,138 @@
+package tlsprog
+
+import (
+	"compress/gzip"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"io/ioutil"
+	"net"
+	"net/http"
+	"strconv"
+)
+
+// ServerConfig holds the server-side flags shared by cmd/server and cmd/both.
+type ServerConfig struct {
+	MaxVersion uint16    // 0: crypto/tls default
+	KeyLog     io.Writer // optional NSS key log
+}
+
+// Handler serves the test endpoints. Everything a test might want to check
+// is deterministic (see Payload):
+//
+//	/hello                 fixed text HelloText
+//	/echo                  request body back (any method)
+//	/bytes?n=N&seed=S      Payload(N, S)
+//	/chunked?n=N&seed=S&chunk=C  Payload(N, S) streamed in C-byte pieces
+//	                       (default 4096), flushed after each piece: on
+//	                       HTTP/1.1 this is Transfer-Encoding: chunked
+//	/gzip?n=N&seed=S       gzip(Payload(N, S)), Content-Encoding: gzip
+func Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, HelloText)
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		body, err := ioutil.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	})
+	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
+		n, seed := intParam(r, "n", 1024), uint32(intParam(r, "seed", 0))
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		w.Write(Payload(n, seed))
+	})
+	mux.HandleFunc("/chunked", func(w http.ResponseWriter, r *http.Request) {
+		n, x := intParam(r, "n", 65536), uint32(intParam(r, "seed", 0))
+		chunk := intParam(r, "chunk", 4096)
+		if chunk <= 0 {
+			chunk = 4096
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		f, _ := w.(http.Flusher)
+		buf := make([]byte, chunk)
+		for n > 0 {
+			piece := buf
+			if n < len(piece) {
+				piece = piece[:n]
+			}
+			x = ContinuePayload(piece, x)
+			if _, err := w.Write(piece); err != nil {
+				return
+			}
+			if f != nil {
+				// No Content-Length + flush => chunked framing on HTTP/1.1,
+				// separate DATA frames (TLS records) on HTTP/2.
+				f.Flush()
+			}
+			n -= len(piece)
+		}
+	})
+	mux.HandleFunc("/gzip", func(w http.ResponseWriter, r *http.Request) {
+		n, seed := intParam(r, "n", 65536), uint32(intParam(r, "seed", 0))
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		zw.Write(Payload(n, seed))
+		zw.Close()
+	})
+	return mux
+}
+
+// HelloText is the body of /hello.
+const HelloText = "hello from gotlscap test server\n"
+
+func intParam(r *http.Request, name string, def int) int {
+	v, err := strconv.Atoi(r.URL.Query().Get(name))
+	if err != nil || v < 0 {
+		return def
+	}
+	return v
+}
+
+// Listen opens the TCP listener (so callers know the real address, e.g.
+// for port 0) and returns a server ready for Serve.
+func Listen(addr string, cfg ServerConfig) (net.Listener, *http.Server, error) {
+	cert, err := SelfSigned()
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := &http.Server{
+		Handler: Handler(),
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MaxVersion:   cfg.MaxVersion,
+			KeyLogWriter: cfg.KeyLog,
+			// With a custom TLSConfig, list h2 explicitly: net/http's
+			// bundled HTTP/2 is then negotiated via ALPN on all Go
+			// versions we test (1.15+).
+			NextProtos: []string{"h2", "http/1.1"},
+		},
+	}
+	return ln, srv, nil
+}
+
+// Serve runs srv on ln with TLS until it fails or is closed.
+func Serve(ln net.Listener, srv *http.Server) error {
+	err := srv.ServeTLS(ln, "", "") // certificates come from TLSConfig
+	if err == http.ErrServerClosed {
+		return nil
+	}
+	return err
+}
+
+// PrintListening prints the line tests wait for.
+func PrintListening(w io.Writer, ln net.Listener) {
+	fmt.Fprintf(w, "listening %s\n", ln.Addr().String())
+}
