@@ -1,0 +1,437 @@
+// `gotlscap inspect --json` over every binary of the Go toolchain matrix, compared with oracles
+// that share no code with gotlscap: the row's own Go toolchain (`go version [-m]`,
+// `go tool nm`, `go tool objdump`) and GNU binutils (`readelf`, `objdump`).
+//
+// Stripped rows: gotlscap reads the stripped file, the symbol oracles read its unstripped twin
+// (same code layout, verified by go-matrix.sh); the values must be identical.
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_env.h"
+
+namespace gotlscap::testenv {
+namespace {
+
+using nlohmann::json;
+
+// What gotlscap reports (src/gobin/go_binary.cc HookTargets()); the first four are required.
+const std::vector<std::string> kRequired = {
+    "crypto/tls.(*Conn).writeRecordLocked",
+    "crypto/tls.(*Conn).Read",
+    "crypto/tls.(*Conn).Write",
+    "crypto/tls.(*Config).writeKeyLog",
+};
+const std::vector<std::string> kOptional = {
+    "crypto/tls.keysFromMasterSecret",
+    "crypto/tls.(*halfConn).setTrafficSecret",
+    "crypto/tls.(*Conn).setReadTrafficSecret",
+    "crypto/tls.(*Conn).Close",
+};
+
+std::vector<std::string> AllTargets() {
+  std::vector<std::string> all = kRequired;
+  all.insert(all.end(), kOptional.begin(), kOptional.end());
+  return all;
+}
+
+std::string Hex(uint64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// Go regexp (RE2) for exactly `name`.
+std::string QuoteRegexp(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    if (std::string("\\.+*?()|[]{}^$").find(c) != std::string::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// --- oracle: go tool nm -size -sort address ------------------------------------------
+struct NmSym {
+  uint64_t addr = 0;
+  uint64_t size = 0;
+  char type = 0;
+  std::string name;
+};
+
+std::vector<NmSym> GoNm(const MatrixRow& row, const std::string& binary) {
+  auto r = RunCommand({GoBin(row), "tool", "nm", "-size", "-sort", "address", binary}, GoEnv(row));
+  EXPECT_EQ(r.exit_code, 0) << "go tool nm " << binary << ": " << r.Describe();
+  std::vector<NmSym> syms;
+  for (const auto& line : SplitLines(r.out)) {
+    // "  5ad760        645 T crypto/tls.(*Config).writeKeyLog" — names may contain spaces.
+    auto f = SplitWs(line);
+    if (f.size() < 4) continue;  // undefined symbols have no address
+    auto addr = ParseU64(f[0], 16);
+    auto size = ParseU64(f[1], 10);
+    if (!addr || !size || f[2].size() != 1) continue;
+    size_t name_pos = line.find(f[3], line.find(f[2]) + 1);
+    syms.push_back({*addr, *size, f[2][0], line.substr(name_pos)});
+  }
+  return syms;
+}
+
+// --- oracle: go tool objdump -s ------------------------------------------------------
+struct Insn {
+  uint64_t addr = 0;
+  std::string bytes;  // in file order
+  std::string text;   // Go syntax, e.g. "RET", "MOVQ BP, 0x60(SP)"
+};
+struct DisFunc {
+  std::vector<Insn> insns;
+};
+
+std::string HexToBytes(const std::string& hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  return out;
+}
+
+std::map<std::string, DisFunc> GoObjdump(const MatrixRow& row, const std::string& binary,
+                                         const std::vector<std::string>& names) {
+  std::string re = "^(";
+  for (size_t i = 0; i < names.size(); i++) re += (i ? "|" : "") + QuoteRegexp(names[i]);
+  re += ")$";
+  auto r = RunCommand({GoBin(row), "tool", "objdump", "-s", re, binary}, GoEnv(row));
+  EXPECT_EQ(r.exit_code, 0) << "go tool objdump " << binary << ": " << r.Describe();
+  std::map<std::string, DisFunc> out;
+  DisFunc* cur = nullptr;
+  for (const auto& line : SplitLines(r.out)) {
+    if (line.rfind("TEXT ", 0) == 0) {
+      // "TEXT crypto/tls.(*Conn).Read(SB) /path/conn.go"
+      auto end = line.find("(SB)");
+      cur = end == std::string::npos ? nullptr : &out[line.substr(5, end - 5)];
+      continue;
+    }
+    if (!cur) continue;
+    // "  conn.go:1301\t\t0x5b5d40\t\t493b6610\t\tCMPQ 0x10(R14), SP\t\t\t"
+    std::vector<std::string> f;
+    size_t start = 0;
+    while (start <= line.size()) {
+      size_t tab = line.find('\t', start);
+      std::string field = Trim(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+      if (!field.empty()) f.push_back(field);
+      if (tab == std::string::npos) break;
+      start = tab + 1;
+    }
+    if (f.size() < 4 || f[1].rfind("0x", 0) != 0) continue;
+    auto addr = ParseU64(f[1].substr(2), 16);
+    if (!addr) continue;
+    Insn in;
+    in.addr = *addr;
+    if (row.goarch == "arm64") {
+      // One 32-bit word per instruction, printed as a number: file order is little endian.
+      std::string be = HexToBytes(f[2]);
+      in.bytes.assign(be.rbegin(), be.rend());
+    } else {
+      in.bytes = HexToBytes(f[2]);
+    }
+    in.text = f[3];
+    cur->insns.push_back(std::move(in));
+  }
+  return out;
+}
+
+// --- oracle: GNU objdump (amd64 only) ------------------------------------------------
+std::vector<uint64_t> GnuObjdumpRets(const std::string& binary, uint64_t start, uint64_t stop) {
+  auto r = RunCommand({"objdump", "-d", "--no-show-raw-insn", "--start-address=" + Hex(start),
+                       "--stop-address=" + Hex(stop), binary});
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  std::vector<uint64_t> rets;
+  for (const auto& line : SplitLines(r.out)) {
+    // "  5b5e44:\tret"
+    auto colon = line.find(":\t");
+    if (colon == std::string::npos) continue;
+    auto addr = ParseU64(Trim(line.substr(0, colon)), 16);
+    auto mnemonic = SplitWs(line.substr(colon + 2));
+    if (addr && !mnemonic.empty() && (mnemonic[0] == "ret" || mnemonic[0] == "retq")) rets.push_back(*addr - start);
+  }
+  return rets;
+}
+
+// --- oracle: readelf -----------------------------------------------------------------
+struct ElfFacts {
+  std::string elf_class, type, machine;
+  bool has_interp = false;
+  bool has_symtab = false;
+  struct Load {
+    uint64_t offset, vaddr, filesz;
+    std::string flags;
+  };
+  std::vector<Load> loads;
+};
+
+ElfFacts ReadElf(const std::string& binary) {
+  ElfFacts e;
+  auto h = RunCommand({"readelf", "-hlSW", binary});
+  EXPECT_EQ(h.exit_code, 0) << h.Describe();
+  for (const auto& line : SplitLines(h.out)) {
+    auto t = Trim(line);
+    auto value = [&](const char* key) -> std::optional<std::string> {
+      if (t.rfind(key, 0) != 0) return std::nullopt;
+      return Trim(t.substr(std::string(key).size()));
+    };
+    if (auto v = value("Class:")) e.elf_class = *v;
+    if (auto v = value("Type:")) e.type = v->substr(0, v->find(' '));
+    if (auto v = value("Machine:")) e.machine = *v;
+    auto f = SplitWs(t);
+    if (f.empty()) continue;
+    if (f[0] == "INTERP") e.has_interp = true;
+    if (f[0] == "LOAD" && f.size() >= 7) {
+      // LOAD Offset VirtAddr PhysAddr FileSiz MemSiz Flg... Align
+      ElfFacts::Load l{*ParseU64(f[1], 16), *ParseU64(f[2], 16), *ParseU64(f[4], 16), ""};
+      for (size_t i = 6; i + 1 < f.size(); i++) l.flags += f[i];
+      e.loads.push_back(l);
+    }
+    // Section list: "[NN] .symtab SYMTAB ..." (the "[ N]" form splits into "[" "N]").
+    for (size_t i = 0; i + 1 < f.size(); i++)
+      if (f[i].back() == ']' && f[i + 1] == ".symtab") e.has_symtab = true;
+  }
+  return e;
+}
+
+// --- oracle: go version [-m] -----------------------------------------------------------
+std::string GoUnquote(const std::string& s) {
+  if (s.size() < 2 || s.front() != '"' || s.back() != '"') return s;
+  std::string out;
+  for (size_t i = 1; i + 1 < s.size(); i++) {
+    char c = s[i];
+    if (c != '\\' || i + 2 >= s.size()) {
+      out += c;
+      continue;
+    }
+    char n = s[++i];
+    switch (n) {
+      case 'n': out += '\n'; break;
+      case 't': out += '\t'; break;
+      case 'r': out += '\r'; break;
+      case 'x': out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16)); i += 2; break;
+      default: out += n;
+    }
+  }
+  return out;
+}
+
+struct GoModInfo {
+  std::string path, mod_path, mod_version;
+  int deps = 0;
+  std::map<std::string, std::string> build;
+};
+
+GoModInfo GoVersionM(const MatrixRow& row, const std::string& binary) {
+  auto r = RunCommand({GoBin(row), "version", "-m", binary}, GoEnv(row));
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  GoModInfo m;
+  for (const auto& line : SplitLines(r.out)) {
+    if (line.empty() || line[0] != '\t') continue;
+    std::vector<std::string> f;
+    size_t start = 1;
+    while (true) {
+      size_t tab = line.find('\t', start);
+      f.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+      if (tab == std::string::npos) break;
+      start = tab + 1;
+    }
+    if (f[0] == "path" && f.size() >= 2) m.path = f[1];
+    if (f[0] == "mod" && f.size() >= 3) m.mod_path = f[1], m.mod_version = f[2];
+    if (f[0] == "dep") m.deps++;
+    if (f[0] == "build" && f.size() >= 2) {
+      // key=value, either side Go-quoted when it contains special characters.
+      std::string kv = f[1];
+      size_t eq;
+      std::string key;
+      if (!kv.empty() && kv[0] == '"') {
+        size_t close = 1;
+        while (close < kv.size() && !(kv[close] == '"' && kv[close - 1] != '\\')) close++;
+        key = GoUnquote(kv.substr(0, close + 1));
+        eq = close + 1;
+      } else {
+        eq = kv.find('=');
+        key = kv.substr(0, eq);
+      }
+      m.build[key] = eq == std::string::npos ? "" : GoUnquote(kv.substr(eq + 1));
+    }
+  }
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------
+class InspectMatrixTest : public ::testing::TestWithParam<MatrixRow> {};
+
+TEST_P(InspectMatrixTest, MatchesOracles) {
+  const MatrixRow& row = GetParam();
+  SCOPED_TRACE(::testing::Message() << row);
+
+  // gotlscap, through its CLI.
+  auto run = RunCommand({GotlscapBin(), "inspect", "--json", row.path});
+  ASSERT_EQ(run.exit_code, 0) << run.Describe();
+  EXPECT_EQ(run.err, "");
+  json j;
+  ASSERT_NO_THROW(j = json::parse(run.out)) << run.out;
+  ASSERT_TRUE(j.is_object());
+  const json& fns = j.at("functions");
+
+  // Go version: Go's own debug/buildinfo.
+  {
+    auto v = RunCommand({GoBin(row), "version", row.path}, GoEnv(row));
+    ASSERT_EQ(v.exit_code, 0) << v.Describe();
+    std::string ver = Trim(v.out.substr(v.out.rfind(": ") + 2));
+    EXPECT_EQ(j.at("go_version"), ver);
+    EXPECT_EQ(ver, row.go_version) << "manifest and binary disagree";
+  }
+  // Build info as `go version -m` prints it.
+  {
+    GoModInfo m = GoVersionM(row, row.path);
+    EXPECT_EQ(j.value("main_path", ""), m.path);
+    EXPECT_EQ(j.value("module_path", ""), m.mod_path);
+    EXPECT_EQ(j.value("module_version", ""), m.mod_version);
+    EXPECT_EQ(j.value("dependencies", -1), m.deps);
+    std::map<std::string, std::string> ours;
+    if (j.contains("build_settings"))
+      for (auto& [k, v] : j["build_settings"].items()) ours[k] = v.get<std::string>();
+    EXPECT_EQ(ours, m.build);
+    if (row.Minor() >= 18) {
+      EXPECT_EQ(m.build["GOARCH"], row.goarch);
+    }
+  }
+
+  // ELF facts: GNU readelf.
+  const ElfFacts elf = ReadElf(row.path);
+  EXPECT_EQ(elf.elf_class, "ELF64");
+  const std::string arch = elf.machine == "Advanced Micro Devices X86-64" ? "amd64"
+                           : elf.machine == "AArch64"                     ? "arm64"
+                                                                          : "?" + elf.machine;
+  EXPECT_EQ(j.at("arch"), arch);
+  EXPECT_EQ(arch, row.goarch);
+  // ET_DYN executable = PIE (all matrix PIEs are dynamically linked, so they have PT_INTERP).
+  const bool pie = elf.type == "DYN";
+  EXPECT_EQ(j.at("pie"), pie) << "ELF type " << elf.type;
+  if (pie) {
+    EXPECT_TRUE(elf.has_interp);
+  }
+  EXPECT_EQ(j.at("stripped"), !elf.has_symtab);
+  EXPECT_EQ(j.at("stripped").get<bool>(), row.IsStrippedVariant());
+  const bool reg = (arch == "amd64" && row.Minor() >= 17) || (arch == "arm64" && row.Minor() >= 18);
+  EXPECT_EQ(j.at("abi"), reg ? "register" : "stack");
+  EXPECT_EQ(j.at("path"), row.path);
+
+  // Symbol oracles read the unstripped twin.
+  if (row.twin.empty()) {
+    if (IsCi()) FAIL() << "manifest has no verified twin for stripped " << row.path;
+    GTEST_SKIP() << "no verified unstripped twin for " << row.path << " (go-matrix.sh twin check failed)";
+  }
+  const std::vector<NmSym> nm = GoNm(row, row.twin);
+  ASSERT_FALSE(nm.empty());
+  std::vector<const NmSym*> text;  // text symbols in address order
+  for (const auto& s : nm)
+    if (s.type == 'T' || s.type == 't') text.push_back(&s);
+
+  std::set<std::string> expected_names;
+  for (const auto& name : AllTargets())
+    for (const auto* s : text)
+      if (s->name == name) expected_names.insert(name);
+  for (const auto& name : kRequired) EXPECT_TRUE(expected_names.count(name)) << "nm lacks " << name;
+  std::set<std::string> reported;
+  for (auto& [k, v] : fns.items()) reported.insert(k);
+  EXPECT_EQ(reported, expected_names) << "reported hook functions differ from those nm lists";
+
+  const auto dis = GoObjdump(row, row.twin, std::vector<std::string>(expected_names.begin(), expected_names.end()));
+  const uint64_t align = arch == "amd64" ? 32 : 16;  // Go linker funcAlign
+
+  for (const auto& name : expected_names) {
+    SCOPED_TRACE(name);
+    if (!fns.contains(name)) continue;
+    const json& f = fns.at(name);
+    const uint64_t addr = f.at("address").get<uint64_t>();
+    const uint64_t size = f.at("size").get<uint64_t>();
+    const uint64_t file_offset = f.at("file_offset").get<uint64_t>();
+    const auto rets = f.at("ret_offsets").get<std::vector<uint64_t>>();
+    EXPECT_GT(f.at("args_size").get<uint64_t>(), 0u);
+
+    // Address and size vs nm. nm's size is the symbol's own size (st_size: code without the
+    // padding to the next function); ours runs to the next function entry. So: ours equals the
+    // distance to the next text symbol, and the difference is alignment padding.
+    auto it = std::find_if(text.begin(), text.end(), [&](const NmSym* s) { return s->name == name; });
+    ASSERT_NE(it, text.end());
+    const NmSym& sym = **it;
+    EXPECT_EQ(addr, sym.addr) << "address: expected " << Hex(sym.addr) << " got " << Hex(addr);
+    auto next = std::find_if(it, text.end(), [&](const NmSym* s) { return s->addr > sym.addr; });
+    if (next != text.end()) {
+      EXPECT_EQ(size, (*next)->addr - sym.addr) << "size should reach " << (*next)->name << " at " << Hex((*next)->addr);
+    }
+    EXPECT_GE(size, sym.size);
+    EXPECT_LT(size - sym.size, align) << "nm size " << sym.size << ", ours " << size;
+    EXPECT_EQ(addr % align, 0u);
+
+    // file_offset: independent PT_LOAD arithmetic from readelf -l of the analysed file.
+    std::optional<uint64_t> want_off;
+    for (const auto& l : elf.loads)
+      if (addr >= l.vaddr && addr + sym.size <= l.vaddr + l.filesz) {
+        EXPECT_NE(l.flags.find('E'), std::string::npos) << "function in a non-executable segment";
+        want_off = addr - l.vaddr + l.offset;
+      }
+    ASSERT_TRUE(want_off.has_value()) << "no PT_LOAD maps " << Hex(addr);
+    EXPECT_EQ(file_offset, *want_off) << "file_offset: expected " << Hex(*want_off) << " got " << Hex(file_offset);
+
+    // Instructions from go tool objdump: bytes at our file_offset, RET sites.
+    auto d = dis.find(name);
+    ASSERT_NE(d, dis.end()) << "go tool objdump did not list " << name;
+    const auto& insns = d->second.insns;
+    ASSERT_FALSE(insns.empty());
+    EXPECT_EQ(insns.front().addr, addr);
+    std::string code;
+    std::vector<uint64_t> want_rets;
+    for (const auto& in : insns) {
+      EXPECT_EQ(in.addr, addr + code.size()) << "gap in objdump listing";
+      code += in.bytes;
+      if (in.text == "RET") want_rets.push_back(in.addr - addr);
+    }
+    EXPECT_EQ(code.size(), sym.size) << "objdump bytes vs nm size";
+    EXPECT_EQ(ReadFileRange(row.path, file_offset, code.size()), code)
+        << "bytes of " << row.path << " at file_offset " << Hex(file_offset) << " differ from objdump's at "
+        << Hex(addr);
+    EXPECT_EQ(rets, want_rets) << "ret_offsets vs go tool objdump";
+    EXPECT_FALSE(rets.empty());
+
+    // Second disassembler for amd64: GNU objdump over [addr, addr + nm size).
+    if (arch == "amd64") {
+      EXPECT_EQ(rets, GnuObjdumpRets(row.twin, addr, addr + sym.size)) << "ret_offsets vs GNU objdump";
+    }
+  }
+}
+
+std::string RowName(const ::testing::TestParamInfo<MatrixRow>& info) { return info.param.TestName(); }
+
+INSTANTIATE_TEST_SUITE_P(Matrix, InspectMatrixTest, ::testing::ValuesIn(ManifestRows()), RowName);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(InspectMatrixTest);
+
+// Without rows the parameterised suite is empty; this test makes that visible (skip) or, in CI,
+// fatal.
+TEST(InspectMatrix, ManifestPresent) {
+  GOTLSCAP_REQUIRE_MATRIX();
+  const auto& rows = ManifestRows();
+  std::set<std::string> names;
+  for (const auto& r : rows) {
+    EXPECT_TRUE(names.insert(r.TestName()).second) << "duplicate row " << r.TestName();
+    EXPECT_TRUE(r.goarch == "amd64" || r.goarch == "arm64") << r;
+    if (!r.IsStrippedVariant()) {
+      EXPECT_EQ(r.twin, r.path) << r;
+    }
+  }
+  std::cout << rows.size() << " matrix rows from " << ManifestPath() << "\n";
+}
+
+}  // namespace
+}  // namespace gotlscap::testenv
