@@ -139,6 +139,8 @@ Result<std::vector<std::optional<FuncInfo>>> Pclntab::Lookup(std::span<const std
       if (rec_entry != entry || end <= entry)
         return Corrupt(fmt::format("inconsistent record for {}", names[n]));
       uint64_t base = uses_text_start() ? text_start_ : 0;
+      // (fuzz) A garbage textStart could wrap base + end past 2^64, giving end < entry.
+      if (end > UINT64_MAX - base) return Corrupt(fmt::format("{} lies past the end of the address space", names[n]));
       out[n] = FuncInfo{base + entry, base + end, elf::ReadU32(data_, rec + nameoff_at + 4)};
       remaining--;
     }

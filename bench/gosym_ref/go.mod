@@ -1,0 +1,3 @@
+module gotlscap.bench/gosym_ref
+
+go 1.19

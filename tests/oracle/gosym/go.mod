@@ -1,0 +1,3 @@
+module gotlscap.test/oracle/gosym
+
+go 1.19
