@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# test.sh — README step 2: every test. Installs what is missing, builds, provides the Go
+# toolchain matrix and its test programs (scripts/go-matrix.sh) and the real-binary corpus
+# (scripts/real-binaries.sh), both cached outside the clone, then runs ctest (unit, matrix,
+# real-binary and CLI tests) and the fuzz regression corpus. Under CI=true nothing may skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+scripts/go-matrix.sh build
+scripts/real-binaries.sh fetch
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+(cd build && ctest --output-on-failure -j"$(nproc)") 2>&1 | tee "$log" || status=1
+
+if [ -x fuzz/run-regressions.sh ]; then
+  fuzz/run-regressions.sh || status=1
+fi
+
+if [ "${CI:-}" = "true" ] && grep -Eq '\*\*\*Skipped|[1-9][0-9]* tests? skipped|\[  SKIPPED \]' "$log"; then
+  echo "test.sh: tests were skipped under CI=true; CI must run everything" >&2
+  status=1
+fi
+exit $status
