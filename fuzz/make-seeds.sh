@@ -6,6 +6,7 @@
 #                      zero header textStart; .symtab runtime.text)
 #   OUTDIR/pclntab/    bare synthetic tables of each format + the first 64 KiB of real tables
 #   OUTDIR/buildinfo/  real .go.buildinfo blobs + synthetic inline / pointer-format blobs
+#   stress-*           multi-MiB inputs that were quadratic before the fuzz fixes (regressions)
 # Usage: fuzz/make-seeds.sh OUTDIR
 # Env: GOTLSCAP_CACHE (default /var/cache/gotlscap), GOTLSCAP_BIN (a gotlscap executable, default
 # build-fuzz/gotlscap or build/gotlscap). Sources that are missing are skipped; exits 1 if none.
@@ -43,5 +44,7 @@ for s in "${sources[@]}"; do
   python3 "$here/seedgen.py" bi "$path" "$tmp/$name.json" "$out/buildinfo" "$name"
   n=$((n + 1))
 done
+# Big inputs that once made the readers quadratic (no matrix needed; a few MiB, not committed).
+python3 "$here/seedgen.py" stress "$out"
 [[ $n -gt 0 ]] || { echo "make-seeds: no source binary found under $cache" >&2; exit 1; }
 echo "make-seeds: $n sources -> $(find "$out" -type f | wc -l) seeds, $(du -sh "$out" | cut -f1) in $out"

@@ -9,6 +9,7 @@ machine code copied from the source binary, a synthetic pclntab of each format n
   seedgen.py elf  SRC INSPECT_JSON OUTDIR/go_binary PREFIX   # mini ELFs, every format/variant
   seedgen.py pcln SRC INSPECT_JSON OUTDIR/pclntab   PREFIX   # bare synthetic tables + 64 KiB real prefix
   seedgen.py bi   SRC INSPECT_JSON OUTDIR/buildinfo PREFIX   # raw .go.buildinfo + segment bytes
+  seedgen.py stress OUTDIR                                   # big inputs that once hung the readers
 
 INSPECT_JSON is `gotlscap inspect --json SRC` (function addresses, sizes, file offsets).
 """
@@ -297,7 +298,40 @@ def elf_sections(img):
     return out
 
 
+def stress(outdir):
+    """Inputs that were quadratic before the fuzz fixes (a few MiB: generated, not committed)."""
+    os.makedirs(os.path.join(outdir, "go_binary"), exist_ok=True)
+    os.makedirs(os.path.join(outdir, "pclntab"), exist_ok=True)
+    # 1. A writable segment packed with parseable go1.20 headers: every one used to trigger a
+    #    FindModuledata pass over the segment (ScanForMagic; 23 s CPU for 4 MiB).
+    tab, _ = build_pclntab("go1.20", [("main.main", 0x401000, 16, 0)], 0x500000, 0x401000, 0, 1)
+    tab += b"\0" * (-len(tab) % 8)
+    blob = tab * ((4 << 20) // len(tab))
+    img = write_elf("amd64", 2, [(PF_R | PF_X, b"\xc3" * 64), (PF_R | PF_W, blob)], [])
+    with open(os.path.join(outdir, "go_binary", "stress-many-magics.elf"), "wb") as f:
+        f.write(img)
+    # 2. A name table holding the hooked name 60k times, and 60k functions none of which is it:
+    #    Lookup compared every nameoff with every occurrence.
+    n = 60000
+    funcs = [("f%d" % i, 0x401000 + 16 * i, 16, 0) for i in range(n)]
+    tab, fnoff = build_pclntab("go1.20", funcs, 0x800000, 0x401000, 0x401000, 1)
+    names_len = sum(len(f[0]) + 1 for f in funcs)
+    rep = b"crypto/tls.(*Conn).Read\0" * n
+    tab = bytearray(tab)
+    # Insert the repeated names right after the real ones and shift the later offsets.
+    at = fnoff + names_len
+    tab[at:at] = rep
+    words = list(struct.unpack_from("<8Q", tab, 8))
+    for k in range(4, 8):
+        words[k] += len(rep)
+    struct.pack_into("<8Q", tab, 8, *words)
+    with open(os.path.join(outdir, "pclntab", "stress-repeated-name.pcln"), "wb") as f:
+        f.write(tab)
+
+
 def main():
+    if sys.argv[1] == "stress":
+        return stress(sys.argv[2])
     mode, src, js, outdir, prefix = sys.argv[1:6]
     info = json.load(open(js))
     os.makedirs(outdir, exist_ok=True)

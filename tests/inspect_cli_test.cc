@@ -258,7 +258,8 @@ TEST_F(InspectCliMatrix, ProgramWithoutCryptoTlsIsMissingFunction) {
 TEST_F(InspectCliMatrix, NoReturnInstruction) {
   auto ok = Inspect({"inspect", "--json", row_->path});
   ASSERT_EQ(ok.exit_code, 0) << ok.Describe();
-  const json& read = json::parse(ok.out).at("functions").at("crypto/tls.(*Conn).Read");
+  const json j = json::parse(ok.out);
+  const json& read = j.at("functions").at("crypto/tls.(*Conn).Read");
   const uint64_t file_offset = read.at("file_offset").get<uint64_t>();
   std::string data = ReadFileBytes(row_->path);
   auto rets = read.at("ret_offsets").get<std::vector<uint64_t>>();

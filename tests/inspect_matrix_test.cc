@@ -401,8 +401,11 @@ TEST_P(InspectMatrixTest, MatchesOracles) {
     EXPECT_EQ(code.size(), sym.size) << "objdump bytes vs nm size";
     const std::string file_code = ReadFileRange(row.path, file_offset, code.size());
     if (row.twin == row.path) {
-      EXPECT_EQ(file_code, code) << "bytes of " << row.path << " at file_offset " << Hex(file_offset)
-                                 << " differ from objdump's at " << Hex(addr);
+      auto diff = std::mismatch(file_code.begin(), file_code.end(), code.begin(), code.end());
+      EXPECT_TRUE(file_code == code) << "bytes of " << row.path << " at file_offset " << Hex(file_offset)
+                                     << " differ from objdump's at " << Hex(addr) << ", first at +"
+                                     << (diff.first - file_code.begin()) << " (file has " << file_code.size()
+                                     << " bytes there, objdump " << code.size() << ")";
     } else {
       // Stripping moves data (not code): only instructions that encode a data address may
       // differ from the twin's; every other instruction, RETs included, must be identical.

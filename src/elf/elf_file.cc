@@ -101,9 +101,13 @@ Result<std::unique_ptr<ElfFile>> ElfFile::Init(std::unique_ptr<ElfFile> f) {
       return MakeError(ErrorKind::kCorrupt, "corrupt program header");
     if (ph.p_type == PT_INTERP) f->has_interp_ = true;
     if (ph.p_type != PT_LOAD) continue;
-    // Keep only the part of the segment really present in the file.
-    uint64_t filesz = ph.p_offset > f->size_ ? 0 : std::min<uint64_t>(ph.p_filesz, f->size_ - ph.p_offset);
-    f->loads_.push_back(Segment{ph.p_vaddr, ph.p_offset, filesz, ph.p_memsz, ph.p_flags});
+    // A segment that ends past the end of the file means a truncated (e.g. half-copied) file:
+    // say so, rather than report whatever is missing from the part that is gone.
+    if (ph.p_offset > f->size_ || ph.p_filesz > f->size_ - ph.p_offset)
+      return MakeError(ErrorKind::kCorrupt,
+                       fmt::format("truncated or corrupt ELF file: segment {} ends at {:#x}, past the end of the file ({:#x})",
+                                   i, ph.p_offset + ph.p_filesz, f->size_));
+    f->loads_.push_back(Segment{ph.p_vaddr, ph.p_offset, ph.p_filesz, ph.p_memsz, ph.p_flags});
   }
 
   size_t shstrndx = 0;

@@ -35,11 +35,15 @@ std::optional<Moduledata> FindModuledata(const elf::ElfFile& f, const Pclntab& t
     return Moduledata{addr, f.ReadPointer(addr + uint64_t(sig.text_word) * P, P)};
   };
   // The in-file word holds the address in static and most PIE builds.
+  // (fuzz) confirm() may walk every relocation; bound the attempts so a segment full of copies of
+  // word0 cannot make this words x relocations.
+  int attempts = 0;
   for (const auto& seg : f.load_segments()) {
     if (!seg.writable()) continue;
     auto b = f.BytesAtOffset(seg.offset, seg.filesz);
     for (uint64_t off = (P - seg.vaddr % P) % P; off + P <= b.size(); off += P) {
       if (elf::ReadUintptr(b, off, P) != sig.word0) continue;
+      if (++attempts > 256) return std::nullopt;
       if (auto m = confirm(seg.vaddr + off)) return m;
     }
   }

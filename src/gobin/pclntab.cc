@@ -1,5 +1,6 @@
 #include "gobin/pclntab.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -120,13 +121,16 @@ Result<std::vector<std::optional<FuncInfo>>> Pclntab::Lookup(std::span<const std
   for (uint64_t i = 0; i < nfunc_ && remaining > 0; i++) {
     uint64_t funcoff = FunctabFuncoff(i);
     uint64_t rec = funcdata_off_ + funcoff;
-    if (funcoff > data_.size() || rec > data_.size() || data_.size() - rec < nameoff_at + 8) continue;
+    if (funcoff > data_.size() || rec > data_.size() || data_.size() - rec < nameoff_at + 8)
+      return Corrupt(fmt::format("function record {} lies outside the table", i));
     uint32_t nameoff = elf::ReadU32(data_, rec + nameoff_at);
     for (size_t n = 0; n < names.size(); n++) {
       if (out[n]) continue;
       bool match = false;
       if (by_table) {
-        for (uint64_t off : want[n]) match |= (off == nameoff);
+        // (fuzz) want[n] is ascending (forward memmem scan); a binary search keeps a name table
+        // crafted with the name repeated many times from costing nfunc x occurrences.
+        match = std::binary_search(want[n].begin(), want[n].end(), uint64_t{nameoff});
       } else {
         const std::string& nm = names[n];
         match = nameoff < data_.size() && data_.size() - nameoff > nm.size() &&
@@ -164,6 +168,11 @@ Result<std::optional<Pclntab>> TrySection(const elf::ElfFile& f, std::string_vie
 // runtime.firstmoduledata points at (a stray magic in data cannot pass that check).
 std::optional<Pclntab> ScanForMagic(const elf::ElfFile& f) {
   std::optional<Pclntab> unconfirmed;
+  // (fuzz) Each candidate costs a FindModuledata pass over the writable segments: a file packed
+  // with parseable headers made this quadratic (minutes for a few MiB). Real binaries hold one
+  // table, so give up confirming after a few candidates.
+  constexpr int kMaxCandidates = 16;
+  int candidates = 0;
   static const uint32_t kMagics[] = {kMagic120, kMagic118, kMagic116, kMagic12};
   for (uint32_t magic : kMagics) {
     uint8_t pat[6];
@@ -180,6 +189,7 @@ std::optional<Pclntab> ScanForMagic(const elf::ElfFile& f) {
         uint64_t vaddr = seg.vaddr + (p - b.data());
         if (vaddr % 4 == 0) {
           auto t = Pclntab::Parse(b.subspan(p - b.data()), vaddr);
+          if (t.ok() && ++candidates > kMaxCandidates) return unconfirmed;
           if (t.ok() && FindModuledata(f, *t)) return std::move(t).value();
           if (t.ok() && !unconfirmed) unconfirmed = std::move(t).value();
         }

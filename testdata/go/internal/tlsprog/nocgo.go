@@ -1,3 +1,4 @@
+//go:build !cgo
 // +build !cgo
 
 package tlsprog
