@@ -57,15 +57,15 @@ done
 
 # both, for every binary that runs here; cgo builds must report cgo=42
 # (tlsprog.CgoMarker, returned by a C function), others cgo=0.
-while IFS=$'\t' read -r minor ver variant goarch prog path twin goroot; do
+while IFS=$'\t' read -r _minor ver variant _goarch prog path _twin _goroot; do
   case "$variant" in
     arm64*)
-      file -b "$path" | grep -q 'ARM aarch64' && ok "$ver $variant/$prog is aarch64" \
-        || bad "$ver $variant/$prog: $(file -b "$path")"
+      if file -b "$path" | grep -q 'ARM aarch64'; then ok "$ver $variant/$prog is aarch64"
+      else bad "$ver $variant/$prog: $(file -b "$path")"; fi
       continue ;;
     pie)
-      [ "$(readelf -h "$path" | awk '/Type:/ { print $2 }')" = DYN ] && ok "$ver pie/$prog is ET_DYN" \
-        || bad "$ver pie/$prog is not ET_DYN" ;;
+      if [ "$(readelf -h "$path" | awk '/Type:/ { print $2 }')" = DYN ]; then ok "$ver pie/$prog is ET_DYN"
+      else bad "$ver pie/$prog is not ET_DYN"; fi ;;
   esac
   [ "$prog" = both ] || continue
   want=0; [ "$variant" = cgo ] && want=42

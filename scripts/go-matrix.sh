@@ -256,7 +256,7 @@ verify_twin() {
   # 2. Every function address of the stripped file must be a text symbol of
   #    the twin per `go tool nm` (names differ in spelling for some runtime
   #    symbols, e.g. nm's ".abi0" suffixes, so compare addresses here) ...
-  if [ $res = ok ]; then
+  if [ "$res" = ok ]; then
     local missing
     missing=$(LC_ALL=C comm -23 <(cut -d' ' -f1 "$tmp/pcln-stripped" | LC_ALL=C sort -u) \
                                 <(cut -d' ' -f1 "$tmp/nm" | LC_ALL=C sort -u) | wc -l)
@@ -264,24 +264,24 @@ verify_twin() {
   fi
   # 3. ... and every crypto/tls function of nm must be in the stripped
   #    file's pclntab under the same name and address.
-  if [ $res = ok ]; then
+  if [ "$res" = ok ]; then
     local ntls missing_tls
     ntls=$(grep -c ' crypto/tls\.' "$tmp/nm" || true)
     missing_tls=$(LC_ALL=C comm -23 <(grep ' crypto/tls\.' "$tmp/nm") "$tmp/pcln-stripped" | wc -l)
     [ "$ntls" -gt 100 ] && [ "$missing_tls" -eq 0 ] || res="crypto/tls-mismatch($missing_tls of $ntls)"
   fi
-  if [ $res = ok ]; then
+  if [ "$res" = ok ]; then
     grep -q ' crypto/tls.(\*Conn).Write$' "$tmp/pcln-stripped" || res="no-crypto/tls.(*Conn).Write"
   fi
-  if [ $res = ok ]; then
+  if [ "$res" = ok ]; then
     local a b
     a=$(text_section "$stripped"); b=$(text_section "$twin")
     [ -n "$a" ] && [ "$a" = "$b" ] || res="text-section-differs"
   fi
   rm -rf "$tmp"
   printf '%s\n%s\n' "$key" "$res" > "$cachef"
-  [ $res = ok ] || log "twin check FAILED go$minor $(basename "$(dirname "$stripped")")/$(basename "$stripped"): $res"
-  [ $res = ok ]
+  [ "$res" = ok ] || log "twin check FAILED go$minor $(basename "$(dirname "$stripped")")/$(basename "$stripped"): $res"
+  [ "$res" = ok ]
 }
 
 cmd_build() {

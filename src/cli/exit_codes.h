@@ -16,6 +16,7 @@ inline int ExitCodeFor(ErrorKind k) {
     case ErrorKind::kMissingFunction: return 8;
     case ErrorKind::kNoReturn: return 9;
     case ErrorKind::kPermission: return 10;
+    case ErrorKind::kNoProcess: return 11;
     case ErrorKind::kInternal: return 1;
   }
   return 1;

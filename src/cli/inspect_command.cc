@@ -38,7 +38,8 @@ nlohmann::ordered_json ToJson(const gobin::GoBinary& b) {
   nlohmann::ordered_json fns = nlohmann::ordered_json::object();
   for (const auto& f : b.functions) {
     fns[f.name] = {{"address", f.address},     {"file_offset", f.file_offset}, {"size", f.size},
-                   {"args_size", f.args_size}, {"ret_offsets", f.ret_offsets}};
+                   {"args_size", f.args_size}, {"ret_offsets", f.ret_offsets},
+                   {"body_offset", f.body_offset}};
   }
   j["functions"] = fns;
   return j;
@@ -62,8 +63,8 @@ void PrintText(const gobin::GoBinary& b) {
   for (const auto& f : b.functions) {
     std::string rets;
     for (auto r : f.ret_offsets) rets += fmt::format("{}{:#x}", rets.empty() ? "" : " ", r);
-    fmt::print("    {:<42} addr {:#x}  file offset {:#x}  size {}  RET at +[{}]\n", f.name, f.address,
-               f.file_offset, f.size, rets);
+    fmt::print("    {:<42} addr {:#x}  file offset {:#x}  size {}  body at +{:#x}  RET at +[{}]\n", f.name,
+               f.address, f.file_offset, f.size, f.body_offset, rets);
   }
 }
 

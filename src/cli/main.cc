@@ -6,6 +6,7 @@
 
 #include "cli/exit_codes.h"
 #include "cli/inspect_command.h"
+#include "cli/text_command.h"
 
 int main(int argc, char** argv) {
   using namespace gotlscap::cli;
@@ -14,6 +15,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   InspectOptions inspect;
   RegisterInspect(app, inspect);
+  TextOptions text;
+  RegisterText(app, text);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -29,5 +32,6 @@ int main(int argc, char** argv) {
     return ExitCodeFor(gotlscap::ErrorKind::kUsage);
   }
   if (app.got_subcommand("inspect")) return RunInspect(inspect);
+  if (app.got_subcommand("text")) return RunText(text);
   return ExitCodeFor(gotlscap::ErrorKind::kUsage);
 }

@@ -20,6 +20,7 @@ enum class ErrorKind {
   kMissingFunction,
   kNoReturn,
   kPermission,
+  kNoProcess,
   kInternal,
 };
 

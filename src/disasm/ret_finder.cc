@@ -59,4 +59,55 @@ Result<RetScan> FindReturns(elf::Machine machine, std::span<const uint8_t> code,
   return out;
 }
 
+uint64_t FindBodyStart(elf::Machine machine, std::span<const uint8_t> code, uint64_t entry) {
+  const bool x86 = machine == elf::Machine::kAmd64;
+  CsHandle cs;
+  if (cs_open(x86 ? CS_ARCH_X86 : CS_ARCH_ARM64, x86 ? CS_MODE_64 : CS_MODE_ARM, &cs.h) != CS_ERR_OK) return 0;
+  cs_option(cs.h, CS_OPT_DETAIL, CS_OPT_ON);
+  std::unique_ptr<cs_insn, void (*)(cs_insn*)> insn(cs_malloc(cs.h), [](cs_insn* i) { cs_free(i, 1); });
+
+  // Target of a direct branch, and whether it is conditional.
+  auto branch = [&](const cs_insn* i, uint64_t* target, bool* conditional) {
+    if (x86) {
+      if (!cs_insn_group(cs.h, i, CS_GRP_JUMP) || i->detail->x86.op_count != 1 ||
+          i->detail->x86.operands[0].type != X86_OP_IMM)
+        return false;
+      *target = static_cast<uint64_t>(i->detail->x86.operands[0].imm);
+      *conditional = i->id != X86_INS_JMP;
+      return true;
+    }
+    if (i->id != ARM64_INS_B || i->detail->arm64.op_count != 1 || i->detail->arm64.operands[0].type != ARM64_OP_IMM)
+      return false;
+    *target = static_cast<uint64_t>(i->detail->arm64.operands[0].imm);
+    *conditional = i->detail->arm64.cc != ARM64_CC_INVALID && i->detail->arm64.cc != ARM64_CC_AL;
+    return true;
+  };
+  // Does the block at `target` jump back to the entry within a few instructions?
+  auto returns_to_entry = [&](uint64_t target) {
+    if (target <= entry || target - entry >= code.size()) return false;
+    const uint8_t* p = code.data() + (target - entry);
+    size_t left = code.size() - (target - entry);
+    uint64_t addr = target;
+    for (int n = 0; n < 24 && cs_disasm_iter(cs.h, &p, &left, &addr, insn.get()); n++) {
+      uint64_t t;
+      bool cond;
+      if (branch(insn.get(), &t, &cond) && !cond) return t == entry;
+    }
+    return false;
+  };
+
+  const uint8_t* p = code.data();
+  size_t left = code.size();
+  uint64_t addr = entry;
+  for (int n = 0; n < 12 && cs_disasm_iter(cs.h, &p, &left, &addr, insn.get()); n++) {
+    uint64_t target;
+    bool cond;
+    if (!branch(insn.get(), &target, &cond)) continue;
+    if (!cond) return 0;
+    const uint64_t next = insn->address + insn->size;  // `insn` is reused below
+    return returns_to_entry(target) ? next - entry : 0;
+  }
+  return 0;
+}
+
 }  // namespace gotlscap::disasm

@@ -25,4 +25,12 @@ struct RetScan {
 // decoded before the padding.
 Result<RetScan> FindReturns(elf::Machine machine, std::span<const uint8_t> code, uint64_t entry);
 
+// Offset of the first instruction after the prologue's stack-bound check, or 0 when the function
+// has none (NOSPLIT). When a goroutine's stack must grow, the check branches to a block that calls
+// runtime.morestack and then jumps back to the entry, so an entry uprobe fires twice for one call;
+// a uprobe here fires once. The arguments are still untouched there (the check reads only SP and
+// g). Recognised by its shape: a forward conditional branch in the first instructions whose target
+// block jumps back to the entry.
+uint64_t FindBodyStart(elf::Machine machine, std::span<const uint8_t> code, uint64_t entry);
+
 }  // namespace gotlscap::disasm

@@ -20,7 +20,7 @@ const std::string kModInfo =
 // cmd/go frames modinfo with 16-byte sentinels; the last one is preceded by a newline.
 std::string Framed(const std::string& m) {
   return std::string("0w\xaf\x0c\x92t\x08\x02\x41\xe1\xc1\x07\xe6\xd6\x18\xe6", 16) + m +
-         std::string("\xf92C1\x86\x18 r\x00\x82\x42\x10\x41\x16\xd8\xf2", 16);
+         std::string("\xf9" "2C1\x86\x18 r\x00\x82\x42\x10\x41\x16\xd8\xf2", 16);
 }
 
 std::vector<uint8_t> Header(uint8_t flags) {

@@ -114,6 +114,7 @@ Result<GoBinary> AnalyzeGoBinary(const elf::ElfFile& f, const std::string& path)
       return MakeError(ErrorKind::kNoReturn, fmt::format("no return instruction found in {} at {:#x} ({})", site.name,
                                                          site.address, out.version_string));
     site.ret_offsets = std::move(scan.ret_offsets);
+    site.body_offset = disasm::FindBodyStart(f.machine(), code, site.address);
     out.functions.push_back(std::move(site));
   }
   out.abi = out.version ? AbiForVersion(out.machine, *out.version) : AbiFromFrame(out.pclntab_format, out.functions);

@@ -33,6 +33,7 @@ struct FunctionSite {
   uint64_t size = 0;         // up to the next function (includes alignment padding)
   uint32_t args_size = 0;    // _func.args: argument frame bytes (stack ABI: args + results)
   std::vector<uint64_t> ret_offsets;  // from `address`, found by disassembly
+  uint64_t body_offset = 0;  // after the stack-growth check: where an entry hook fires once per call
 };
 
 struct GoBinary {

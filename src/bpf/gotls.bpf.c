@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: GPL-2.0
+/* uprobes on Go's crypto/tls: the plaintext a Go program writes and reads.
+ *
+ *   (*Conn).writeRecordLocked entry  -> data written (record type 23 only)
+ *   (*Conn).Read entry               -> remember c and b, keyed by (tgid, goroutine)
+ *   (*Conn).Read at every RET        -> n bytes of b were read
+ *
+ * Never uretprobes: they rewrite return addresses on goroutine stacks, which Go moves.
+ * Arguments come from registers (register ABI: amd64 Go 1.17+, arm64 Go 1.18+) or from the
+ * stack (older); the attach cookie says which. Payloads are copied into the ring buffer in
+ * chunks of GOTLS_CHUNK_MAX bytes, up to GOTLS_CAPTURE_MAX per call; every chunk the ring buffer
+ * cannot take is counted. */
+#include "vmlinux.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "gotls_events.h"
+
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define AF_INET 2
+#define AF_INET6 10
+#define RECORD_TYPE_APPLICATION_DATA 23
+
+/* Set by user space before load. */
+const volatile __u32 filter_uid = (__u32)-1; /* -1: any user */
+const volatile bool filter_pids = false;      /* only tgids in target_pids */
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 4096);
+  __type(key, __u32);
+  __type(value, __u8);
+} target_pids SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 32 << 20); /* resized by user space */
+} events SEC(".maps");
+
+struct counters {
+  __u64 v[GOTLS_CNT_MAX];
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct counters);
+} counters SEC(".maps");
+
+/* Read's arguments between its entry and its RET. Keyed by goroutine, not thread: a goroutine
+ * blocked in Read may resume on another thread. LRU: a Read left by a panic never returns. */
+struct read_key {
+  __u32 tgid;
+  __u32 pad;
+  __u64 g;
+};
+struct read_args {
+  __u64 conn;
+  __u64 buf;
+  __u64 len;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct read_key);
+  __type(value, struct read_args);
+} reads SEC(".maps");
+
+static __always_inline void count(int idx, __u64 n) {
+  __u32 zero = 0;
+  struct counters *c = bpf_map_lookup_elem(&counters, &zero);
+  if (c && idx >= 0 && idx < GOTLS_CNT_MAX) c->v[idx] += n;
+}
+
+/* ---- Go calling conventions ------------------------------------------------------------ */
+
+#if defined(__TARGET_ARCH_arm64)
+/* arm64 pt_regs begins with user_pt_regs; declared here so one vmlinux.h serves both arches. */
+struct gotls_arm64_regs {
+  __u64 regs[31];
+  __u64 sp;
+  __u64 pc;
+  __u64 pstate;
+};
+#define REGS(ctx) ((struct gotls_arm64_regs *)(ctx))
+#endif
+
+static __always_inline __u64 stack_pointer(struct pt_regs *ctx) {
+#if defined(__TARGET_ARCH_x86)
+  return ctx->sp;
+#else
+  return REGS(ctx)->sp;
+#endif
+}
+
+/* Integer argument/result i of the register ABI (amd64: RAX RBX RCX RDI RSI R8 R9 R10 R11;
+ * arm64: R0-R15). i must be a constant. */
+static __always_inline __u64 reg_arg(struct pt_regs *ctx, int i) {
+#if defined(__TARGET_ARCH_x86)
+  switch (i) {
+    case 0: return ctx->ax;
+    case 1: return ctx->bx;
+    case 2: return ctx->cx;
+    case 3: return ctx->di;
+    case 4: return ctx->si;
+    case 5: return ctx->r8;
+    case 6: return ctx->r9;
+    case 7: return ctx->r10;
+    default: return ctx->r11;
+  }
+#else
+  return REGS(ctx)->regs[i];
+#endif
+}
+
+/* Word i of the stack ABI's argument/result area: at SP+8 upwards at entry and at RET (amd64:
+ * above the return address; arm64: Go keeps the same layout with the link register). */
+static __always_inline __u64 stack_word(struct pt_regs *ctx, int i) {
+  __u64 v = 0;
+  bpf_probe_read_user(&v, sizeof(v), (void *)(stack_pointer(ctx) + 8 * (i + 1)));
+  return v;
+}
+
+/* The current goroutine (runtime.g): R14 (amd64 register ABI), R28 (arm64, both ABIs), or
+ * thread-local storage at FS base - 8 (amd64 stack ABI). */
+static __always_inline __u64 current_g(struct pt_regs *ctx, bool stack_abi) {
+#if defined(__TARGET_ARCH_x86)
+  if (!stack_abi) return ctx->r14;
+  struct task_struct *task = bpf_get_current_task_btf();
+  __u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
+  __u64 g = 0;
+  bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase - 8));
+  return g;
+#else
+  return REGS(ctx)->regs[28];
+#endif
+}
+
+static __always_inline bool stack_abi(struct pt_regs *ctx) {
+  return bpf_get_attach_cookie(ctx) & GOTLS_COOKIE_STACK_ABI;
+}
+
+/* ---- filters ----------------------------------------------------------------------------- */
+
+static __always_inline bool wanted(__u32 tgid) {
+  if (filter_uid != (__u32)-1 && (__u32)bpf_get_current_uid_gid() != filter_uid) return false;
+  if (filter_pids && !bpf_map_lookup_elem(&target_pids, &tgid)) return false;
+  return true;
+}
+
+/* ---- connection identity ----------------------------------------------------------------- */
+
+/* tls.Conn.conn (net.Conn interface: itab, data) -> *net.TCPConn -> *netFD -> poll.FD.Sysfd
+ * (+16). Identical from Go 1.15 to 1.27 on both arches; a wrong type gives a value the kernel
+ * check below rejects. */
+static __always_inline __s64 conn_fd(__u64 conn) {
+  __u64 data = 0, netfd = 0;
+  __s64 fd = -1;
+  if (bpf_probe_read_user(&data, sizeof(data), (void *)(conn + 8)) || !data) return -1;
+  if (bpf_probe_read_user(&netfd, sizeof(netfd), (void *)data) || !netfd) return -1;
+  if (bpf_probe_read_user(&fd, sizeof(fd), (void *)(netfd + 16))) return -1;
+  return fd >= 0 && fd < (1 << 24) ? fd : -1;
+}
+
+/* Addresses of the socket behind fd, from the kernel's own socket (right in any netns). */
+static __always_inline void fill_socket(struct gotls_data_event *ev) {
+  ev->sock_ptr = 0;
+  ev->family = 0;
+  if (ev->fd < 0) return;
+  struct task_struct *task = bpf_get_current_task_btf();
+  struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+  if (!fdt || (__u64)ev->fd >= BPF_CORE_READ(fdt, max_fds)) goto bad;
+  struct file **fds = BPF_CORE_READ(fdt, fd);
+  struct file *file = 0;
+  bpf_probe_read_kernel(&file, sizeof(file), &fds[ev->fd]);
+  if (!file) goto bad;
+  if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK) goto bad;
+  struct socket *sock = BPF_CORE_READ(file, private_data);
+  struct sock *sk = BPF_CORE_READ(sock, sk);
+  if (!sk) goto bad;
+  ev->sock_ptr = (__u64)sk;
+  ev->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+  ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+  ev->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+  if (ev->family == AF_INET) {
+    bpf_core_read(ev->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+    bpf_core_read(ev->raddr, 4, &sk->__sk_common.skc_daddr);
+  } else if (ev->family == AF_INET6) {
+    bpf_core_read(ev->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+    bpf_core_read(ev->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+  }
+  return;
+bad:
+  ev->fd = -1; /* not a socket: the Go value was not what we took it for */
+}
+
+/* ---- payload emission -------------------------------------------------------------------- */
+
+/* Each chunk is built directly in a ring-buffer reservation. No per-CPU staging buffer: uprobe
+ * programs run with migration disabled but can be preempted, so another probe hit on the same
+ * CPU could overwrite a shared buffer mid-event. Reservations must have a constant size: calls
+ * of up to 512 or 4096 bytes get a record of that size in one piece, larger ones go out in
+ * GOTLS_CHUNK_MAX records. Each size lives in its own function so that clang cannot merge their
+ * bounds checks (the verifier needs each copy's size proven against its record). */
+#define DEFINE_RECORD(SZ)        \
+  struct record_##SZ {           \
+    struct gotls_data_event hdr; \
+    __u8 data[SZ];               \
+  };
+DEFINE_RECORD(512)
+DEFINE_RECORD(4096)
+DEFINE_RECORD(16384) /* GOTLS_CHUNK_MAX */
+
+struct emit_ctx {
+  struct gotls_data_event hdr; /* common to every chunk of the call */
+  __u64 src;
+  __u64 len; /* bytes to capture (<= GOTLS_CAPTURE_MAX) */
+};
+
+/* Emits payload [off, off + n) of the call in a record of size SZ (n <= SZ). */
+#define DEFINE_EMIT(SZ)                                                                         \
+  static __noinline int emit_##SZ(struct emit_ctx *c, __u64 off, __u32 n, __u8 flags) {         \
+    if (n > SZ) n = SZ;                                                                         \
+    struct record_##SZ *r = bpf_ringbuf_reserve(&events, sizeof(struct record_##SZ), 0);        \
+    if (!r) {                                                                                   \
+      count(GOTLS_CNT_LOST_CHUNKS, 1);                                                          \
+      count(GOTLS_CNT_LOST_BYTES, n);                                                           \
+      return 0;                                                                                 \
+    }                                                                                           \
+    r->hdr = c->hdr;                                                                            \
+    r->hdr.offset = off;                                                                        \
+    r->hdr.flags = flags;                                                                       \
+    r->hdr.chunk_len = n;                                                                       \
+    if (bpf_probe_read_user(r->data, n, (void *)(c->src + off))) {                              \
+      count(GOTLS_CNT_READ_FAULTS, n);                                                          \
+      r->hdr.chunk_len = 0; /* user space sees the gap and reports it */                        \
+    }                                                                                           \
+    bpf_ringbuf_submit(r, 0);                                                                   \
+    return 0;                                                                                   \
+  }
+DEFINE_EMIT(512)
+DEFINE_EMIT(4096)
+DEFINE_EMIT(16384)
+_Static_assert(GOTLS_CHUNK_MAX == 16384, "emit_16384 carries the largest chunks");
+
+static long emit_chunk(__u32 i, struct emit_ctx *c) {
+  __u64 off = (__u64)i * GOTLS_CHUNK_MAX;
+  if (off >= c->len) return 1;
+  __u64 left = c->len - off;
+  __u32 n = left > GOTLS_CHUNK_MAX ? GOTLS_CHUNK_MAX : (__u32)left;
+  __u8 flags = c->hdr.flags | (i == 0 ? GOTLS_CHUNK_FIRST : 0) | (off + n >= c->len ? GOTLS_CHUNK_LAST : 0);
+  emit_16384(c, off, n, flags);
+  return 0;
+}
+
+static __always_inline void emit(__u32 tgid, __u8 dir, __u64 conn, __u64 buf, __u64 len) {
+  if (len == 0) return;
+  struct emit_ctx c = {.src = buf, .len = len};
+  __u64 id = bpf_get_current_pid_tgid();
+  c.hdr.ts_ns = bpf_ktime_get_ns();
+  /* A thread cannot start two calls in the same nanosecond: (tid, ts) names the call. */
+  c.hdr.call_id = ((__u64)(__u32)id << 32) ^ c.hdr.ts_ns;
+  c.hdr.total_len = len;
+  c.hdr.conn_ptr = conn;
+  c.hdr.pid = tgid;
+  c.hdr.tid = (__u32)id;
+  c.hdr.uid = (__u32)bpf_get_current_uid_gid();
+  c.hdr.dir = dir;
+  bpf_get_current_comm(c.hdr.comm, sizeof(c.hdr.comm));
+  c.hdr.fd = conn_fd(conn);
+  fill_socket(&c.hdr);
+  count(GOTLS_CNT_CALLS, 1);
+  if (len > GOTLS_CAPTURE_MAX) {
+    c.len = GOTLS_CAPTURE_MAX;
+    c.hdr.flags = GOTLS_CHUNK_TRUNCATED;
+  }
+  const __u8 whole = c.hdr.flags | GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST;
+  if (c.len <= 512) {
+    emit_512(&c, 0, c.len, whole);
+  } else if (c.len <= 4096) {
+    emit_4096(&c, 0, c.len, whole);
+  } else {
+    __u32 chunks = (c.len + GOTLS_CHUNK_MAX - 1) / GOTLS_CHUNK_MAX;
+    bpf_loop(chunks, emit_chunk, &c, 0);
+  }
+}
+
+/* ---- probes ------------------------------------------------------------------------------ */
+
+/* func (c *Conn) writeRecordLocked(typ recordType, data []byte) (int, error) */
+SEC("uprobe")
+int gotls_write_record(struct pt_regs *ctx) {
+  count(GOTLS_CNT_PROBE_HITS, 1);
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  if (!wanted(tgid)) return 0;
+  bool st = stack_abi(ctx);
+  __u64 typ = st ? stack_word(ctx, 1) : reg_arg(ctx, 1);
+  if ((typ & 0xff) != RECORD_TYPE_APPLICATION_DATA) return 0;
+  __u64 conn = st ? stack_word(ctx, 0) : reg_arg(ctx, 0);
+  __u64 buf = st ? stack_word(ctx, 2) : reg_arg(ctx, 2);
+  __u64 len = st ? stack_word(ctx, 3) : reg_arg(ctx, 3);
+  emit(tgid, GOTLS_DIR_WRITE, conn, buf, len);
+  return 0;
+}
+
+/* func (c *Conn) Read(b []byte) (int, error): entry */
+SEC("uprobe")
+int gotls_read_entry(struct pt_regs *ctx) {
+  count(GOTLS_CNT_PROBE_HITS, 1);
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  if (!wanted(tgid)) return 0;
+  bool st = stack_abi(ctx);
+  struct read_key k = {.tgid = tgid, .g = current_g(ctx, st)};
+  struct read_args a = {
+      .conn = st ? stack_word(ctx, 0) : reg_arg(ctx, 0),
+      .buf = st ? stack_word(ctx, 1) : reg_arg(ctx, 1),
+      .len = st ? stack_word(ctx, 2) : reg_arg(ctx, 2),
+  };
+  bpf_map_update_elem(&reads, &k, &a, BPF_ANY);
+  return 0;
+}
+
+/* func (c *Conn) Read(b []byte) (int, error): at each RET. n is RAX/R0, or the word after c and
+ * b (c, b.ptr, b.len, b.cap, n) on the stack. */
+SEC("uprobe")
+int gotls_read_return(struct pt_regs *ctx) {
+  count(GOTLS_CNT_PROBE_HITS, 1);
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  if (!wanted(tgid)) return 0;
+  bool st = stack_abi(ctx);
+  struct read_key k = {.tgid = tgid, .g = current_g(ctx, st)};
+  struct read_args *a = bpf_map_lookup_elem(&reads, &k);
+  if (!a) {
+    count(GOTLS_CNT_READ_NO_ENTRY, 1);
+    return 0;
+  }
+  struct read_args args = *a;
+  bpf_map_delete_elem(&reads, &k);
+  __s64 n = (__s64)(st ? stack_word(ctx, 4) : reg_arg(ctx, 0));
+  if (n <= 0) return 0;
+  if ((__u64)n > args.len) n = args.len; /* never more than the buffer */
+  emit(tgid, GOTLS_DIR_READ, args.conn, args.buf, (__u64)n);
+  return 0;
+}

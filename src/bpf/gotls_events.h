@@ -1,0 +1,74 @@
+/* Event layouts shared by the eBPF programs (gotls.bpf.c) and user space (capture/). Plain C with
+ * fixed-width fields so both compilers agree on the layout. */
+#ifndef GOTLSCAP_BPF_GOTLS_EVENTS_H
+#define GOTLSCAP_BPF_GOTLS_EVENTS_H
+
+#ifdef __cplusplus
+#include <cstdint>
+typedef uint8_t gt_u8;
+typedef uint16_t gt_u16;
+typedef uint32_t gt_u32;
+typedef uint64_t gt_u64;
+typedef int64_t gt_s64;
+#else
+typedef __u8 gt_u8;
+typedef __u16 gt_u16;
+typedef __u32 gt_u32;
+typedef __u64 gt_u64;
+typedef __s64 gt_s64;
+#endif
+
+/* One ring-buffer record carries at most this much payload; a call's payload is split into
+ * chunks that share one call_id. */
+#define GOTLS_CHUNK_MAX 16384
+/* Payload captured per call: 2048 chunks = 32 MiB (a net/http server hands a whole response body
+ * to one Write). Beyond that the event is marked truncated and carries its true length. */
+#define GOTLS_MAX_CHUNKS 2048
+#define GOTLS_CAPTURE_MAX ((gt_u64)GOTLS_CHUNK_MAX * GOTLS_MAX_CHUNKS)
+
+/* Attach cookie bits: how the probed binary passes arguments. */
+#define GOTLS_COOKIE_STACK_ABI 0x1
+
+enum gotls_dir { GOTLS_DIR_WRITE = 0, GOTLS_DIR_READ = 1 };
+
+enum gotls_chunk_flags {
+  GOTLS_CHUNK_FIRST = 0x1,
+  GOTLS_CHUNK_LAST = 0x2,
+  GOTLS_CHUNK_TRUNCATED = 0x4, /* the call had more than GOTLS_CAPTURE_MAX bytes */
+};
+
+/* Indexes of the per-CPU counters map. */
+enum gotls_counter {
+  GOTLS_CNT_CALLS = 0,      /* calls that produced an event */
+  GOTLS_CNT_LOST_CHUNKS,    /* ring buffer full: chunks dropped */
+  GOTLS_CNT_LOST_BYTES,     /* payload bytes in those chunks */
+  GOTLS_CNT_READ_FAULTS,    /* payload that could not be read from the process */
+  GOTLS_CNT_READ_NO_ENTRY,  /* a Read return without its entry (started mid-call) */
+  GOTLS_CNT_PROBE_HITS,     /* every probe hit, for overhead figures */
+  GOTLS_CNT_MAX,
+};
+
+struct gotls_data_event {
+  gt_u64 call_id;    /* (tid << 32) ^ ts_ns: all chunks of one call share it */
+  gt_u64 ts_ns;      /* CLOCK_MONOTONIC at the call */
+  gt_u64 total_len;  /* the call's true payload length */
+  gt_u64 offset;     /* of this chunk within the payload */
+  gt_u64 conn_ptr;   /* *tls.Conn: identifies the connection within the process */
+  gt_u64 sock_ptr;   /* kernel struct sock *, 0 if unknown: tells reused fds/Conns apart */
+  gt_s64 fd;         /* poll.FD.Sysfd, -1 if the chain could not be followed */
+  gt_u32 pid;        /* tgid */
+  gt_u32 tid;
+  gt_u32 uid;
+  gt_u32 chunk_len;
+  gt_u8 dir;         /* enum gotls_dir */
+  gt_u8 flags;       /* enum gotls_chunk_flags */
+  gt_u16 family;     /* AF_INET / AF_INET6, 0 if unknown */
+  gt_u16 lport;      /* host byte order */
+  gt_u16 rport;
+  gt_u8 laddr[16];   /* IPv4 in the first 4 bytes */
+  gt_u8 raddr[16];
+  char comm[16];
+  /* followed by chunk_len payload bytes */
+};
+
+#endif

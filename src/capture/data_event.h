@@ -1,0 +1,34 @@
+// DataEvent: one crypto/tls call's plaintext (a write or a read), reassembled from its ring-buffer
+// chunks, as the output writers receive it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace gotlscap::capture {
+
+enum class Direction { kWrite, kRead };
+inline const char* DirectionName(Direction d) { return d == Direction::kWrite ? "write" : "read"; }
+
+struct Connection {
+  uint64_t id = 0;     // stable within a gotlscap run: (pid, *tls.Conn, kernel socket)
+  int64_t fd = -1;     // the socket's fd in the traced process, -1 if unknown
+  std::string local;   // "10.0.0.1:443", "[::1]:8443", "" if unknown
+  std::string remote;
+};
+
+struct DataEvent {
+  uint64_t ts_ns = 0;  // Unix epoch, nanoseconds
+  uint32_t pid = 0;
+  uint32_t tid = 0;
+  uint32_t uid = 0;
+  std::string comm;
+  Direction dir = Direction::kWrite;
+  uint64_t len = 0;          // the call's true length
+  std::string payload;       // captured bytes (len, or the first 4 MiB when truncated)
+  bool truncated = false;    // len exceeded the per-call capture limit
+  uint64_t missing = 0;      // bytes lost inside the captured range (ring buffer full, fault)
+  Connection conn;
+};
+
+}  // namespace gotlscap::capture

@@ -1,0 +1,70 @@
+// EventAssembler: turns ring-buffer chunks (gotls_data_event + payload) back into one DataEvent
+// per crypto/tls call, assigns connection ids, and converts kernel monotonic time to wall time.
+// Pure user-space logic, unit-tested without BPF.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <span>
+#include <unordered_map>
+
+#include "bpf/gotls_events.h"
+#include "capture/data_event.h"
+
+namespace gotlscap::capture {
+
+class EventAssembler {
+ public:
+  using Sink = std::function<void(DataEvent&&)>;
+  // monotonic_to_epoch_ns: add to a CLOCK_MONOTONIC time to get Unix epoch time.
+  EventAssembler(Sink sink, int64_t monotonic_to_epoch_ns);
+
+  // Feeds one ring-buffer record. Malformed records are counted, never trusted.
+  void OnRecord(std::span<const uint8_t> record);
+  // Emits every call still waiting for chunks (their missing bytes are counted). Called when
+  // draining at exit and periodically for calls whose last chunk was lost.
+  void FlushAll();
+  void FlushOlderThan(uint64_t monotonic_ns);
+
+  uint64_t malformed_records() const { return malformed_; }
+  uint64_t incomplete_events() const { return incomplete_; }
+
+ private:
+  struct Pending {
+    gotls_data_event hdr;
+    DataEvent ev;
+    uint64_t expected = 0;  // bytes the kernel meant to send (min(total, capture max))
+    uint64_t received = 0;
+  };
+  void Emit(Pending&& p);
+  uint64_t ConnectionId(const gotls_data_event& h);
+
+  Sink sink_;
+  int64_t mono_to_epoch_;
+  struct CallKey {
+    uint32_t tid;
+    uint64_t call_id;
+    bool operator==(const CallKey& o) const { return tid == o.tid && call_id == o.call_id; }
+  };
+  struct CallKeyHash {
+    size_t operator()(const CallKey& k) const { return std::hash<uint64_t>()(k.call_id * 31 + k.tid); }
+  };
+  std::unordered_map<CallKey, Pending, CallKeyHash> pending_;
+  struct ConnKey {
+    uint32_t pid;
+    uint64_t conn, sock;
+    bool operator<(const ConnKey& o) const {
+      return std::tie(pid, conn, sock) < std::tie(o.pid, o.conn, o.sock);
+    }
+  };
+  std::map<ConnKey, uint64_t> conn_ids_;
+  uint64_t next_conn_id_ = 1;
+  uint64_t malformed_ = 0;
+  uint64_t incomplete_ = 0;
+};
+
+// "1.2.3.4:80" / "[::1]:443" from the event's family/address/port; "" when unknown.
+std::string FormatAddress(uint16_t family, const uint8_t addr[16], uint16_t port);
+
+}  // namespace gotlscap::capture

@@ -1,0 +1,134 @@
+#include "capture/probes.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "gotls.skel.h"
+
+namespace gotlscap::capture {
+namespace {
+
+// libbpf's own messages are multi-line dumps; keep the last warning for our one-line errors
+// and print everything only with GOTLSCAP_LIBBPF_DEBUG set.
+std::string g_last_libbpf_warning;
+int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
+  static char buf[1 << 16];  // verifier logs come in one large piece
+  vsnprintf(buf, sizeof buf, format, args);
+  if (getenv("GOTLSCAP_LIBBPF_DEBUG")) fputs(buf, stderr);
+  if (level == LIBBPF_WARN) {
+    g_last_libbpf_warning = buf;
+    while (!g_last_libbpf_warning.empty() && g_last_libbpf_warning.back() == '\n') g_last_libbpf_warning.pop_back();
+  }
+  return 0;
+}
+
+uint64_t RoundUpPow2(uint64_t v) {
+  uint64_t p = 4096;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+// Loading needs CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN). Checked up front because the kernel
+// answers EPERM/EACCES both for missing privileges and for a verifier rejection.
+bool HasBpfPrivileges() {
+  FILE* f = fopen("/proc/self/status", "r");
+  if (!f) return geteuid() == 0;
+  char line[256];
+  unsigned long long eff = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "CapEff: %llx", &eff) == 1) break;
+  fclose(f);
+  auto has = [&](int cap) { return (eff >> cap) & 1; };
+  return has(21 /*CAP_SYS_ADMIN*/) || (has(39 /*CAP_BPF*/) && has(38 /*CAP_PERFMON*/));
+}
+
+Error PermissionError() {
+  return MakeError(ErrorKind::kPermission, "capturing needs root (or the CAP_BPF and CAP_PERFMON capabilities)");
+}
+
+Error LoadError(int err) {
+  if ((err == -EPERM || err == -EACCES) && !HasBpfPrivileges()) return PermissionError();
+  // The last libbpf line names the failing step; the full verifier log is behind GOTLSCAP_LIBBPF_DEBUG=1.
+  std::string last = g_last_libbpf_warning.substr(0, g_last_libbpf_warning.find('\n'));
+  return MakeError(ErrorKind::kInternal, fmt::format("the kernel refused the eBPF programs: {} ({}; details with "
+                                                     "GOTLSCAP_LIBBPF_DEBUG=1)", std::strerror(-err), last));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<GoTlsProbes>> GoTlsProbes::Load(const ProbeOptions& opts) {
+  libbpf_set_print(LibbpfPrint);
+  if (!HasBpfPrivileges()) return PermissionError();
+  auto p = std::unique_ptr<GoTlsProbes>(new GoTlsProbes());
+  p->skel_ = gotls_bpf__open();
+  if (!p->skel_) return LoadError(-errno);
+  if (opts.uid) p->skel_->rodata->filter_uid = *opts.uid;
+  p->skel_->rodata->filter_pids = !opts.pids.empty();
+  bpf_map__set_max_entries(p->skel_->maps.events, RoundUpPow2(opts.ringbuf_bytes));
+  if (int err = gotls_bpf__load(p->skel_)) return LoadError(err);
+  for (uint32_t pid : opts.pids) {
+    uint8_t one = 1;
+    bpf_map__update_elem(p->skel_->maps.target_pids, &pid, sizeof pid, &one, sizeof one, BPF_ANY);
+  }
+  return p;
+}
+
+GoTlsProbes::~GoTlsProbes() {
+  DetachAll();
+  if (skel_) gotls_bpf__destroy(skel_);
+}
+
+Result<int> GoTlsProbes::Attach(const gobin::GoBinary& bin, const std::string& path) {
+  const uint64_t cookie = bin.abi == gobin::Abi::kStack ? GOTLS_COOKIE_STACK_ABI : 0;
+  int attached = 0;
+  auto attach = [&](bpf_program* prog, uint64_t offset) -> Result<int> {
+    LIBBPF_OPTS(bpf_uprobe_opts, o, .bpf_cookie = cookie, .retprobe = false);
+    bpf_link* link = bpf_program__attach_uprobe_opts(prog, -1, path.c_str(), offset, &o);
+    if (!link) {
+      int err = errno;
+      if ((err == EPERM || err == EACCES) && !HasBpfPrivileges()) return PermissionError();
+      return MakeError(ErrorKind::kInternal,
+                       fmt::format("cannot attach a uprobe to {} at offset {:#x}: {}", path, offset, std::strerror(err)));
+    }
+    links_.push_back(link);
+    return ++attached;
+  };
+  const gobin::FunctionSite* write = bin.Function("crypto/tls.(*Conn).writeRecordLocked");
+  const gobin::FunctionSite* read = bin.Function("crypto/tls.(*Conn).Read");
+  if (!write || !read) return MakeError(ErrorKind::kMissingFunction, fmt::format("{}: crypto/tls functions missing", path));
+  // Entry hooks go after the stack-growth check: a call that grows its stack re-runs the entry.
+  if (auto r = attach(skel_->progs.gotls_write_record, write->file_offset + write->body_offset); !r.ok()) return r.error();
+  if (auto r = attach(skel_->progs.gotls_read_entry, read->file_offset + read->body_offset); !r.ok()) return r.error();
+  for (uint64_t ret : read->ret_offsets)
+    if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret); !r.ok()) return r.error();
+  return attached;
+}
+
+void GoTlsProbes::DetachAll() {
+  for (bpf_link* l : links_) bpf_link__destroy(l);
+  links_.clear();
+}
+
+int GoTlsProbes::ringbuf_fd() const { return bpf_map__fd(skel_->maps.events); }
+
+ProbeCounters GoTlsProbes::ReadCounters() const {
+  ProbeCounters out;
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return out;
+  std::vector<uint64_t> vals(static_cast<size_t>(ncpu) * GOTLS_CNT_MAX);
+  uint32_t zero = 0;
+  if (bpf_map__lookup_elem(skel_->maps.counters, &zero, sizeof zero, vals.data(), vals.size() * sizeof(uint64_t), 0))
+    return out;
+  for (int c = 0; c < ncpu; c++)
+    for (int i = 0; i < GOTLS_CNT_MAX; i++) out.v[i] += vals[static_cast<size_t>(c) * GOTLS_CNT_MAX + i];
+  return out;
+}
+
+}  // namespace gotlscap::capture

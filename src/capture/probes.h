@@ -1,0 +1,57 @@
+// GoTlsProbes: the loaded eBPF programs (libbpf skeleton of bpf/gotls.bpf.c) and their uprobes.
+// One instance serves any number of Go binaries: each Attach() adds the uprobes of one
+// executable, with the binary's calling convention passed as the attach cookie.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bpf/gotls_events.h"
+#include "common/result.h"
+#include "gobin/go_binary.h"
+
+struct gotls_bpf;
+struct bpf_link;
+
+namespace gotlscap::capture {
+
+struct ProbeOptions {
+  uint64_t ringbuf_bytes = 64ull << 20;  // rounded up to a power of two
+  std::optional<uint32_t> uid;           // only this user's processes
+  std::vector<uint32_t> pids;            // only these processes (empty: all)
+};
+
+struct ProbeCounters {
+  uint64_t v[GOTLS_CNT_MAX] = {};
+  uint64_t calls() const { return v[GOTLS_CNT_CALLS]; }
+  uint64_t lost_chunks() const { return v[GOTLS_CNT_LOST_CHUNKS]; }
+  uint64_t lost_bytes() const { return v[GOTLS_CNT_LOST_BYTES]; }
+  uint64_t read_faults() const { return v[GOTLS_CNT_READ_FAULTS]; }
+  uint64_t read_no_entry() const { return v[GOTLS_CNT_READ_NO_ENTRY]; }
+  uint64_t probe_hits() const { return v[GOTLS_CNT_PROBE_HITS]; }
+};
+
+class GoTlsProbes {
+ public:
+  // Loads the programs. kPermission without root / CAP_BPF+CAP_PERFMON.
+  static Result<std::unique_ptr<GoTlsProbes>> Load(const ProbeOptions& opts);
+  ~GoTlsProbes();
+
+  // Attaches write, Read-entry and Read-RET uprobes to `path` (every process running it).
+  // Returns the number of uprobes attached.
+  Result<int> Attach(const gobin::GoBinary& binary, const std::string& path);
+  void DetachAll();
+
+  int ringbuf_fd() const;
+  ProbeCounters ReadCounters() const;
+
+ private:
+  GoTlsProbes() = default;
+  gotls_bpf* skel_ = nullptr;
+  std::vector<bpf_link*> links_;
+};
+
+}  // namespace gotlscap::capture

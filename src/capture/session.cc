@@ -1,0 +1,121 @@
+#include "capture/session.h"
+
+#include <bpf/libbpf.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace gotlscap::capture {
+namespace {
+
+uint64_t ClockNs(clockid_t id) {
+  timespec ts{};
+  clock_gettime(id, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+}  // namespace
+
+uint64_t MonotonicNowNs() { return ClockNs(CLOCK_MONOTONIC); }
+
+Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptions& opts, EventAssembler::Sink sink) {
+  auto s = std::unique_ptr<CaptureSession>(new CaptureSession());
+
+  // Targets: every -e path; each -p pid's executable when no -e is given.
+  std::vector<std::string> paths = opts.elf_paths;
+  for (uint32_t pid : opts.pids) {
+    if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+      return MakeError(ErrorKind::kNoProcess, fmt::format("no such process: {}", pid));
+    if (opts.elf_paths.empty()) paths.push_back(fmt::format("/proc/{}/exe", pid));
+  }
+  if (paths.empty()) return MakeError(ErrorKind::kUsage, "nothing to trace: give -e PATH or -p PID");
+  std::set<std::pair<dev_t, ino_t>> seen;  // one set of uprobes per file, whatever the path
+  for (const auto& path : paths) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0)
+      return MakeError(ErrorKind::kIo, fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+    if (!seen.insert({st.st_dev, st.st_ino}).second) continue;
+    auto bin = gobin::AnalyzeGoBinary(path);
+    if (!bin.ok()) {
+      const std::string& m = bin.error().message;
+      return MakeError(bin.error().kind, m.rfind(path, 0) == 0 ? m : fmt::format("{}: {}", path, m));
+    }
+    s->targets_.push_back(Target{path, std::move(bin).value(), 0});
+  }
+
+  ProbeOptions po;
+  po.ringbuf_bytes = opts.ringbuf_bytes;
+  po.uid = opts.uid;
+  po.pids = opts.pids;
+  ASSIGN_OR_RETURN(s->probes_, GoTlsProbes::Load(po));
+  for (auto& t : s->targets_) {
+    ASSIGN_OR_RETURN(t.probes, s->probes_->Attach(t.binary, t.path));
+  }
+
+  const int64_t mono_to_epoch = int64_t(ClockNs(CLOCK_REALTIME)) - int64_t(ClockNs(CLOCK_MONOTONIC));
+  s->sink_ = std::move(sink);
+  CaptureSession* raw = s.get();
+  s->assembler_ = std::make_unique<EventAssembler>(
+      [raw](DataEvent&& ev) {
+        raw->summary_.events++;
+        raw->summary_.bytes += ev.payload.size() - ev.missing;
+        raw->summary_.truncated += ev.truncated;
+        raw->sink_(std::move(ev));
+      },
+      mono_to_epoch);
+  s->rb_ = ring_buffer__new(s->probes_->ringbuf_fd(), &CaptureSession::OnRecord, raw, nullptr);
+  if (!s->rb_) return MakeError(ErrorKind::kInternal, "cannot open the eBPF ring buffer");
+  return s;
+}
+
+CaptureSession::~CaptureSession() {
+  if (rb_) ring_buffer__free(rb_);
+}
+
+int CaptureSession::probe_count() const {
+  int n = 0;
+  for (const auto& t : targets_) n += t.probes;
+  return n;
+}
+
+int CaptureSession::OnRecord(void* ctx, void* data, size_t size) {
+  static_cast<CaptureSession*>(ctx)->assembler_->OnRecord({static_cast<const uint8_t*>(data), size});
+  return 0;
+}
+
+void CaptureSession::Run(const std::atomic<bool>& stop, uint64_t deadline_ns, const std::function<void()>& on_idle) {
+  uint64_t last_flush = MonotonicNowNs();
+  while (!stop.load()) {
+    const uint64_t now = MonotonicNowNs();
+    if (deadline_ns && now >= deadline_ns) break;
+    int timeout_ms = 100;
+    if (deadline_ns) timeout_ms = static_cast<int>(std::min<uint64_t>(100, (deadline_ns - now) / 1000000 + 1));
+    int n = ring_buffer__poll(rb_, timeout_ms);
+    if (n < 0 && n != -EINTR) break;
+    // A call whose last chunk was lost would wait forever: give each call a second.
+    if (now - last_flush > 1000000000ull) {
+      assembler_->FlushOlderThan(now - 1000000000ull);
+      last_flush = now;
+    }
+    on_idle();
+  }
+}
+
+SessionSummary CaptureSession::Finish() {
+  probes_->DetachAll();
+  while (ring_buffer__consume(rb_) > 0) {
+  }
+  assembler_->FlushAll();
+  summary_.incomplete = assembler_->incomplete_events();
+  summary_.counters = probes_->ReadCounters();
+  return summary_;
+}
+
+}  // namespace gotlscap::capture

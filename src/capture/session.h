@@ -1,0 +1,71 @@
+// CaptureSession: from command-line targets to a running capture. Resolves -e paths and -p pids
+// to executables (one set of uprobes per distinct file), analyses each, loads and attaches the
+// probes, then pumps the ring buffer into an EventAssembler until asked to stop, and drains.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "capture/event_assembler.h"
+#include "capture/probes.h"
+#include "common/result.h"
+
+struct ring_buffer;
+
+namespace gotlscap::capture {
+
+struct SessionOptions {
+  std::vector<std::string> elf_paths;
+  std::vector<uint32_t> pids;
+  std::optional<uint32_t> uid;
+  uint64_t ringbuf_bytes = 64ull << 20;
+};
+
+struct Target {
+  std::string path;  // as attached (a -e path, or /proc/PID/exe)
+  gobin::GoBinary binary;
+  int probes = 0;
+};
+
+struct SessionSummary {
+  uint64_t events = 0;
+  uint64_t bytes = 0;
+  uint64_t truncated = 0;
+  uint64_t incomplete = 0;  // events with bytes missing
+  ProbeCounters counters;
+};
+
+class CaptureSession {
+ public:
+  // Everything that can fail before capture starts fails here, with a one-line error.
+  static Result<std::unique_ptr<CaptureSession>> Start(const SessionOptions& opts, EventAssembler::Sink sink);
+  ~CaptureSession();
+
+  const std::vector<Target>& targets() const { return targets_; }
+  int probe_count() const;
+
+  // Polls until `stop` becomes true or `deadline_ns` (CLOCK_MONOTONIC, 0 = none) passes.
+  // `on_idle` runs after each poll (writers flush there).
+  void Run(const std::atomic<bool>& stop, uint64_t deadline_ns, const std::function<void()>& on_idle);
+  // Detaches the probes, delivers every event still in the ring buffer, returns the totals.
+  SessionSummary Finish();
+
+ private:
+  CaptureSession() = default;
+  static int OnRecord(void* ctx, void* data, size_t size);
+
+  std::vector<Target> targets_;
+  std::unique_ptr<GoTlsProbes> probes_;
+  std::unique_ptr<EventAssembler> assembler_;
+  ring_buffer* rb_ = nullptr;
+  SessionSummary summary_;
+  EventAssembler::Sink sink_;
+};
+
+uint64_t MonotonicNowNs();
+
+}  // namespace gotlscap::capture

@@ -1,0 +1,29 @@
+// `gotlscap text`: the plaintext of Go programs' TLS connections, as text or JSON Lines.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace gotlscap::cli {
+
+struct TextOptions {
+  std::vector<std::string> elf_paths;
+  std::vector<uint32_t> pids;
+  std::optional<uint32_t> uid;
+  std::string format = "text";
+  bool hex = false;
+  std::string output;
+  double duration = 0;
+  uint64_t ringbuf_mb = 64;
+};
+
+void RegisterText(CLI::App& app, TextOptions& opts);
+int RunText(const TextOptions& opts);
+
+}  // namespace gotlscap::cli
