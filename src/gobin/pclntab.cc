@@ -98,16 +98,30 @@ Result<std::vector<std::optional<FuncInfo>>> Pclntab::Lookup(std::span<const std
   std::vector<std::vector<uint64_t>> want(names.size());
   const bool by_table = format_ != PclntabFormat::kGo12;
   if (by_table) {
+    // One pass over the name table for all names: search their common prefix ("crypto/tls.")
+    // and compare whole names only where a hit starts a name. The linker deduplicates names, so
+    // the pass stops once every name has been seen.
     const uint8_t* base = data_.data() + funcname_off_;
-    const size_t len = funcname_end_ - funcname_off_;
-    for (size_t n = 0; n < names.size(); n++) {
-      std::string needle = names[n] + '\0';
-      const uint8_t* p = base;
-      while (p < base + len) {
-        p = static_cast<const uint8_t*>(memmem(p, base + len - p, needle.data(), needle.size()));
-        if (!p) break;
-        if (p == base || p[-1] == 0) want[n].push_back(p - base);
-        p++;
+    const uint8_t* end = data_.data() + funcname_end_;
+    std::string_view prefix = names.empty() ? std::string_view() : std::string_view(names[0]);
+    for (const auto& nm : names) {
+      size_t k = 0;
+      while (k < prefix.size() && k < nm.size() && prefix[k] == nm[k]) k++;
+      prefix = prefix.substr(0, k);
+    }
+    if (prefix.empty()) prefix = std::string_view("\0", 1);  // names share nothing: visit every name start
+    size_t unseen = names.size();
+    for (const uint8_t* p = base; unseen > 0 && p < end; p++) {
+      p = static_cast<const uint8_t*>(memmem(p, end - p, prefix.data(), prefix.size()));
+      if (!p) break;
+      const uint8_t* start = prefix[0] == '\0' ? p + 1 : p;
+      if (start != base && start[-1] != 0) continue;
+      const size_t len = strnlen(reinterpret_cast<const char*>(start), end - start);
+      const std::string_view cand(reinterpret_cast<const char*>(start), len);
+      for (size_t n = 0; n < names.size(); n++) {
+        if (cand != names[n]) continue;
+        unseen -= want[n].empty();
+        want[n].push_back(start - base);
       }
     }
   }
