@@ -114,6 +114,8 @@ cmd_toolchains() {
   local missing=() entry minor suite
   for entry in "${TOOLCHAINS[@]}"; do
     read -r minor suite <<<"$entry"
+    # GOTLSCAP_GO_MINORS="1.27" limits the work to some toolchains (setup.sh needs only one).
+    if [ -n "${GOTLSCAP_GO_MINORS:-}" ] && [[ " $GOTLSCAP_GO_MINORS " != *" $minor "* ]]; then continue; fi
     toolchain_ok "$minor" || missing+=("$entry")
   done
   if [ ${#missing[@]} -eq 0 ]; then

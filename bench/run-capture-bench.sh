@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# What capture costs the traced program: paired traced vs untraced copies of the test server.
+#   bench/run-capture-bench.sh
+# Two copies of $GOTLSCAP_CACHE/testprogs/go1.NN/default/server run side by side at different paths;
+# `gotlscap text -e COPY_T` traces only the copy "T" (the client and the other copy "U" stay
+# untraced: uprobes belong to a file). The untraced test client then alternates between them
+# (U,T then T,U, ...), PAIRS pairs per scenario, and the median of each side and of the per-pair
+# ratios are printed. One gotlscap process per scenario (workload x output format), so its
+# summary, CPU time (utime+stime from /proc/PID/stat between "ready" and SIGINT) and peak RSS
+# (VmHWM) belong to that scenario alone.
+# Scenarios: go1.27 bulk (150 x 1 MB echo) and small (10,000 x 100 B, HTTP/1.1 keep-alive), each
+# with --format json and --format text; go1.15 (stack ABI) small, json and text.
+# Env: BUILD_DIR (default build-bench), GOTLSCAP (use this gotlscap binary, no build), PAIRS (5),
+#   BULK_N (150) BULK_SIZE (1000000) SMALL_N (10000) SMALL_SIZE (100) CONCURRENCY (1),
+#   OUT (where gotlscap writes events; default /dev/null; a directory = one file per scenario
+#   there, e.g. OUT=/dev/shm, deleted afterwards), SCENARIOS (default
+#   "1.27:bulk:json 1.27:bulk:text 1.27:small:json 1.27:small:text 1.15:small:json 1.15:small:text"),
+#   KEEP=1 keeps the work directory (gotlscap stderr, client outputs).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+cache=${GOTLSCAP_CACHE:-/var/cache/gotlscap}
+build=${BUILD_DIR:-$root/build-bench}
+pairs=${PAIRS:-5}
+bulk_n=${BULK_N:-150} bulk_size=${BULK_SIZE:-1000000}
+small_n=${SMALL_N:-10000} small_size=${SMALL_SIZE:-100}
+conc=${CONCURRENCY:-1}
+out=${OUT:-/dev/null}
+scenarios=${SCENARIOS:-"1.27:bulk:json 1.27:bulk:text 1.27:small:json 1.27:small:text 1.15:small:json 1.15:small:text"}
+
+[[ $(id -u) -eq 0 ]] || { echo "run-capture-bench: needs root (eBPF uprobes)" >&2; exit 1; }
+if [[ -n ${GOTLSCAP:-} ]]; then
+  gotlscap=$GOTLSCAP
+else
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGOTLSCAP_BENCH=ON -DGOTLSCAP_TESTS=OFF \
+    -DGOTLSCAP_FUZZ=OFF >/dev/null
+  cmake --build "$build" --target gotlscap -j"$(nproc)" >/dev/null
+  gotlscap=$build/gotlscap
+fi
+[[ -x $gotlscap ]] || { echo "run-capture-bench: no gotlscap at $gotlscap" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/gotlscap-capture-bench.XXXXXX)
+pids=()  # every process this script started and has not reaped yet
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -n ${KEEP:-} ]] && echo "work directory kept: $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+tck=$(getconf CLK_TCK)
+# utime+stime of a process in seconds
+cpu_of() { awk -v t="$tck" '{ sub(/^.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat"; }
+hwm_of() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }  # kB
+# Go's Duration.String (1m2.5s, 1.351s, 851.2ms, 900µs) -> seconds
+dur_s() {
+  awk -v d="$1" 'BEGIN { s = 0
+    if (match(d, /^[0-9.]+m[^s]/) || match(d, /^[0-9.]+m[0-9]/)) { split(d, a, "m"); s = a[1] * 60; d = substr(d, index(d, "m") + 1) }
+    if (d ~ /ms$/) s += d / 1000; else if (d ~ /µs$|us$/) s += d / 1e6; else if (d ~ /ns$/) s += d / 1e9; else if (d ~ /s$/) s += d + 0
+    printf "%.6f\n", s }'
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# start_server GOVER LABEL -> sets srv_addr; the copy lives at $work/go$GOVER/server-$LABEL
+start_server() {
+  local dir=$work/go$1 bin=$work/go$1/server-$2 log=$work/go$1/server-$2.log
+  mkdir -p "$dir"
+  [[ -f $bin ]] || cp "$cache/testprogs/go$1/default/server" "$bin"
+  "$bin" -addr 127.0.0.1:0 >"$log" 2>&1 &
+  pids+=($!)
+  eval "srv_pid_$2=$!"
+  for _ in $(seq 100); do grep -q '^listening ' "$log" && break; sleep 0.05; done
+  srv_addr=$(awk '/^listening /{ print $2; exit }' "$log")
+  [[ -n $srv_addr ]] || { echo "run-capture-bench: server go$1 did not start: $(cat "$log")" >&2; exit 1; }
+}
+
+# run_client GOVER ADDR N SIZE LOG -> prints elapsed seconds; fails on a client error
+run_client() {
+  local line
+  "$cache/testprogs/go$1/default/client" -url "https://$2" -n "$3" -size "$4" -concurrency "$conc" \
+    -wait-ready 10 >"$5" 2>&1 || { echo "run-capture-bench: client failed: $(cat "$5")" >&2; return 1; }
+  line=$(grep '^client: ok ' "$5")
+  dur_s "$(sed -n 's/.* elapsed=\([^ ]*\).*/\1/p' <<<"$line")"
+}
+
+echo "host: $(nproc) CPUs, $(uname -r), $(awk '/MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
+echo "gotlscap: $gotlscap; events to ${out}; $pairs pairs per scenario, client concurrency $conc"
+echo "traced: the SERVER only (copy T of the server binary; copy U and the client are untraced)"
+echo "workloads: bulk = $bulk_n x $bulk_size B POST /echo; small = $small_n x $small_size B POST /echo;"
+echo "  HTTP/1.1 keep-alive, TLS 1.3, one client process per run (its own elapsed time, handshake included)"
+echo
+
+results=$work/results.tsv
+: >"$results"
+started_go=""
+for sc in $scenarios; do
+  IFS=: read -r gv wl fmt <<<"$sc"
+  case $wl in
+    bulk) n=$bulk_n size=$bulk_size ;;
+    small) n=$small_n size=$small_size ;;
+    *) echo "run-capture-bench: bad scenario $sc" >&2; exit 2 ;;
+  esac
+  [[ -x $cache/testprogs/go$gv/default/server ]] || { echo "skip $sc: no go$gv test programs" >&2; continue; }
+  if [[ $started_go != "$gv" ]]; then
+    # Servers of the previous Go version are no longer needed.
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    pids=()
+    start_server "$gv" U; addr_U=$srv_addr
+    start_server "$gv" T; addr_T=$srv_addr
+    started_go=$gv
+    gover=$("$gotlscap" inspect --json "$work/go$gv/server-T" | sed -n 's/.*"go_version": *"\([^"]*\)".*/\1/p')
+    # warm-up, not counted: page cache, server heaps
+    run_client "$gv" "$addr_U" 200 "$small_size" "$work/warm.log" >/dev/null
+    run_client "$gv" "$addr_T" 200 "$small_size" "$work/warm.log" >/dev/null
+  fi
+  tag=go$gv-$wl-$fmt
+  dest=$out
+  [[ -d $out ]] && dest=$out/gotlscap-bench-$tag.out
+  gerr=$work/$tag.gotlscap.err
+  "$gotlscap" text --format "$fmt" -o "$dest" -e "$work/go$gv/server-T" 2>"$gerr" &
+  gpid=$!
+  pids+=("$gpid")
+  for _ in $(seq 600); do grep -q '^ready' "$gerr" && break; kill -0 "$gpid" 2>/dev/null || break; sleep 0.05; done
+  grep -q '^ready' "$gerr" || { echo "run-capture-bench: gotlscap did not attach: $(cat "$gerr")" >&2; exit 1; }
+  cpu0=$(cpu_of "$gpid")
+  printf '%-26s' "$tag:"
+  : >"$work/$tag.u"; : >"$work/$tag.t"; : >"$work/$tag.r"; : >"$work/$tag.su"; : >"$work/$tag.st"
+  for ((i = 0; i < pairs; i++)); do
+    order="U T"; ((i % 2)) && order="T U"
+    for side in $order; do
+      addr=addr_$side spid=srv_pid_$side
+      s0=$(cpu_of "${!spid}")
+      e=$(run_client "$gv" "${!addr}" "$n" "$size" "$work/$tag.client-$i-$side.log")
+      s1=$(cpu_of "${!spid}")
+      echo "$e" >>"$work/$tag.$(tr UT ut <<<"$side")"
+      awk -v a="$s0" -v b="$s1" 'BEGIN { print b - a }' >>"$work/$tag.s$(tr UT ut <<<"$side")"
+      eval "e_$side=$e"
+    done
+    # ratio traced/untraced throughput = untraced time / traced time
+    awk -v u="$e_U" -v t="$e_T" 'BEGIN { printf "%.4f\n", u / t }' >>"$work/$tag.r"
+    printf ' %s/%s' "$(printf '%.2f' "$e_U")" "$(printf '%.2f' "$e_T")"
+  done
+  echo "  (s, untraced/traced)"
+  cpu1=$(cpu_of "$gpid")
+  hwm=$(hwm_of "$gpid")
+  kill -INT "$gpid"
+  wait "$gpid" || { echo "run-capture-bench: gotlscap exited with $?: $(cat "$gerr")" >&2; exit 1; }
+  keep=(); for p in "${pids[@]}"; do [[ $p == "$gpid" ]] || keep+=("$p"); done; pids=("${keep[@]}")
+  [[ -d $out ]] && rm -f "$dest"
+  summ=$(grep '^summary:' "$gerr")
+  read -r ev by lost trunc hits < <(sed -E 's/^summary: ([0-9]+) events, ([0-9]+) bytes, ([0-9]+) lost, ([0-9]+) truncated .*probe hits ([0-9]+)\).*/\1 \2 \3 \4 \5/' <<<"$summ")
+  tsum=$(awk '{ s += $1 } END { print s }' "$work/$tag.t")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$gover" "$wl" "$fmt" "$n" "$size" \
+    "$(median <"$work/$tag.u")" "$(median <"$work/$tag.t")" "$(median <"$work/$tag.r")" \
+    "$ev" "$by" "$lost" "$trunc" "$hits" "$tsum" "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" "$hwm" \
+    "$(median <"$work/$tag.su")" "$(median <"$work/$tag.st")" >>"$results"
+  echo "  $summ"
+done
+
+echo
+echo "Throughput of the traced program (median of $pairs runs each side; ratio = median of per-pair traced/untraced; 1.00 = no slowdown)"
+awk -F'\t' -v pairs="$pairs" '
+  BEGIN { printf "%-9s %-5s %-4s | %9s %8s | %9s %8s | %5s | %14s\n", "go", "load", "fmt", "untr req/s", "MB/s", "traced req/s", "MB/s", "ratio", "srv CPU ms/run U/T"
+          print "----------------------------------------------------------------------------------------------------" }
+  { mb = 2 * $4 * $5 / 1e6  # request + response bodies
+    printf "%-9s %-5s %-4s | %10.0f %8.1f | %12.0f %8.1f | %5.2f | %7.0f / %-7.0f\n", $1, $2, $3, $4 / $6, mb / $6, $4 / $7, mb / $7, $8, 1000 * $17, 1000 * $18 }' "$results"
+echo "MB/s counts request + response bodies; srv CPU = the server copy's utime+stime during one run (median)."
+echo
+echo "gotlscap itself (one process per scenario, over its $pairs traced runs)"
+awk -F'\t' -v pairs="$pairs" '
+  BEGIN { printf "%-9s %-5s %-4s | %8s | %8s %7s | %8s %7s | %4s %5s | %8s %6s %8s | %7s\n", "go", "load", "fmt", "hits/req", "events", "ev/req", "MB", "MB/s", "lost", "trunc", "CPU s", "%wall", "us/event", "RSS MB"
+          print "-------------------------------------------------------------------------------------------------------------------" }
+  { req = pairs * $4
+    printf "%-9s %-5s %-4s | %8.2f | %8d %7.2f | %8.1f %7.1f | %4d %5d | %8.2f %5.0f%% %8.1f | %7.1f\n", $1, $2, $3, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $11, $12, $15, 100 * $15 / $14, 1e6 * $15 / $9, $16 / 1024 }' "$results"
+echo "hits/req = probe hits / requests (traced server only; includes the client's wait-ready handshakes); MB = payload"
+echo "bytes delivered; MB/s = MB / traced wall time; CPU s = gotlscap utime+stime between ready and SIGINT, %wall"
+echo "of the traced runs' wall time; RSS = VmHWM (peak, includes the ring buffer pages touched)."
+lost_total=$(awk -F'\t' '{ s += $11 } END { print s + 0 }' "$results")
+[[ $lost_total -eq 0 ]] || { echo "LOST EVENTS: $lost_total chunks lost in total" >&2; exit 3; }

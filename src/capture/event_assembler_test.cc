@@ -1,0 +1,120 @@
+// Chunk reassembly without BPF: records are built as the eBPF program writes them.
+#include "capture/event_assembler.h"
+
+#include <sys/socket.h>
+
+#include <cstring>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace gotlscap::capture {
+namespace {
+
+gotls_data_event Header(uint32_t tid, uint64_t call, uint64_t total, uint8_t dir = GOTLS_DIR_WRITE) {
+  gotls_data_event h{};
+  h.call_id = call;
+  h.ts_ns = 1000 + call;
+  h.total_len = total;
+  h.conn_ptr = 0xc000100000;
+  h.sock_ptr = 0xffff888000001000;
+  h.fd = 7;
+  h.pid = 42;
+  h.tid = tid;
+  h.dir = dir;
+  h.family = AF_INET;
+  h.lport = 443;
+  h.rport = 50000;
+  const uint8_t l[4] = {10, 0, 0, 1}, r[4] = {10, 0, 0, 2};
+  std::memcpy(h.laddr, l, 4);
+  std::memcpy(h.raddr, r, 4);
+  std::strcpy(h.comm, "server");
+  return h;
+}
+
+std::vector<uint8_t> Record(gotls_data_event h, uint64_t offset, const std::string& data, uint8_t flags) {
+  h.offset = offset;
+  h.chunk_len = data.size();
+  h.flags = flags;
+  std::vector<uint8_t> r(sizeof h + data.size());
+  std::memcpy(r.data(), &h, sizeof h);
+  std::memcpy(r.data() + sizeof h, data.data(), data.size());
+  return r;
+}
+
+TEST(EventAssembler, JoinsChunksOfOneCallAndKeepsCallsApart) {
+  std::vector<DataEvent> out;
+  EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, /*mono_to_epoch=*/1'000'000);
+  const std::string part1(GOTLS_CHUNK_MAX, 'a'), part2 = "tail";
+  auto h1 = Header(1, 1, part1.size() + part2.size());
+  auto h2 = Header(2, 1, 3, GOTLS_DIR_READ);  // same call id, other thread: a different call
+  a.OnRecord(Record(h1, 0, part1, GOTLS_CHUNK_FIRST));
+  a.OnRecord(Record(h2, 0, "abc", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  a.OnRecord(Record(h1, part1.size(), part2, GOTLS_CHUNK_LAST));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].payload, "abc");
+  EXPECT_EQ(out[0].dir, Direction::kRead);
+  EXPECT_EQ(out[1].payload, part1 + part2);
+  EXPECT_EQ(out[1].len, part1.size() + part2.size());
+  EXPECT_EQ(out[1].ts_ns, 1000 + 1 + 1'000'000u);
+  EXPECT_EQ(out[1].comm, "server");
+  EXPECT_EQ(out[1].conn.local, "10.0.0.1:443");
+  EXPECT_EQ(out[1].conn.remote, "10.0.0.2:50000");
+  EXPECT_EQ(out[1].conn.id, out[0].conn.id);  // same process, tls.Conn and socket
+  EXPECT_EQ(out[1].missing, 0u);
+}
+
+TEST(EventAssembler, LostChunksAreCountedNotHidden) {
+  std::vector<DataEvent> out;
+  EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, 0);
+  const std::string chunk(GOTLS_CHUNK_MAX, 'x');
+  auto h = Header(1, 9, 3 * chunk.size());
+  a.OnRecord(Record(h, 0, chunk, GOTLS_CHUNK_FIRST));
+  // the middle chunk never arrives (ring buffer full)
+  a.OnRecord(Record(h, 2 * chunk.size(), chunk, GOTLS_CHUNK_LAST));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].missing, chunk.size());
+  EXPECT_EQ(out[0].payload.size(), 3 * chunk.size());
+  EXPECT_EQ(a.incomplete_events(), 1u);
+
+  // A call whose last chunk is lost is delivered at flush time, with its gap counted.
+  auto h2 = Header(1, 10, 2 * chunk.size());
+  a.OnRecord(Record(h2, 0, chunk, GOTLS_CHUNK_FIRST));
+  EXPECT_EQ(out.size(), 1u);
+  a.FlushAll();
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].missing, chunk.size());
+}
+
+TEST(EventAssembler, TruncatedCallsCarryTheirTrueLength) {
+  std::vector<DataEvent> out;
+  EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, 0);
+  auto h = Header(1, 3, GOTLS_CAPTURE_MAX + 100);
+  a.OnRecord(Record(h, GOTLS_CAPTURE_MAX - 4, "last", GOTLS_CHUNK_LAST | GOTLS_CHUNK_TRUNCATED));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].truncated);
+  EXPECT_EQ(out[0].len, GOTLS_CAPTURE_MAX + 100);
+  EXPECT_EQ(out[0].payload.size(), GOTLS_CAPTURE_MAX);
+}
+
+TEST(EventAssembler, MalformedRecordsAreRejected) {
+  EventAssembler a([](DataEvent&&) { FAIL() << "nothing should be emitted"; }, 0);
+  a.OnRecord(std::vector<uint8_t>(10, 0));  // shorter than a header
+  auto h = Header(1, 1, 100);
+  auto r = Record(h, 0, "abc", GOTLS_CHUNK_LAST);
+  r.resize(r.size() - 2);  // chunk_len says 3, only 1 byte present
+  a.OnRecord(r);
+  EXPECT_EQ(a.malformed_records(), 2u);
+}
+
+TEST(FormatAddress, MapsIpv4InIpv6) {
+  uint8_t v6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+  EXPECT_EQ(FormatAddress(AF_INET6, v6, 8443), "127.0.0.1:8443");
+  uint8_t lo[16] = {};
+  lo[15] = 1;
+  EXPECT_EQ(FormatAddress(AF_INET6, lo, 443), "[::1]:443");
+  EXPECT_EQ(FormatAddress(0, lo, 443), "");
+}
+
+}  // namespace
+}  // namespace gotlscap::capture
