@@ -15,9 +15,11 @@ trap 'rm -f "$log"' EXIT
 status=0
 (cd build && ctest --output-on-failure -j"$(nproc)") 2>&1 | tee "$log" || status=1
 
-if [ -x fuzz/run-regressions.sh ]; then
-  fuzz/run-regressions.sh || status=1
-fi
+# Fuzz targets (clang + libFuzzer + sanitizers) replay their seed and regression corpora.
+[ -f build-fuzz/CMakeCache.txt ] || cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DGOTLSCAP_FUZZ=ON -DGOTLSCAP_TESTS=OFF -DGOTLSCAP_BENCH=OFF >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_go_binary fuzz_pclntab fuzz_buildinfo >/dev/null
+GOTLSCAP_BIN=build/gotlscap fuzz/run-regressions.sh build-fuzz || status=1
 
 if [ "${CI:-}" = "true" ] && grep -Eq '\*\*\*Skipped|[1-9][0-9]* tests? skipped|\[  SKIPPED \]' "$log"; then
   echo "test.sh: tests were skipped under CI=true; CI must run everything" >&2

@@ -1,0 +1,1297 @@
+// End-to-end capture tests: `gotlscap text --format json` runs as a child process while the
+// Go test programs of the toolchain matrix (testdata/go: server, client, both) talk HTTPS over
+// 127.0.0.1, and the captured plaintext is checked against itself and against what the programs
+// provably sent (the payload generator is deterministic, see PayloadBytes below):
+//   - per connection, what the client wrote is byte for byte what the server read, and the
+//     reverse (the two ends are paired by their local/remote addresses);
+//   - every request/response body appears in the right stream;
+//   - event metadata (pid, comm, uid, fd, addresses) names the right process;
+//   - the summary line agrees with the events and reports nothing lost.
+// Needs root and BPF (skips otherwise, fails under CI=true) and the matrix (scripts/go-matrix.sh).
+//
+// Every test copies the binaries it traces into its own temporary directory: uprobes attach to
+// an inode, so tests running in parallel (ctest -j) never see each other's processes.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_env.h"
+
+extern char** environ;
+
+namespace gotlscap::testenv {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+
+// Exit codes (src/cli/exit_codes.h), spelled out so a renumbering is caught.
+constexpr int kExitUsage = 2, kExitNotGo = 5, kExitPermission = 10, kExitNoProcess = 11;
+constexpr uint64_t kCaptureMax = 32ull << 20;  // GOTLS_CAPTURE_MAX (bpf/gotls_events.h)
+constexpr const char* kHelloText = "hello from gotlscap test server\n";  // tlsprog.HelloText
+
+// ------------------------------------------------------------------------------------------
+// Environment checks
+// ------------------------------------------------------------------------------------------
+
+// Root + BTF + the matrix, or a skip (a failure under CI=true).
+void RequireCaptureEnv() {
+  std::string why;
+  if (geteuid() != 0)
+    why = "capture tests need root (eBPF uprobes)";
+  else if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
+    why = "capture tests need a kernel with BTF (/sys/kernel/btf/vmlinux missing)";
+  if (why.empty()) {
+    SkipOrFailWithoutMatrix();
+    return;
+  }
+  if (IsCi()) {
+    GTEST_FAIL() << why << "; CI=true, so this is a failure, not a skip";
+  } else {
+    GTEST_SKIP() << why;
+  }
+}
+
+#define REQUIRE_CAPTURE_ENV()                                                        \
+  do {                                                                               \
+    RequireCaptureEnv();                                                             \
+    if (::testing::Test::IsSkipped() || ::testing::Test::HasFatalFailure()) return; \
+  } while (0)
+
+std::string HostGoArch() {
+  utsname u{};
+  uname(&u);
+  std::string m = u.machine;
+  if (m == "x86_64") return "amd64";
+  if (m == "aarch64") return "arm64";
+  return m;
+}
+
+// The matrix row of `prog` built by the same toolchain and variant as `like`.
+const MatrixRow* FindRow(const std::string& go_minor, const std::string& variant, const std::string& prog) {
+  for (const auto& r : ManifestRows())
+    if (r.go_minor == go_minor && r.variant == variant && r.prog == prog && r.goarch == HostGoArch()) return &r;
+  return nullptr;
+}
+
+const MatrixRow* NewestRow(const std::string& variant, const std::string& prog) {
+  const MatrixRow* best = nullptr;
+  for (const auto& r : ManifestRows())
+    if (r.variant == variant && r.prog == prog && r.goarch == HostGoArch() && (!best || r.Minor() > best->Minor()))
+      best = &r;
+  return best;
+}
+
+// ------------------------------------------------------------------------------------------
+// Deterministic payloads (testdata/go/internal/tlsprog/payload.go)
+// ------------------------------------------------------------------------------------------
+
+std::string PayloadBytes(size_t n, uint32_t seed) {
+  std::string out(n, '\0');
+  uint32_t x = seed;
+  for (size_t i = 0; i < n; i++) {
+    x = x * 1664525u + 1013904223u;
+    out[i] = static_cast<char>(x >> 24);
+  }
+  return out;
+}
+
+size_t Find(const std::string& hay, const std::string& needle, size_t from = 0) {
+  if (needle.empty()) return from;
+  if (from >= hay.size()) return std::string::npos;
+  auto it = std::search(hay.begin() + static_cast<std::ptrdiff_t>(from), hay.end(),
+                        std::boyer_moore_horspool_searcher(needle.begin(), needle.end()));
+  return it == hay.end() ? std::string::npos : static_cast<size_t>(it - hay.begin());
+}
+
+bool Contains(const std::string& hay, const std::string& needle) { return Find(hay, needle) != std::string::npos; }
+
+// "first difference at byte N (sizes A vs B)" for stream comparisons.
+std::string DescribeDiff(const std::string& a, const std::string& b) {
+  size_t n = std::min(a.size(), b.size()), i = 0;
+  while (i < n && a[i] == b[i]) i++;
+  std::ostringstream os;
+  os << "sizes " << a.size() << " vs " << b.size();
+  if (i < n || a.size() != b.size()) os << ", first difference at byte " << i;
+  return os.str();
+}
+
+std::string Base64Decode(const std::string& in, bool* ok) {
+  static const auto table = [] {
+    std::array<int, 256> t{};
+    t.fill(-1);
+    const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; i++) t[static_cast<unsigned char>(a[i])] = i;
+    return t;
+  }();
+  *ok = in.size() % 4 == 0;
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t pad = 0;
+  for (char c : in) {
+    if (c == '=') {
+      pad++;
+      continue;
+    }
+    int v = table[static_cast<unsigned char>(c)];
+    if (v < 0 || pad) {
+      *ok = false;
+      return out;
+    }
+    acc = (acc << 6) | uint32_t(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  if (pad > 2) *ok = false;
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------
+// Child processes
+// ------------------------------------------------------------------------------------------
+
+// A child process with stdout and stderr collected by a reader thread; waits have timeouts and
+// the destructor SIGKILLs a child that is still running, so a failed assertion never leaves
+// processes (or attached uprobes) behind.
+class Proc {
+ public:
+  explicit Proc(std::vector<std::string> argv) : argv_(std::move(argv)) {
+    int out_pipe[2], err_pipe[2];
+    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 || pipe2(wake_, O_CLOEXEC) != 0)
+      throw std::runtime_error("pipe2 failed");
+    std::vector<char*> args;
+    for (auto& s : argv_) args.push_back(s.data());
+    args.push_back(nullptr);
+    pid_ = fork();
+    if (pid_ < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
+    if (pid_ == 0) {
+      int devnull = open("/dev/null", O_RDONLY);
+      if (devnull >= 0) dup2(devnull, 0);
+      dup2(out_pipe[1], 1);
+      dup2(err_pipe[1], 2);
+      execvp(args[0], args.data());
+      const char msg[] = "Proc: exec failed\n";
+      (void)!write(2, msg, sizeof msg - 1);
+      _exit(127);
+    }
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    out_fd_ = out_pipe[0];
+    err_fd_ = err_pipe[0];
+    pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+    reader_ = std::thread([this] { ReadLoop(); });
+  }
+
+  ~Proc() {
+    if (!Wait(milliseconds(0))) {
+      kill(pid_, SIGKILL);
+      Wait(seconds(30));
+    }
+    (void)!write(wake_[1], "x", 1);
+    reader_.join();
+    for (int fd : {out_fd_, err_fd_, wake_[0], wake_[1], pidfd_})
+      if (fd >= 0) close(fd);
+  }
+  Proc(const Proc&) = delete;
+  Proc& operator=(const Proc&) = delete;
+
+  pid_t pid() const { return pid_; }
+  std::string Out() {
+    std::lock_guard<std::mutex> l(mu_);
+    return out_;
+  }
+  std::string Err() {
+    std::lock_guard<std::mutex> l(mu_);
+    return err_;
+  }
+  std::string Describe() {
+    std::lock_guard<std::mutex> l(mu_);
+    std::ostringstream os;
+    os << "[pid " << pid_ << ":";
+    for (const auto& a : argv_) os << " " << a;
+    os << "] status " << (status_ ? std::to_string(*status_) : std::string("running")) << "\n--- stdout ---\n"
+       << out_.substr(0, 4000) << "\n--- stderr ---\n"
+       << err_.substr(0, 4000);
+    return os.str();
+  }
+
+  // The first line of stdout (fd 1) or stderr (fd 2) starting with `prefix`; nullopt on timeout
+  // or when the stream ends without one.
+  std::optional<std::string> WaitLine(int fd, const std::string& prefix, Clock::duration timeout) {
+    std::unique_lock<std::mutex> l(mu_);
+    const auto deadline = Clock::now() + timeout;
+    while (true) {
+      const std::string& s = fd == 1 ? out_ : err_;
+      size_t start = 0;
+      while (true) {
+        size_t nl = s.find('\n', start);
+        if (nl == std::string::npos) break;
+        if (s.compare(start, prefix.size(), prefix) == 0) return s.substr(start, nl - start);
+        start = nl + 1;
+      }
+      if (fd == 1 ? out_eof_ : err_eof_) return std::nullopt;
+      if (cv_.wait_until(l, deadline) == std::cv_status::timeout && Clock::now() >= deadline) return std::nullopt;
+    }
+  }
+
+  // Exit code (128+signal when killed), nullopt if still running after `timeout`.
+  std::optional<int> Wait(Clock::duration timeout) {
+    if (status_) return status_;
+    const auto deadline = Clock::now() + timeout;
+    while (true) {
+      int st = 0;
+      pid_t r = waitpid(pid_, &st, WNOHANG);
+      if (r == pid_) {
+        std::lock_guard<std::mutex> l(mu_);
+        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        return status_;
+      }
+      if (r < 0 && errno != EINTR) return status_ = -1;
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return std::nullopt;
+      if (pidfd_ >= 0) {
+        pollfd p{pidfd_, POLLIN, 0};
+        poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
+      } else {
+        std::this_thread::sleep_for(milliseconds(std::min<long long>(left, 5)));
+      }
+    }
+  }
+
+  void Signal(int sig) {
+    if (!status_) kill(pid_, sig);
+  }
+
+ private:
+  void ReadLoop() {
+    pollfd fds[3] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+    char buf[65536];
+    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+      if (poll(fds, 3, -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if (fds[2].revents) break;
+      for (int i = 0; i < 2; i++) {
+        if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        ssize_t n = read(fds[i].fd, buf, sizeof buf);
+        std::lock_guard<std::mutex> l(mu_);
+        if (n > 0) {
+          (i == 0 ? out_ : err_).append(buf, static_cast<size_t>(n));
+        } else if (n == 0 || errno != EINTR) {
+          fds[i].fd = -1;
+          (i == 0 ? out_eof_ : err_eof_) = true;
+        }
+        cv_.notify_all();
+      }
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    out_eof_ = err_eof_ = true;
+    cv_.notify_all();
+  }
+
+  std::vector<std::string> argv_;
+  pid_t pid_ = -1;
+  int out_fd_ = -1, err_fd_ = -1, pidfd_ = -1;
+  int wake_[2] = {-1, -1};
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string out_, err_;
+  bool out_eof_ = false, err_eof_ = false;
+  std::optional<int> status_;
+};
+
+// A test server (`server` binary): started with -addr 127.0.0.1:0, ready once it printed its
+// address.
+struct Server {
+  std::unique_ptr<Proc> proc;
+  std::string addr;  // "127.0.0.1:PORT"
+  pid_t pid() const { return proc->pid(); }
+  std::string url() const { return "https://" + addr; }
+};
+
+::testing::AssertionResult StartServer(const std::string& bin, Server* s, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {bin, "-addr", "127.0.0.1:0"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  s->proc = std::make_unique<Proc>(argv);
+  auto line = s->proc->WaitLine(1, "listening ", seconds(30));
+  if (!line) return ::testing::AssertionFailure() << "server did not print `listening`: " << s->proc->Describe();
+  s->addr = line->substr(strlen("listening "));
+  if (s->addr.rfind("127.0.0.1:", 0) != 0) return ::testing::AssertionFailure() << "odd address: " << *line;
+  return ::testing::AssertionSuccess();
+}
+
+struct Run {
+  pid_t pid = -1;
+  int exit_code = -1;
+  std::string out, err;
+  std::string describe;
+};
+
+// Runs a program to completion (timeout: killed, exit_code -1).
+Run RunToEnd(const std::vector<std::string>& argv, Clock::duration timeout = seconds(120)) {
+  Proc p(argv);
+  Run r;
+  r.pid = p.pid();
+  auto code = p.Wait(timeout);
+  r.exit_code = code ? *code : -1;
+  if (!code) p.Signal(SIGKILL);
+  p.Wait(seconds(10));
+  r.out = p.Out();
+  r.err = p.Err();
+  r.describe = p.Describe();
+  return r;
+}
+
+// ------------------------------------------------------------------------------------------
+// gotlscap as a child
+// ------------------------------------------------------------------------------------------
+
+struct Event {
+  uint64_t ts_ns = 0;
+  uint32_t pid = 0, tid = 0, uid = 0;
+  std::string comm, dir;
+  uint64_t len = 0, captured = 0, missing = 0;
+  bool truncated = false;
+  uint64_t conn_id = 0;
+  int64_t fd = -1;
+  std::string local, remote;
+  std::string payload;
+};
+
+struct Summary {
+  bool parsed = false;
+  uint64_t events = 0, bytes = 0, lost = 0, truncated = 0, lost_bytes = 0, incomplete = 0, read_faults = 0,
+           no_entry = 0, probe_hits = 0;
+};
+
+struct Capture {
+  int exit_code = -1;
+  std::string err;  // gotlscap's stderr
+  Summary summary;
+  std::vector<Event> events;
+  std::vector<std::string> parse_errors;
+};
+
+std::string TypeOf(const nlohmann::json& j, const char* key) { return j.contains(key) ? j[key].type_name() : "absent"; }
+
+// One JSON line → Event; "" on success, else what is wrong.
+std::string ParseEvent(const std::string& line, Event* e) {
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return "not a JSON object";
+  for (const char* k : {"ts_ns", "pid", "tid", "uid", "len", "captured", "missing"})
+    if (!j.contains(k) || !j[k].is_number_unsigned()) return std::string(k) + ": " + TypeOf(j, k);
+  for (const char* k : {"type", "comm", "dir", "payload_b64"})
+    if (!j.contains(k) || !j[k].is_string()) return std::string(k) + ": " + TypeOf(j, k);
+  if (!j.contains("truncated") || !j["truncated"].is_boolean()) return "truncated: " + TypeOf(j, "truncated");
+  if (!j.contains("conn") || !j["conn"].is_object()) return "conn: " + TypeOf(j, "conn");
+  const auto& c = j["conn"];
+  if (!c.contains("id") || !c["id"].is_number_unsigned()) return "conn.id: " + TypeOf(c, "id");
+  if (!c.contains("fd") || !c["fd"].is_number_integer()) return "conn.fd: " + TypeOf(c, "fd");
+  if (!c.contains("local") || !c["local"].is_string()) return "conn.local: " + TypeOf(c, "local");
+  if (!c.contains("remote") || !c["remote"].is_string()) return "conn.remote: " + TypeOf(c, "remote");
+  if (j["type"] != "data") return "type is not \"data\"";
+  e->ts_ns = j["ts_ns"];
+  e->pid = j["pid"];
+  e->tid = j["tid"];
+  e->uid = j["uid"];
+  e->comm = j["comm"];
+  e->dir = j["dir"];
+  e->len = j["len"];
+  e->captured = j["captured"];
+  e->missing = j["missing"];
+  e->truncated = j["truncated"];
+  e->conn_id = c["id"];
+  e->fd = c["fd"];
+  e->local = c["local"];
+  e->remote = c["remote"];
+  bool ok = false;
+  e->payload = Base64Decode(j["payload_b64"].get_ref<const std::string&>(), &ok);
+  if (!ok) return "payload_b64 is not valid base64";
+  if (e->payload.size() != e->captured)
+    return "payload has " + std::to_string(e->payload.size()) + " bytes, captured says " + std::to_string(e->captured);
+  return "";
+}
+
+bool ParseSummary(const std::string& err, Summary* s) {
+  static const std::regex re(
+      R"(summary: (\d+) events, (\d+) bytes, (\d+) lost, (\d+) truncated \(lost bytes (\d+), incomplete events (\d+), )"
+      R"(read faults (\d+), reads without entry (\d+), probe hits (\d+)\))");
+  std::smatch m;
+  if (!std::regex_search(err, m, re)) return false;
+  uint64_t* f[] = {&s->events,     &s->bytes,       &s->lost,     &s->truncated, &s->lost_bytes,
+                   &s->incomplete, &s->read_faults, &s->no_entry, &s->probe_hits};
+  for (int i = 0; i < 9; i++) *f[i] = std::stoull(m[i + 1].str());
+  s->parsed = true;
+  return true;
+}
+
+class Gotlscap {
+ public:
+  // `gotlscap text --format json -o <dir>/capture-N.jsonl ARGS...`; the output file is removed
+  // first so a stale one can never be read.
+  Gotlscap(const TempDir& dir, const std::vector<std::string>& args) {
+    static int counter = 0;
+    out_path_ = dir.File("capture-" + std::to_string(++counter) + ".jsonl");
+    unlink(out_path_.c_str());
+    std::vector<std::string> argv = {GotlscapBin(), "text", "--format", "json", "-o", out_path_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    proc_ = std::make_unique<Proc>(argv);
+  }
+
+  ::testing::AssertionResult WaitReady(Clock::duration timeout = seconds(30)) {
+    auto t0 = Clock::now();
+    auto line = proc_->WaitLine(2, "ready", timeout);
+    ready_seconds_ = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!line) return ::testing::AssertionFailure() << "gotlscap did not print `ready`: " << proc_->Describe();
+    ready_line_ = *line;
+    return ::testing::AssertionSuccess();
+  }
+
+  // SIGINT, wait for the drain and exit, parse the summary and every event.
+  Capture Stop(Clock::duration timeout = seconds(90)) {
+    Capture c;
+    proc_->Signal(SIGINT);
+    auto code = proc_->Wait(timeout);
+    if (!code) {
+      c.parse_errors.push_back("gotlscap did not exit within the timeout after SIGINT: " + proc_->Describe());
+      proc_->Signal(SIGKILL);
+      proc_->Wait(seconds(10));
+    }
+    c.exit_code = code ? *code : -1;
+    c.err = proc_->Err();
+    if (!ParseSummary(c.err, &c.summary)) c.parse_errors.push_back("no summary line on stderr: " + c.err);
+    std::string data;
+    try {
+      data = ReadFileBytes(out_path_);
+    } catch (const std::exception& e) {
+      c.parse_errors.push_back(e.what());
+    }
+    size_t start = 0;
+    int lineno = 0;
+    while (start < data.size()) {
+      size_t nl = data.find('\n', start);
+      if (nl == std::string::npos) {
+        c.parse_errors.push_back("output does not end with a newline");
+        break;
+      }
+      lineno++;
+      Event e;
+      std::string why = ParseEvent(data.substr(start, nl - start), &e);
+      if (!why.empty())
+        c.parse_errors.push_back("line " + std::to_string(lineno) + ": " + why);
+      else
+        c.events.push_back(std::move(e));
+      start = nl + 1;
+    }
+    return c;
+  }
+
+  pid_t pid() const { return proc_->pid(); }
+  const std::string& ready_line() const { return ready_line_; }
+  double ready_seconds() const { return ready_seconds_; }
+  const std::string& out_path() const { return out_path_; }
+
+ private:
+  std::string out_path_;
+  std::unique_ptr<Proc> proc_;
+  std::string ready_line_;
+  double ready_seconds_ = 0;
+};
+
+// ------------------------------------------------------------------------------------------
+// Checks
+// ------------------------------------------------------------------------------------------
+
+// Collects failure messages and reports at most a few of them, so one broken capture does not
+// print thousands of lines.
+class Problems {
+ public:
+  void Add(const std::string& what) {
+    n_++;
+    if (list_.size() < 15) list_.push_back(what);
+  }
+  size_t size() const { return n_; }
+  std::string str() const {
+    std::ostringstream os;
+    for (const auto& p : list_) os << "  - " << p << "\n";
+    if (n_ > list_.size()) os << "  ... and " << (n_ - list_.size()) << " more\n";
+    return os.str();
+  }
+
+ private:
+  size_t n_ = 0;
+  std::vector<std::string> list_;
+};
+
+std::string EventStr(const Event& e) {
+  std::ostringstream os;
+  os << "{pid " << e.pid << " tid " << e.tid << " comm " << e.comm << " " << e.dir << " len " << e.len
+     << " captured " << e.captured << " missing " << e.missing << " truncated " << e.truncated << " conn " << e.conn_id
+     << " fd " << e.fd << " " << e.local << " -> " << e.remote << "}";
+  return os.str();
+}
+
+struct CaptureExpect {
+  std::map<uint32_t, std::string> comm_of_pid;  // every pid that may appear, and its comm
+  bool allow_truncated = false;                  // events over 32 MiB may be truncated
+  uint64_t t_begin_ns = 0, t_end_ns = 0;         // wall-clock window of the test
+};
+
+uint64_t WallNs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+// Exit 0, a parsed summary that agrees with the events, nothing lost, and every event's metadata.
+void CheckCapture(const Capture& c, const CaptureExpect& x) {
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  ASSERT_TRUE(c.parse_errors.empty()) << c.parse_errors.size() << " problem(s), first: " << c.parse_errors.front();
+  ASSERT_TRUE(c.summary.parsed);
+  const auto& s = c.summary;
+  EXPECT_EQ(s.events, c.events.size()) << c.err;
+  uint64_t bytes = 0, truncated = 0;
+  for (const auto& e : c.events) {
+    bytes += e.captured - std::min(e.captured, e.missing);
+    truncated += e.truncated;
+  }
+  EXPECT_EQ(s.bytes, bytes) << c.err;
+  EXPECT_EQ(s.truncated, truncated) << c.err;
+  EXPECT_EQ(s.lost, 0u) << c.err;
+  EXPECT_EQ(s.lost_bytes, 0u) << c.err;
+  EXPECT_EQ(s.incomplete, 0u) << c.err;
+  EXPECT_EQ(s.read_faults, 0u) << c.err;
+  EXPECT_GE(s.probe_hits, s.events) << c.err;
+
+  Problems p;
+  for (const auto& e : c.events) {
+    const std::string es = EventStr(e);
+    auto it = x.comm_of_pid.find(e.pid);
+    if (it == x.comm_of_pid.end()) {
+      p.Add("event of an unexpected pid: " + es);
+    } else if (e.comm != it->second) {
+      p.Add("comm should be " + it->second + ": " + es);
+    }
+    if (e.tid == 0) p.Add("tid 0: " + es);
+    if (e.uid != geteuid()) p.Add("uid should be " + std::to_string(geteuid()) + ": " + es);
+    if (e.dir != "write" && e.dir != "read") p.Add("bad dir: " + es);
+    if (e.len == 0) p.Add("empty event: " + es);
+    if (e.missing != 0) p.Add("missing bytes: " + es);
+    if (e.fd < 0) p.Add("fd unknown: " + es);
+    if (e.local.rfind("127.0.0.1:", 0) != 0 || e.local.size() <= 10) p.Add("bad local address: " + es);
+    if (e.remote.rfind("127.0.0.1:", 0) != 0 || e.remote.size() <= 10) p.Add("bad remote address: " + es);
+    if (e.conn_id == 0) p.Add("conn id 0: " + es);
+    if (x.t_begin_ns && (e.ts_ns + 1000000000ull < x.t_begin_ns || e.ts_ns > x.t_end_ns + 1000000000ull))
+      p.Add("ts_ns outside the test's time window: " + es);
+    if (e.len > kCaptureMax) {
+      if (!x.allow_truncated) p.Add("unexpectedly large event: " + es);
+      if (!e.truncated) p.Add("over 32 MiB but not truncated: " + es);
+      if (e.captured != kCaptureMax) p.Add("truncated event should carry exactly 32 MiB: " + es);
+    } else {
+      if (e.truncated) p.Add("truncated though <= 32 MiB: " + es);
+      if (e.captured != e.len) p.Add("captured != len: " + es);
+    }
+  }
+  EXPECT_EQ(p.size(), 0u) << "event problems:\n" << p.str();
+}
+
+// The plaintext of one connection as one process saw it.
+struct Stream {
+  uint64_t id = 0;
+  uint32_t pid = 0;
+  std::string comm, local, remote;
+  int64_t fd = -1;
+  std::string wrote, read;
+  size_t events = 0;
+  bool gaps = false;  // a truncated event: the concatenation is not the whole stream
+};
+
+std::map<uint64_t, Stream> Streams(const std::vector<Event>& events) {
+  std::map<uint64_t, Stream> m;
+  Problems p;
+  for (const auto& e : events) {
+    auto [it, fresh] = m.try_emplace(e.conn_id);
+    Stream& s = it->second;
+    if (fresh) {
+      s.id = e.conn_id;
+      s.pid = e.pid;
+      s.comm = e.comm;
+      s.local = e.local;
+      s.remote = e.remote;
+      s.fd = e.fd;
+    } else if (s.pid != e.pid || s.fd != e.fd || s.local != e.local || s.remote != e.remote) {
+      p.Add("connection " + std::to_string(e.conn_id) + " changed identity: " + EventStr(e));
+    }
+    (e.dir == "write" ? s.wrote : s.read) += e.payload;
+    s.gaps |= e.truncated;
+    s.events++;
+  }
+  EXPECT_EQ(p.size(), 0u) << p.str();
+  return m;
+}
+
+struct Pair {
+  const Stream* client;
+  const Stream* server;
+};
+
+// Pairs each client-side stream (remote == a server address) with the server's stream of the
+// same TCP connection; every stream whose both ends are traced must find its partner. When
+// `compare`, the two directions must be equal byte for byte.
+std::vector<Pair> PairStreams(const std::map<uint64_t, Stream>& streams, const std::set<std::string>& server_addrs,
+                              bool compare = true) {
+  std::vector<Pair> pairs;
+  Problems p;
+  std::map<std::pair<std::string, std::string>, std::vector<const Stream*>> by_addr;
+  for (const auto& [id, s] : streams) by_addr[{s.local, s.remote}].push_back(&s);
+  for (const auto& [key, v] : by_addr)
+    if (v.size() != 1) p.Add(std::to_string(v.size()) + " connections with addresses " + key.first + " -> " + key.second);
+  for (const auto& [id, s] : streams) {
+    bool is_client = server_addrs.count(s.remote) > 0;
+    bool is_server = server_addrs.count(s.local) > 0;
+    if (!is_client && !is_server) {
+      p.Add("connection " + std::to_string(id) + " " + s.local + " -> " + s.remote + " touches no test server");
+      continue;
+    }
+    if (!is_client) continue;
+    auto it = by_addr.find({s.remote, s.local});
+    if (it == by_addr.end()) {
+      p.Add("no server side for client connection " + s.local + " -> " + s.remote + " (pid " + std::to_string(s.pid) +
+            ")");
+      continue;
+    }
+    const Stream* srv = it->second.front();
+    pairs.push_back({&s, srv});
+    if (!compare) continue;
+    if (s.wrote != srv->read)
+      p.Add("client " + s.local + " wrote != server read: " + DescribeDiff(s.wrote, srv->read));
+    if (srv->wrote != s.read)
+      p.Add("server wrote != client " + s.local + " read: " + DescribeDiff(srv->wrote, s.read));
+  }
+  // Server streams without a client (the client is traced in these tests whenever this is used).
+  std::set<const Stream*> paired;
+  for (const auto& pr : pairs) paired.insert(pr.server);
+  for (const auto& [id, s] : streams)
+    if (server_addrs.count(s.local) && !paired.count(&s))
+      p.Add("server connection " + s.local + " <- " + s.remote + " has no client side");
+  EXPECT_EQ(p.size(), 0u) << "stream pairing problems:\n" << p.str();
+  return pairs;
+}
+
+// All bytes a set of streams wrote / read, per pid.
+std::string AllWritten(const std::map<uint64_t, Stream>& streams, uint32_t pid) {
+  std::string s;
+  for (const auto& [id, st] : streams)
+    if (st.pid == pid) s += st.wrote;
+  return s;
+}
+std::string AllRead(const std::map<uint64_t, Stream>& streams, uint32_t pid) {
+  std::string s;
+  for (const auto& [id, st] : streams)
+    if (st.pid == pid) s += st.read;
+  return s;
+}
+
+std::string Trunc(const std::string& s) { return s.size() > 200 ? s.substr(0, 200) + "..." : s; }
+
+// What `client -mode all|echo -n N -size SIZE -seed SEED` provably put on the wire: each request
+// line, each echo body (in the client's writes and back in the server's writes), each generated
+// response body in the server's writes (/chunked piece by piece in order, 4096-byte pieces).
+void CheckClientPayloads(const std::string& client_wrote, const std::string& client_read, const std::string& server_wrote,
+                         const std::string& mode, int n, size_t size, uint32_t seed, bool h2) {
+  static const char* paths[] = {"echo", "bytes", "chunked", "gzip", "hello"};
+  Problems p;
+  for (int i = 0; i < n; i++) {
+    std::string path = mode == "all" ? paths[i % 5] : "echo";
+    std::string body = PayloadBytes(size, seed + uint32_t(i));
+    std::string what = "request " + std::to_string(i) + " /" + path;
+    if (!h2) {  // HTTP/2 headers are HPACK-encoded
+      std::string line = path == "echo"    ? "POST /echo HTTP/1.1\r\n"
+                         : path == "hello" ? "GET /hello HTTP/1.1\r\n"
+                                           : "GET /" + path + "?n=" + std::to_string(size) +
+                                                 "&seed=" + std::to_string(seed + uint32_t(i)) + " HTTP/1.1\r\n";
+      if (!Contains(client_wrote, line)) p.Add(what + ": request line not in the client's writes: " + Trunc(line));
+    }
+    if (path == "echo") {
+      if (!Contains(client_wrote, body)) p.Add(what + ": body not in the client's writes");
+      if (!Contains(server_wrote, body)) p.Add(what + ": echoed body not in the server's writes");
+      if (!Contains(client_read, body)) p.Add(what + ": echoed body not in the client's reads");
+    } else if (path == "bytes") {
+      if (!Contains(server_wrote, body)) p.Add(what + ": body not in the server's writes");
+    } else if (path == "chunked") {
+      size_t at = 0;
+      for (size_t off = 0; off < body.size(); off += 4096) {
+        std::string piece = body.substr(off, 4096);
+        size_t f = Find(server_wrote, piece, at);
+        if (f == std::string::npos) {
+          p.Add(what + ": piece at " + std::to_string(off) + " not in the server's writes (in order)");
+          break;
+        }
+        at = f + piece.size();
+      }
+    } else if (path == "hello") {
+      if (!Contains(server_wrote, kHelloText)) p.Add(what + ": hello text not in the server's writes");
+    }
+  }
+  if (mode == "all" && n > 3 && !h2 && !Contains(server_wrote, "Content-Encoding: gzip\r\n"))
+    p.Add("no gzip response header in the server's writes");
+  EXPECT_EQ(p.size(), 0u) << "payload problems:\n" << p.str();
+}
+
+// The binaries of one test, copied into its temporary directory (see the file comment).
+std::string CopyBinary(const TempDir& dir, const MatrixRow& row, const std::string& subdir = "bin") {
+  std::string d = dir.File(subdir);
+  fs::create_directories(d);
+  std::string to = d + "/" + row.prog;  // keeps the name: comm is "server" / "client" / "both"
+  CopyFile(row.path, to);
+  return to;
+}
+
+std::vector<std::string> ClientArgs(const std::string& bin, const std::string& url, const std::string& mode, int n,
+                                    size_t size, uint32_t seed, std::vector<std::string> extra) {
+  std::vector<std::string> a = {bin,    "-url",  url,    "-mode", mode, "-n", std::to_string(n), "-size",
+                                std::to_string(size), "-seed", std::to_string(seed)};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+void RecordSeconds(const char* key, Clock::time_point since) {
+  ::testing::Test::RecordProperty(key, std::to_string(std::chrono::duration<double>(Clock::now() - since).count()));
+}
+
+// ------------------------------------------------------------------------------------------
+// 1 + 2. Toolchain matrix: separate server and client processes
+// ------------------------------------------------------------------------------------------
+
+// Rows of the server program that the matrix test runs: every toolchain x {default, pie,
+// stripped} on this machine's architecture, plus cgo (external linking) for the oldest and the
+// newest toolchain.
+std::vector<MatrixRow> CaptureMatrixRows() {
+  std::vector<MatrixRow> rows;
+  const MatrixRow *cgo_old = nullptr, *cgo_new = nullptr;
+  for (const auto& r : ManifestRows()) {
+    if (r.prog != "server" || r.goarch != HostGoArch()) continue;
+    if (r.variant == "default" || r.variant == "pie" || r.variant == "stripped") rows.push_back(r);
+    if (r.variant == "cgo") {
+      if (!cgo_old || r.Minor() < cgo_old->Minor()) cgo_old = &r;
+      if (!cgo_new || r.Minor() > cgo_new->Minor()) cgo_new = &r;
+    }
+  }
+  if (cgo_old) rows.push_back(*cgo_old);
+  if (cgo_new && cgo_new != cgo_old) rows.push_back(*cgo_new);
+  return rows;
+}
+
+std::string RowName(const ::testing::TestParamInfo<MatrixRow>& info) {
+  std::string n = info.param.TestName();
+  const std::string suffix = "_server";
+  if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0)
+    n.resize(n.size() - suffix.size());
+  return n;
+}
+
+class CaptureMatrixTest : public ::testing::TestWithParam<MatrixRow> {};
+
+// HTTP/1.1 over TLS 1.3: 10 requests cycling every endpoint (echo, bytes, chunked, gzip, hello)
+// on one keep-alive connection, then a 3 MB echo from a second client process.
+TEST_P(CaptureMatrixTest, ServerAndClientStreamsMatch) {
+  REQUIRE_CAPTURE_ENV();
+  const MatrixRow& row = GetParam();
+  const MatrixRow* crow = FindRow(row.go_minor, row.variant, "client");
+  ASSERT_NE(crow, nullptr) << "no client row for " << row;
+  TempDir dir;
+  const std::string server_bin = CopyBinary(dir, row), client_bin = CopyBinary(dir, *crow);
+  const uint64_t t0 = WallNs();
+  const auto start = Clock::now();
+
+  Gotlscap cap(dir, {"-e", server_bin, "-e", client_bin});
+  ASSERT_TRUE(cap.WaitReady());
+  RecordSeconds("ready_seconds", start);
+  EXPECT_THAT(cap.ready_line(), HasSubstr(row.go_version));
+  EXPECT_THAT(cap.ready_line(), HasSubstr(row.go_minor == "1.15" ? "stack ABI" : "register ABI"));
+
+  Server srv;
+  ASSERT_TRUE(StartServer(server_bin, &srv));
+  const size_t kSmall = 10000, kBig = 3000000;
+  Run c1 = RunToEnd(ClientArgs(client_bin, srv.url(), "all", 10, kSmall, 1, {"-tls", "1.3"}));
+  ASSERT_EQ(c1.exit_code, 0) << c1.describe;
+  EXPECT_THAT(c1.out, HasSubstr("proto=HTTP/1.1 tls=1.3"));
+  Run c2 = RunToEnd(ClientArgs(client_bin, srv.url(), "echo", 1, kBig, 1000, {"-tls", "1.3"}));
+  ASSERT_EQ(c2.exit_code, 0) << c2.describe;
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+
+  Capture c = cap.Stop();
+  RecordSeconds("total_seconds", start);
+  CheckCapture(c, {{{uint32_t(srv.pid()), "server"}, {uint32_t(c1.pid), "client"}, {uint32_t(c2.pid), "client"}},
+                   false,
+                   t0,
+                   WallNs()});
+  auto streams = Streams(c.events);
+  auto pairs = PairStreams(streams, {srv.addr});
+  std::map<uint32_t, int> conns_of;
+  for (const auto& pr : pairs) conns_of[pr.client->pid]++;
+  EXPECT_EQ(conns_of[uint32_t(c1.pid)], 1) << "10 keep-alive requests: one connection";
+  EXPECT_EQ(conns_of[uint32_t(c2.pid)], 1);
+  EXPECT_GE(c.events.size(), 10u);
+
+  const std::string srv_wrote = AllWritten(streams, uint32_t(srv.pid()));
+  CheckClientPayloads(AllWritten(streams, uint32_t(c1.pid)), AllRead(streams, uint32_t(c1.pid)), srv_wrote, "all", 10,
+                      kSmall, 1, false);
+  CheckClientPayloads(AllWritten(streams, uint32_t(c2.pid)), AllRead(streams, uint32_t(c2.pid)), srv_wrote, "echo", 1,
+                      kBig, 1000, false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Matrix, CaptureMatrixTest, ::testing::ValuesIn(CaptureMatrixRows()), RowName);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CaptureMatrixTest);
+
+// HTTP/2 with 4 concurrent streams on one connection (TLS 1.3), then TLS 1.2 with session
+// resumption (a new, resumed connection per request): on the stack-ABI toolchain (1.15), an
+// early register-ABI one (1.19) and the newest.
+std::vector<MatrixRow> ProtocolRows() {
+  std::vector<MatrixRow> rows;
+  const MatrixRow* newest = NewestRow("default", "server");
+  for (const auto& r : ManifestRows())
+    if (r.prog == "server" && r.variant == "default" && r.goarch == HostGoArch() &&
+        (r.go_minor == "1.15" || r.go_minor == "1.19" || &r == newest))
+      rows.push_back(r);
+  return rows;
+}
+
+class CaptureProtocolTest : public ::testing::TestWithParam<MatrixRow> {};
+
+TEST_P(CaptureProtocolTest, Http2ConcurrentAndTls12Resumption) {
+  REQUIRE_CAPTURE_ENV();
+  const MatrixRow& row = GetParam();
+  const MatrixRow* crow = FindRow(row.go_minor, row.variant, "client");
+  ASSERT_NE(crow, nullptr);
+  TempDir dir;
+  const std::string server_bin = CopyBinary(dir, row), client_bin = CopyBinary(dir, *crow);
+  const uint64_t t0 = WallNs();
+
+  Gotlscap cap(dir, {"-e", server_bin, "-e", client_bin});
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(server_bin, &srv));
+  const size_t kH2Size = 8000, kResumeSize = 6000;
+  Run h2 = RunToEnd(ClientArgs(client_bin, srv.url(), "all", 20, kH2Size, 7, {"-h2", "-concurrency", "4", "-tls", "1.3"}));
+  ASSERT_EQ(h2.exit_code, 0) << h2.describe;
+  EXPECT_THAT(h2.out, HasSubstr("proto=HTTP/2.0 tls=1.3"));
+  Run res = RunToEnd(ClientArgs(client_bin, srv.url(), "all", 5, kResumeSize, 300, {"-tls", "1.2", "-resume"}));
+  ASSERT_EQ(res.exit_code, 0) << res.describe;
+  EXPECT_THAT(res.out, HasSubstr("tls=1.2 resumed=4"));
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+
+  Capture c = cap.Stop();
+  CheckCapture(c, {{{uint32_t(srv.pid()), "server"}, {uint32_t(h2.pid), "client"}, {uint32_t(res.pid), "client"}},
+                   false,
+                   t0,
+                   WallNs()});
+  auto streams = Streams(c.events);
+  auto pairs = PairStreams(streams, {srv.addr});
+  std::map<uint32_t, int> conns_of;
+  for (const auto& pr : pairs) conns_of[pr.client->pid]++;
+  EXPECT_EQ(conns_of[uint32_t(h2.pid)], 1) << "HTTP/2 multiplexes the 4 workers on one connection";
+  EXPECT_EQ(conns_of[uint32_t(res.pid)], 5) << "-resume: one TLS connection per request";
+  for (const auto& pr : pairs)
+    if (pr.client->pid == uint32_t(h2.pid)) {
+      EXPECT_EQ(pr.client->wrote.rfind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 0), 0u) << "HTTP/2 client preface first";
+    }
+  const std::string srv_wrote = AllWritten(streams, uint32_t(srv.pid()));
+  CheckClientPayloads(AllWritten(streams, uint32_t(h2.pid)), AllRead(streams, uint32_t(h2.pid)), srv_wrote, "all", 20,
+                      kH2Size, 7, true);
+  CheckClientPayloads(AllWritten(streams, uint32_t(res.pid)), AllRead(streams, uint32_t(res.pid)), srv_wrote, "all", 5,
+                      kResumeSize, 300, false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Protocols, CaptureProtocolTest, ::testing::ValuesIn(ProtocolRows()), RowName);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CaptureProtocolTest);
+
+// ------------------------------------------------------------------------------------------
+// 3. One process holding both ends; tracing only one side
+// ------------------------------------------------------------------------------------------
+
+// Also the "target starts after gotlscap" case: `both` is started once the probes are attached.
+TEST(CaptureE2E, BothEndsInOneProcess) {
+  REQUIRE_CAPTURE_ENV();
+  const MatrixRow* row = NewestRow("default", "both");
+  ASSERT_NE(row, nullptr);
+  TempDir dir;
+  const std::string bin = CopyBinary(dir, *row);
+  const uint64_t t0 = WallNs();
+  Gotlscap cap(dir, {"-e", bin});
+  ASSERT_TRUE(cap.WaitReady());
+  Proc both({bin, "-mode", "all", "-n", "10", "-size", "20000", "-seed", "50", "-tls", "1.3"});
+  auto listening = both.WaitLine(1, "listening ", seconds(30));
+  ASSERT_TRUE(listening) << both.Describe();
+  auto code = both.Wait(seconds(60));
+  ASSERT_EQ(code, std::optional<int>(0)) << both.Describe();
+  EXPECT_THAT(both.Out(), HasSubstr("both: ok"));
+  Capture c = cap.Stop();
+  CheckCapture(c, {{{uint32_t(both.pid()), "both"}}, false, t0, WallNs()});
+  auto streams = Streams(c.events);
+  const std::string addr = listening->substr(strlen("listening "));
+  auto pairs = PairStreams(streams, {addr});
+  ASSERT_EQ(pairs.size(), 1u);
+  CheckClientPayloads(pairs[0].client->wrote, pairs[0].client->read, pairs[0].server->wrote, "all", 10, 20000, 50,
+                      false);
+}
+
+// -e client only (a) / -e server only (b): the other program runs untraced; only the traced
+// program's events appear, and they still carry everything it sent and received.
+void OneSideOnly(bool trace_client) {
+  const MatrixRow* srow = NewestRow("default", "server");
+  ASSERT_NE(srow, nullptr);
+  const MatrixRow* crow = FindRow(srow->go_minor, "default", "client");
+  ASSERT_NE(crow, nullptr);
+  TempDir dir;
+  const std::string server_bin = CopyBinary(dir, *srow), client_bin = CopyBinary(dir, *crow);
+  const uint64_t t0 = WallNs();
+  Gotlscap cap(dir, {"-e", trace_client ? client_bin : server_bin});
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(server_bin, &srv));
+  const int n = 6;
+  const size_t size = 50000;
+  Run cl = RunToEnd(ClientArgs(client_bin, srv.url(), "all", n, size, 900, {"-tls", "1.3"}));
+  ASSERT_EQ(cl.exit_code, 0) << cl.describe;
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  Capture c = cap.Stop();
+  const uint32_t traced = trace_client ? uint32_t(cl.pid) : uint32_t(srv.pid());
+  CheckCapture(c, {{{traced, trace_client ? "client" : "server"}}, false, t0, WallNs()});
+  ASSERT_FALSE(c.events.empty());
+  auto streams = Streams(c.events);
+  ASSERT_EQ(streams.size(), 1u) << "one keep-alive connection";
+  const Stream& s = streams.begin()->second;
+  EXPECT_EQ(trace_client ? s.remote : s.local, srv.addr);
+  // One side: what the client wrote is what the server read and vice versa, so check the
+  // bodies against the traced side's two directions.
+  if (trace_client) {
+    CheckClientPayloads(s.wrote, s.read, /*server_wrote=*/s.read, "all", n, size, 900, false);
+  } else {
+    CheckClientPayloads(/*client_wrote=*/s.read, /*client_read=*/s.wrote, s.wrote, "all", n, size, 900, false);
+  }
+}
+
+TEST(CaptureE2E, ClientOnlyTrace) {
+  REQUIRE_CAPTURE_ENV();
+  OneSideOnly(true);
+}
+
+TEST(CaptureE2E, ServerOnlyTrace) {
+  REQUIRE_CAPTURE_ENV();
+  OneSideOnly(false);
+}
+
+// ------------------------------------------------------------------------------------------
+// 4. Per-call capture limit (32 MiB)
+// ------------------------------------------------------------------------------------------
+
+// A 40 MB echo: the calls that hand over more than 32 MiB at once (the server's response body,
+// and depending on the Go version the client's request body) are marked truncated with their
+// true length and exactly 32 MiB captured, which is the body's prefix; the reads (one TLS record
+// each) carry the whole body. A 20 MB echo in the same capture is not truncated at all.
+TEST(CaptureE2E, CallsOver32MiBAreTruncated) {
+  REQUIRE_CAPTURE_ENV();
+  const MatrixRow* srow = NewestRow("default", "server");
+  ASSERT_NE(srow, nullptr);
+  const MatrixRow* crow = FindRow(srow->go_minor, "default", "client");
+  ASSERT_NE(crow, nullptr);
+  TempDir dir;
+  const std::string server_bin = CopyBinary(dir, *srow), client_bin = CopyBinary(dir, *crow);
+  const uint64_t t0 = WallNs();
+  Gotlscap cap(dir, {"-e", server_bin, "-e", client_bin});
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(server_bin, &srv));
+  const size_t kHuge = 40000000, kLarge = 20000000;
+  Run huge = RunToEnd(ClientArgs(client_bin, srv.url(), "echo", 1, kHuge, 4000, {"-tls", "1.3"}));
+  ASSERT_EQ(huge.exit_code, 0) << huge.describe;
+  Run large = RunToEnd(ClientArgs(client_bin, srv.url(), "echo", 1, kLarge, 2000, {"-tls", "1.3"}));
+  ASSERT_EQ(large.exit_code, 0) << large.describe;
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  Capture c = cap.Stop();
+  const uint32_t spid = uint32_t(srv.pid()), hpid = uint32_t(huge.pid), lpid = uint32_t(large.pid);
+  CheckCapture(c, {{{spid, "server"}, {hpid, "client"}, {lpid, "client"}}, true, t0, WallNs()});
+
+  const std::string huge_body = PayloadBytes(kHuge, 4000);
+  const std::string_view huge_prefix(huge_body.data(), kCaptureMax);
+  auto streams = Streams(c.events);
+  auto pairs = PairStreams(streams, {srv.addr}, /*compare=*/false);
+  ASSERT_EQ(pairs.size(), 2u);
+  int truncated = 0, server_truncated = 0;
+  for (const auto& e : c.events) {
+    if (!e.truncated) continue;
+    truncated++;
+    EXPECT_EQ(e.dir, "write") << EventStr(e);
+    EXPECT_EQ(e.len, kHuge) << "the true length of the body write: " << EventStr(e);
+    EXPECT_EQ(e.captured, kCaptureMax) << EventStr(e);
+    EXPECT_TRUE(e.pid == spid || e.pid == hpid) << EventStr(e);
+    EXPECT_TRUE(e.payload == huge_prefix) << "truncated payload is not the body's first 32 MiB: " << EventStr(e);
+    server_truncated += e.pid == spid;
+  }
+  EXPECT_EQ(server_truncated, 1) << "the server echoes the 40 MB body with one Write";
+  EXPECT_EQ(c.summary.truncated, uint64_t(truncated));
+
+  for (const auto& pr : pairs) {
+    const bool is_huge = pr.client->pid == hpid;
+    const std::string body = is_huge ? huge_body : PayloadBytes(kLarge, 2000);
+    // Reads are never truncated: both ends read the whole body.
+    EXPECT_TRUE(Contains(pr.server->read, body)) << "server read the whole body, huge=" << is_huge;
+    EXPECT_TRUE(Contains(pr.client->read, body)) << "client read the whole echo, huge=" << is_huge;
+    if (is_huge) {
+      EXPECT_TRUE(pr.server->gaps);
+      // The truncated write is the 32 MiB prefix; what follows it in the reader's stream is the
+      // part the capture limit left out.
+      EXPECT_EQ(pr.server->wrote.size() + (kHuge - kCaptureMax), pr.client->read.size());
+      if (!pr.client->gaps) EXPECT_EQ(pr.client->wrote, pr.server->read);
+    } else {
+      EXPECT_FALSE(pr.client->gaps || pr.server->gaps) << "20 MB is under the limit";
+      EXPECT_TRUE(pr.client->wrote == pr.server->read) << DescribeDiff(pr.client->wrote, pr.server->read);
+      EXPECT_TRUE(pr.server->wrote == pr.client->read) << DescribeDiff(pr.server->wrote, pr.client->read);
+      EXPECT_TRUE(Contains(pr.client->wrote, body));
+      EXPECT_TRUE(Contains(pr.server->wrote, body));
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// 5. Target lifecycle
+// ------------------------------------------------------------------------------------------
+
+struct Programs {
+  TempDir dir;
+  std::string server, client;
+  std::string go_version;
+};
+
+::testing::AssertionResult NewestPrograms(Programs* p) {
+  const MatrixRow* srow = NewestRow("default", "server");
+  if (!srow) return ::testing::AssertionFailure() << "no default server row";
+  const MatrixRow* crow = FindRow(srow->go_minor, "default", "client");
+  if (!crow) return ::testing::AssertionFailure() << "no default client row";
+  p->server = CopyBinary(p->dir, *srow);
+  p->client = CopyBinary(p->dir, *crow);
+  p->go_version = srow->go_version;
+  return ::testing::AssertionSuccess();
+}
+
+// (a) The server runs before gotlscap starts (its uprobes are installed into a live process).
+TEST(CaptureLifecycle, TargetAlreadyRunning) {
+  REQUIRE_CAPTURE_ENV();
+  Programs p;
+  ASSERT_TRUE(NewestPrograms(&p));
+  const uint64_t t0 = WallNs();
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  // An exchange before the capture (its connection is idle afterwards: the client exited).
+  Run before = RunToEnd(ClientArgs(p.client, srv.url(), "echo", 2, 3000, 10, {}));
+  ASSERT_EQ(before.exit_code, 0) << before.describe;
+
+  Gotlscap cap(p.dir, {"-e", p.server, "-e", p.client});
+  ASSERT_TRUE(cap.WaitReady());
+  Run cl = RunToEnd(ClientArgs(p.client, srv.url(), "all", 5, 30000, 20, {"-tls", "1.3"}));
+  ASSERT_EQ(cl.exit_code, 0) << cl.describe;
+  Capture c = cap.Stop();
+  CheckCapture(c, {{{uint32_t(srv.pid()), "server"}, {uint32_t(cl.pid), "client"}}, false, t0, WallNs()});
+  auto streams = Streams(c.events);
+  auto pairs = PairStreams(streams, {srv.addr});
+  ASSERT_EQ(pairs.size(), 1u);
+  EXPECT_EQ(pairs[0].server->pid, uint32_t(srv.pid()));
+  CheckClientPayloads(pairs[0].client->wrote, pairs[0].client->read, pairs[0].server->wrote, "all", 5, 30000, 20, false);
+  EXPECT_FALSE(Contains(AllRead(streams, uint32_t(srv.pid())), PayloadBytes(3000, 10)))
+      << "an exchange from before the capture started";
+}
+
+// (c) The server exits and a new one (new pid) starts while gotlscap runs: both are captured.
+TEST(CaptureLifecycle, TargetRestartsDuringCapture) {
+  REQUIRE_CAPTURE_ENV();
+  Programs p;
+  ASSERT_TRUE(NewestPrograms(&p));
+  const uint64_t t0 = WallNs();
+  Gotlscap cap(p.dir, {"-e", p.server, "-e", p.client});
+  ASSERT_TRUE(cap.WaitReady());
+
+  Server first;
+  ASSERT_TRUE(StartServer(p.server, &first));
+  Run c1 = RunToEnd(ClientArgs(p.client, first.url(), "echo", 3, 40000, 100, {"-tls", "1.3"}));
+  ASSERT_EQ(c1.exit_code, 0) << c1.describe;
+  first.proc->Signal(SIGTERM);
+  ASSERT_TRUE(first.proc->Wait(seconds(10)));
+
+  Server second;
+  ASSERT_TRUE(StartServer(p.server, &second));
+  ASSERT_NE(first.pid(), second.pid());
+  Run c2 = RunToEnd(ClientArgs(p.client, second.url(), "echo", 3, 40000, 200, {"-tls", "1.2"}));
+  ASSERT_EQ(c2.exit_code, 0) << c2.describe;
+  second.proc->Signal(SIGTERM);
+  second.proc->Wait(seconds(10));
+
+  Capture c = cap.Stop();
+  CheckCapture(c,
+               {{{uint32_t(first.pid()), "server"},
+                 {uint32_t(second.pid()), "server"},
+                 {uint32_t(c1.pid), "client"},
+                 {uint32_t(c2.pid), "client"}},
+                false,
+                t0,
+                WallNs()});
+  auto streams = Streams(c.events);
+  auto pairs = PairStreams(streams, {first.addr, second.addr});
+  ASSERT_EQ(pairs.size(), 2u);
+  for (const auto& pr : pairs) {
+    const bool is_first = pr.client->pid == uint32_t(c1.pid);
+    EXPECT_EQ(pr.server->pid, uint32_t(is_first ? first.pid() : second.pid()));
+    CheckClientPayloads(pr.client->wrote, pr.client->read, pr.server->wrote, "echo", 3, 40000, is_first ? 100 : 200,
+                        false);
+  }
+}
+
+// (d) `-p PID` alone traces /proc/PID/exe, and only that process, though a second process runs
+// the same file.
+TEST(CaptureLifecycle, PidAloneTracesOnlyThatProcess) {
+  REQUIRE_CAPTURE_ENV();
+  Programs p;
+  ASSERT_TRUE(NewestPrograms(&p));
+  const uint64_t t0 = WallNs();
+  Server wanted, other;
+  ASSERT_TRUE(StartServer(p.server, &wanted));
+  ASSERT_TRUE(StartServer(p.server, &other));
+  Gotlscap cap(p.dir, {"-p", std::to_string(wanted.pid())});
+  ASSERT_TRUE(cap.WaitReady());
+  EXPECT_THAT(cap.ready_line(), HasSubstr("/proc/" + std::to_string(wanted.pid()) + "/exe"));
+  EXPECT_THAT(cap.ready_line(), HasSubstr("1 binary"));
+  Run c1 = RunToEnd(ClientArgs(p.client, wanted.url(), "echo", 2, 20000, 500, {"-tls", "1.3"}));
+  ASSERT_EQ(c1.exit_code, 0) << c1.describe;
+  Run c2 = RunToEnd(ClientArgs(p.client, other.url(), "echo", 2, 20000, 600, {"-tls", "1.3"}));
+  ASSERT_EQ(c2.exit_code, 0) << c2.describe;
+  Capture c = cap.Stop();
+  CheckCapture(c, {{{uint32_t(wanted.pid()), "server"}}, false, t0, WallNs()});
+  ASSERT_FALSE(c.events.empty());
+  auto streams = Streams(c.events);
+  ASSERT_EQ(streams.size(), 1u);
+  const Stream& s = streams.begin()->second;
+  EXPECT_EQ(s.local, wanted.addr);
+  CheckClientPayloads(s.read, s.wrote, s.wrote, "echo", 2, 20000, 500, false);
+}
+
+// (e) A pid that does not exist: exit 11 at once, one line on stderr.
+TEST(CaptureLifecycle, NonexistentPid) {
+  REQUIRE_CAPTURE_ENV();
+  pid_t pid = 999999;
+  while (kill(pid, 0) == 0 || errno != ESRCH) pid++;
+  TempDir dir;
+  auto t = Clock::now();
+  Run r = RunToEnd({GotlscapBin(), "text", "--format", "json", "-o", dir.File("x.jsonl"), "-p", std::to_string(pid)},
+                   seconds(20));
+  const double secs = std::chrono::duration<double>(Clock::now() - t).count();
+  EXPECT_EQ(r.exit_code, kExitNoProcess) << r.describe;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.describe;
+  EXPECT_THAT(r.err, HasSubstr(std::to_string(pid)));
+  EXPECT_LT(secs, 5.0) << "should fail before attaching anything";
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. Error paths and the output file
+// ------------------------------------------------------------------------------------------
+
+void ExpectOneLineError(const Run& r, int code) {
+  EXPECT_EQ(r.exit_code, code) << r.describe;
+  EXPECT_EQ(r.out, "") << r.describe;
+  ASSERT_FALSE(r.err.empty()) << r.describe;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.describe;
+  EXPECT_EQ(r.err.rfind("gotlscap: ", 0), 0u) << r.describe;
+}
+
+TEST(CaptureCli, NoTargetIsUsageError) {
+  ExpectOneLineError(RunToEnd({GotlscapBin(), "text"}, seconds(20)), kExitUsage);
+}
+
+TEST(CaptureCli, NotGoBinary) {
+  REQUIRE_CAPTURE_ENV();
+  ExpectOneLineError(RunToEnd({GotlscapBin(), "text", "-e", "/bin/ls"}, seconds(20)), kExitNotGo);
+}
+
+TEST(CaptureCli, NonRootIsPermissionError) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to drop to an unprivileged user";
+  REQUIRE_CAPTURE_ENV();
+  if (access("/usr/bin/setpriv", X_OK) != 0 && access("/bin/setpriv", X_OK) != 0)
+    GTEST_SKIP() << "setpriv (util-linux) not installed";
+  const MatrixRow* row = NewestRow("default", "server");
+  ASSERT_NE(row, nullptr);
+  // The unprivileged user must reach both executables: copies in a world-readable directory.
+  TempDir dir;
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                  fs::perms::others_read | fs::perms::others_exec);
+  const std::string target = CopyBinary(dir, *row);
+  const std::string self = dir.File("gotlscap");
+  CopyFile(GotlscapBin(), self);
+  for (const auto& f : {target, self, dir.File("bin")})
+    fs::permissions(f, fs::perms::others_read | fs::perms::others_exec | fs::perms::group_read | fs::perms::group_exec,
+                    fs::perm_options::add);
+  Run r = RunToEnd({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", self, "text", "-e", target},
+                   seconds(30));
+  ExpectOneLineError(r, kExitPermission);
+  EXPECT_TRUE(r.err.find("root") != std::string::npos || r.err.find("CAP_BPF") != std::string::npos) << r.err;
+}
+
+// -o FILE is created owner-only (plaintext is as sensitive as keys), even with a lax umask, and
+// an existing file is truncated.
+TEST(CaptureCli, OutputFileIsOwnerOnly) {
+  REQUIRE_CAPTURE_ENV();
+  const MatrixRow* row = NewestRow("default", "client");
+  ASSERT_NE(row, nullptr);
+  TempDir dir;
+  const std::string bin = CopyBinary(dir, *row);
+  const std::string out = dir.File("events.jsonl");
+  const mode_t old = umask(0);
+  Run r = RunToEnd({GotlscapBin(), "text", "-o", out, "-e", bin, "--duration", "0.2"}, seconds(30));
+  umask(old);
+  EXPECT_EQ(r.exit_code, 0) << r.describe;
+  EXPECT_THAT(r.err, HasSubstr("summary: 0 events"));
+  struct stat st {};
+  ASSERT_EQ(stat(out.c_str(), &st), 0) << "output file not created";
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_size, 0);
+}
+
+}  // namespace
+}  // namespace gotlscap::testenv
