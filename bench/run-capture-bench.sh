@@ -9,7 +9,11 @@
 # summary, CPU time (utime+stime from /proc/PID/stat between "ready" and SIGINT) and peak RSS
 # (VmHWM) belong to that scenario alone.
 # Scenarios: go1.27 bulk (150 x 1 MB echo) and small (10,000 x 100 B, HTTP/1.1 keep-alive), each
-# with --format json and --format text; go1.15 (stack ABI) small, json and text.
+# with --format json and --format text; go1.15 (stack ABI) small, json and text. Format "count"
+# attaches the same probes with a uid filter nobody matches (-u 65534): every hit is trapped and
+# counted, nothing is emitted, so its ratio is the price of the traps alone.
+# After each traced run the script waits until gotlscap's CPU time stops growing (it drained the
+# ring buffer), so its backlog never runs during an untraced run; "drain s" is the longest wait.
 # Env: BUILD_DIR (default build-bench), GOTLSCAP (use this gotlscap binary, no build), PAIRS (5),
 #   BULK_N (150) BULK_SIZE (1000000) SMALL_N (10000) SMALL_SIZE (100) CONCURRENCY (1),
 #   OUT (where gotlscap writes events; default /dev/null; a directory = one file per scenario
@@ -26,7 +30,7 @@ bulk_n=${BULK_N:-150} bulk_size=${BULK_SIZE:-1000000}
 small_n=${SMALL_N:-10000} small_size=${SMALL_SIZE:-100}
 conc=${CONCURRENCY:-1}
 out=${OUT:-/dev/null}
-scenarios=${SCENARIOS:-"1.27:bulk:json 1.27:bulk:text 1.27:small:json 1.27:small:text 1.15:small:json 1.15:small:text"}
+scenarios=${SCENARIOS:-"1.27:bulk:count 1.27:bulk:json 1.27:bulk:text 1.27:small:count 1.27:small:json 1.27:small:text 1.15:small:count 1.15:small:json 1.15:small:text"}
 
 [[ $(id -u) -eq 0 ]] || { echo "run-capture-bench: needs root (eBPF uprobes)" >&2; exit 1; }
 if [[ -n ${GOTLSCAP:-} ]]; then
@@ -53,6 +57,19 @@ tck=$(getconf CLK_TCK)
 # utime+stime of a process in seconds
 cpu_of() { awk -v t="$tck" '{ sub(/^.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat"; }
 hwm_of() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }  # kB
+vcsw_of() { awk '/^voluntary_ctxt_switches:/ { print $2 }' "/proc/$1/status"; }  # sleeps = wakeups
+now_s() { awk '{ print $1 }' /proc/uptime; }
+# wait_idle PID: until its CPU time stops growing for 0.2 s (max 60 s); prints the seconds waited
+wait_idle() {
+  local t0 c0 c1 still=0
+  t0=$(now_s); c0=$(cpu_of "$1")
+  for _ in $(seq 600); do
+    sleep 0.1; c1=$(cpu_of "$1")
+    if [[ $c1 == "$c0" ]]; then ((++still >= 2)) && break; else still=0; fi
+    c0=$c1
+  done
+  awk -v a="$t0" -v b="$(now_s)" 'BEGIN { printf "%.1f\n", b - a - 0.2 }'
+}
 # Go's Duration.String (1m2.5s, 1.351s, 851.2ms, 900µs) -> seconds
 dur_s() {
   awk -v d="$1" 'BEGIN { s = 0
@@ -118,12 +135,14 @@ for sc in $scenarios; do
   dest=$out
   [[ -d $out ]] && dest=$out/gotlscap-bench-$tag.out
   gerr=$work/$tag.gotlscap.err
-  "$gotlscap" text --format "$fmt" -o "$dest" -e "$work/go$gv/server-T" 2>"$gerr" &
+  gargs=(--format "$fmt")
+  [[ $fmt == count ]] && gargs=(--format json -u 65534)
+  "$gotlscap" text "${gargs[@]}" -o "$dest" -e "$work/go$gv/server-T" 2>"$gerr" &
   gpid=$!
   pids+=("$gpid")
   for _ in $(seq 600); do grep -q '^ready' "$gerr" && break; kill -0 "$gpid" 2>/dev/null || break; sleep 0.05; done
   grep -q '^ready' "$gerr" || { echo "run-capture-bench: gotlscap did not attach: $(cat "$gerr")" >&2; exit 1; }
-  cpu0=$(cpu_of "$gpid")
+  cpu0=$(cpu_of "$gpid"); vcsw0=$(vcsw_of "$gpid"); drain_max=0
   printf '%-26s' "$tag:"
   : >"$work/$tag.u"; : >"$work/$tag.t"; : >"$work/$tag.r"; : >"$work/$tag.su"; : >"$work/$tag.st"
   for ((i = 0; i < pairs; i++)); do
@@ -136,13 +155,17 @@ for sc in $scenarios; do
       echo "$e" >>"$work/$tag.$(tr UT ut <<<"$side")"
       awk -v a="$s0" -v b="$s1" 'BEGIN { print b - a }' >>"$work/$tag.s$(tr UT ut <<<"$side")"
       eval "e_$side=$e"
+      if [[ $side == T ]]; then
+        d=$(wait_idle "$gpid")
+        drain_max=$(awk -v a="$drain_max" -v b="$d" 'BEGIN { print (b > a ? b : a) }')
+      fi
     done
     # ratio traced/untraced throughput = untraced time / traced time
     awk -v u="$e_U" -v t="$e_T" 'BEGIN { printf "%.4f\n", u / t }' >>"$work/$tag.r"
     printf ' %s/%s' "$(printf '%.2f' "$e_U")" "$(printf '%.2f' "$e_T")"
   done
   echo "  (s, untraced/traced)"
-  cpu1=$(cpu_of "$gpid")
+  cpu1=$(cpu_of "$gpid"); vcsw1=$(vcsw_of "$gpid")
   hwm=$(hwm_of "$gpid")
   kill -INT "$gpid"
   wait "$gpid" || { echo "run-capture-bench: gotlscap exited with $?: $(cat "$gerr")" >&2; exit 1; }
@@ -151,31 +174,33 @@ for sc in $scenarios; do
   summ=$(grep '^summary:' "$gerr")
   read -r ev by lost trunc hits < <(sed -E 's/^summary: ([0-9]+) events, ([0-9]+) bytes, ([0-9]+) lost, ([0-9]+) truncated .*probe hits ([0-9]+)\).*/\1 \2 \3 \4 \5/' <<<"$summ")
   tsum=$(awk '{ s += $1 } END { print s }' "$work/$tag.t")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$gover" "$wl" "$fmt" "$n" "$size" \
     "$(median <"$work/$tag.u")" "$(median <"$work/$tag.t")" "$(median <"$work/$tag.r")" \
     "$ev" "$by" "$lost" "$trunc" "$hits" "$tsum" "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" "$hwm" \
-    "$(median <"$work/$tag.su")" "$(median <"$work/$tag.st")" >>"$results"
+    "$(median <"$work/$tag.su")" "$(median <"$work/$tag.st")" "$((vcsw1 - vcsw0))" "$drain_max" >>"$results"
   echo "  $summ"
 done
 
 echo
 echo "Throughput of the traced program (median of $pairs runs each side; ratio = median of per-pair traced/untraced; 1.00 = no slowdown)"
 awk -F'\t' -v pairs="$pairs" '
-  BEGIN { printf "%-9s %-5s %-4s | %9s %8s | %9s %8s | %5s | %14s\n", "go", "load", "fmt", "untr req/s", "MB/s", "traced req/s", "MB/s", "ratio", "srv CPU ms/run U/T"
+  BEGIN { printf "%-9s %-5s %-5s | %9s %8s | %9s %8s | %5s | %14s\n", "go", "load", "fmt", "untr req/s", "MB/s", "traced req/s", "MB/s", "ratio", "srv CPU ms/run U/T"
           print "----------------------------------------------------------------------------------------------------" }
   { mb = 2 * $4 * $5 / 1e6  # request + response bodies
-    printf "%-9s %-5s %-4s | %10.0f %8.1f | %12.0f %8.1f | %5.2f | %7.0f / %-7.0f\n", $1, $2, $3, $4 / $6, mb / $6, $4 / $7, mb / $7, $8, 1000 * $17, 1000 * $18 }' "$results"
+    printf "%-9s %-5s %-5s | %10.0f %8.1f | %12.0f %8.1f | %5.2f | %7.0f / %-7.0f\n", $1, $2, $3, $4 / $6, mb / $6, $4 / $7, mb / $7, $8, 1000 * $17, 1000 * $18 }' "$results"
 echo "MB/s counts request + response bodies; srv CPU = the server copy's utime+stime during one run (median)."
 echo
 echo "gotlscap itself (one process per scenario, over its $pairs traced runs)"
 awk -F'\t' -v pairs="$pairs" '
-  BEGIN { printf "%-9s %-5s %-4s | %8s | %8s %7s | %8s %7s | %4s %5s | %8s %6s %8s | %7s\n", "go", "load", "fmt", "hits/req", "events", "ev/req", "MB", "MB/s", "lost", "trunc", "CPU s", "%wall", "us/event", "RSS MB"
-          print "-------------------------------------------------------------------------------------------------------------------" }
-  { req = pairs * $4
-    printf "%-9s %-5s %-4s | %8.2f | %8d %7.2f | %8.1f %7.1f | %4d %5d | %8.2f %5.0f%% %8.1f | %7.1f\n", $1, $2, $3, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $11, $12, $15, 100 * $15 / $14, 1e6 * $15 / $9, $16 / 1024 }' "$results"
+  BEGIN { printf "%-9s %-5s %-5s | %8s | %8s %7s | %8s %7s | %5s %5s | %7s %6s %8s | %9s | %7s | %6s\n", "go", "load", "fmt", "hits/req", "events", "ev/req", "MB", "MB/s", "lost", "trunc", "CPU s", "%wall", "us/event", "wakeup/ev", "drain s", "RSS MB"
+          print "---------------------------------------------------------------------------------------------------------------------------------" }
+  { req = pairs * $4; ev = $9 > 0 ? $9 : 1
+    printf "%-9s %-5s %-5s | %8.2f | %8d %7.2f | %8.1f %7.1f | %5d %5d | %7.2f %5.0f%% %8.1f | %9.2f | %7.1f | %6.1f\n", $1, $2, $3, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $11, $12, $15, 100 * $15 / $14, 1e6 * $15 / ev, $19 / ev, $20, $16 / 1024 }' "$results"
 echo "hits/req = probe hits / requests (traced server only; includes the client's wait-ready handshakes); MB = payload"
 echo "bytes delivered; MB/s = MB / traced wall time; CPU s = gotlscap utime+stime between ready and SIGINT, %wall"
-echo "of the traced runs' wall time; RSS = VmHWM (peak, includes the ring buffer pages touched)."
+echo "of the traced runs' wall time (backlog drained after a run included); wakeup/ev = gotlscap's voluntary context"
+echo "switches per event; drain s = longest wait after a traced run until gotlscap was idle; RSS = VmHWM (peak,"
+echo "includes the ring buffer's pages, mapped twice). Format count: probes only (-u 65534), nothing emitted."
 lost_total=$(awk -F'\t' '{ s += $11 } END { print s + 0 }' "$results")
 [[ $lost_total -eq 0 ]] || { echo "LOST EVENTS: $lost_total chunks lost in total" >&2; exit 3; }

@@ -88,7 +88,10 @@ uint64_t FindBodyStart(elf::Machine machine, std::span<const uint8_t> code, uint
     const uint8_t* p = code.data() + (target - entry);
     size_t left = code.size() - (target - entry);
     uint64_t addr = target;
-    for (int n = 0; n < 24 && cs_disasm_iter(cs.h, &p, &left, &addr, insn.get()); n++) {
+    // The block spills the register arguments, calls morestack, reloads them and jumps back:
+    // up to ~40 instructions with 16 arguments on arm64. A return on the way means it is not it.
+    for (int n = 0; n < 64 && cs_disasm_iter(cs.h, &p, &left, &addr, insn.get()); n++) {
+      if (cs_insn_group(cs.h, insn.get(), CS_GRP_RET)) return false;
       uint64_t t;
       bool cond;
       if (branch(insn.get(), &t, &cond) && !cond) return t == entry;
@@ -96,18 +99,28 @@ uint64_t FindBodyStart(elf::Machine machine, std::span<const uint8_t> code, uint
     return false;
   };
 
+  // Functions with huge frames check twice (stackguard == StackPreempt, then the bound): take the
+  // last check before the first call.
+  uint64_t body = 0;
   const uint8_t* p = code.data();
   size_t left = code.size();
   uint64_t addr = entry;
-  for (int n = 0; n < 12 && cs_disasm_iter(cs.h, &p, &left, &addr, insn.get()); n++) {
+  for (int n = 0; n < 16 && cs_disasm_iter(cs.h, &p, &left, &addr, insn.get()); n++) {
+    if (cs_insn_group(cs.h, insn.get(), CS_GRP_CALL)) break;
     uint64_t target;
     bool cond;
     if (!branch(insn.get(), &target, &cond)) continue;
-    if (!cond) return 0;
+    if (!cond) break;
     const uint64_t next = insn->address + insn->size;  // `insn` is reused below
-    return returns_to_entry(target) ? next - entry : 0;
+    const uint8_t* saved_p = p;
+    const size_t saved_left = left;
+    const uint64_t saved_addr = addr;
+    if (returns_to_entry(target)) body = next - entry;
+    p = saved_p;
+    left = saved_left;
+    addr = saved_addr;
   }
-  return 0;
+  return body;
 }
 
 }  // namespace gotlscap::disasm

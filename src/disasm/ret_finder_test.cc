@@ -42,5 +42,40 @@ TEST(RetFinder, X86UndecodableCodeIsAnError) {
   EXPECT_EQ(r.error().kind, ErrorKind::kCorrupt);
 }
 
+// Go's prologue: compare SP with the stack guard, branch to a block that calls morestack and
+// jumps back to the entry. The body starts after the branch.
+TEST(BodyStart, X86AfterTheStackCheck) {
+  const std::vector<uint8_t> code = {
+      0x49, 0x3b, 0x66, 0x10,        // 0: cmp 0x10(%r14),%rsp
+      0x76, 0x05,                    // 4: jbe 0xb
+      0x55,                          // 6: push %rbp       <- body
+      0xc3,                          // 7: ret
+      0x90, 0x90, 0x90,              // 8: nops
+      0xe8, 0x00, 0x00, 0x00, 0x00,  // b: call (morestack)
+      0xeb, 0xee,                    // 10: jmp 0 (the entry)
+  };
+  EXPECT_EQ(FindBodyStart(elf::Machine::kAmd64, code, 0x1000), 6u);
+  // The same branch to a block that returns is not a stack check.
+  auto no_check = code;
+  no_check[0xb] = 0xc3;  // ret before the jump back
+  EXPECT_EQ(FindBodyStart(elf::Machine::kAmd64, no_check, 0x1000), 0u);
+}
+
+TEST(BodyStart, Arm64AfterTheStackCheck) {
+  const std::vector<uint8_t> code = {
+      0x90, 0x0b, 0x40, 0xf9,  // 0: ldr x16, [x28, #16]
+      0xff, 0x63, 0x30, 0xeb,  // 4: cmp sp, x16
+      0xa9, 0x00, 0x00, 0x54,  // 8: b.ls 0x1c
+      0xfe, 0x0f, 0x1f, 0xf8,  // c: str x30, [sp, #-16]!   <- body
+      0xc0, 0x03, 0x5f, 0xd6,  // 10: ret
+      0x1f, 0x20, 0x03, 0xd5,  // 14: nop
+      0x1f, 0x20, 0x03, 0xd5,  // 18: nop
+      0xe3, 0x03, 0x1e, 0xaa,  // 1c: mov x3, x30
+      0x00, 0x00, 0x00, 0x94,  // 20: bl (morestack)
+      0xf7, 0xff, 0xff, 0x17,  // 24: b 0 (the entry)
+  };
+  EXPECT_EQ(FindBodyStart(elf::Machine::kArm64, code, 0x2000), 0xcu);
+}
+
 }  // namespace
 }  // namespace gotlscap::disasm
