@@ -277,8 +277,10 @@ class Proc {
       int st = 0;
       pid_t r = waitpid(pid_, &st, WNOHANG);
       if (r == pid_) {
-        std::lock_guard<std::mutex> l(mu_);
+        std::unique_lock<std::mutex> l(mu_);
         status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        // Everything the child wrote is in the pipes: wait until the reader has all of it.
+        cv_.wait_for(l, seconds(5), [this] { return out_eof_ && err_eof_; });
         return status_;
       }
       if (r < 0 && errno != EINTR) return status_ = -1;
@@ -1038,7 +1040,9 @@ TEST(CaptureE2E, CallsOver32MiBAreTruncated) {
   TempDir dir;
   const std::string server_bin = CopyBinary(dir, *srow), client_bin = CopyBinary(dir, *crow);
   const uint64_t t0 = WallNs();
-  Gotlscap cap(dir, {"-e", server_bin, "-e", client_bin});
+  // 256 MiB ring buffer: a 32 MiB call plus the other side's reads of the same body can overflow
+  // the default 64 MiB while the consumer is still encoding (seen: ~1 run in 3 loses chunks).
+  Gotlscap cap(dir, {"-e", server_bin, "-e", client_bin, "--ringbuf-mb", "256"});
   ASSERT_TRUE(cap.WaitReady());
   Server srv;
   ASSERT_TRUE(StartServer(server_bin, &srv));
@@ -1054,19 +1058,25 @@ TEST(CaptureE2E, CallsOver32MiBAreTruncated) {
   CheckCapture(c, {{{spid, "server"}, {hpid, "client"}, {lpid, "client"}}, true, t0, WallNs()});
 
   const std::string huge_body = PayloadBytes(kHuge, 4000);
-  const std::string_view huge_prefix(huge_body.data(), kCaptureMax);
   auto streams = Streams(c.events);
   auto pairs = PairStreams(streams, {srv.addr}, /*compare=*/false);
   ASSERT_EQ(pairs.size(), 2u);
   int truncated = 0, server_truncated = 0;
+  std::map<uint32_t, uint64_t> left_out;  // per pid: bytes the capture limit left out
   for (const auto& e : c.events) {
     if (!e.truncated) continue;
     truncated++;
     EXPECT_EQ(e.dir, "write") << EventStr(e);
-    EXPECT_EQ(e.len, kHuge) << "the true length of the body write: " << EventStr(e);
+    // The body, less what net/http's buffered writer had already taken with the header.
+    EXPECT_GT(e.len, kHuge - 65536) << "the true length of the body write: " << EventStr(e);
+    EXPECT_LE(e.len, kHuge) << EventStr(e);
     EXPECT_EQ(e.captured, kCaptureMax) << EventStr(e);
     EXPECT_TRUE(e.pid == spid || e.pid == hpid) << EventStr(e);
-    EXPECT_TRUE(e.payload == huge_prefix) << "truncated payload is not the body's first 32 MiB: " << EventStr(e);
+    if (e.len <= kHuge && e.len > kCaptureMax) {
+      EXPECT_TRUE(e.payload == huge_body.substr(kHuge - e.len, kCaptureMax))
+          << "truncated payload is not the first 32 MiB of what was written: " << EventStr(e);
+      left_out[e.pid] += e.len - e.captured;
+    }
     server_truncated += e.pid == spid;
   }
   EXPECT_EQ(server_truncated, 1) << "the server echoes the 40 MB body with one Write";
@@ -1082,7 +1092,7 @@ TEST(CaptureE2E, CallsOver32MiBAreTruncated) {
       EXPECT_TRUE(pr.server->gaps);
       // The truncated write is the 32 MiB prefix; what follows it in the reader's stream is the
       // part the capture limit left out.
-      EXPECT_EQ(pr.server->wrote.size() + (kHuge - kCaptureMax), pr.client->read.size());
+      EXPECT_EQ(pr.server->wrote.size() + left_out[spid], pr.client->read.size());
       if (!pr.client->gaps) {
         EXPECT_TRUE(pr.client->wrote == pr.server->read) << DescribeDiff(pr.client->wrote, pr.server->read);
       }

@@ -44,6 +44,11 @@ struct {
   __uint(max_entries, 32 << 20); /* resized by user space */
 } events SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 256 << 10); /* secrets are few: a handful per handshake */
+} secrets SEC(".maps");
+
 struct counters {
   __u64 v[GOTLS_CNT_MAX];
 };
@@ -347,5 +352,104 @@ int gotls_read_return(struct pt_regs *ctx) {
   if (n <= 0) return 0;
   if ((__u64)n > args.len) n = args.len; /* never more than the buffer */
   emit(tgid, GOTLS_DIR_READ, args.conn, args.buf, (__u64)n);
+  return 0;
+}
+
+/* ---- secrets ----------------------------------------------------------------------------- */
+
+/* Argument word i in either convention: the register ABI assigns these functions' integer
+ * arguments to consecutive registers in exactly the order the stack ABI lays them out in words. */
+static __always_inline __u64 arg_word(struct pt_regs *ctx, bool st, int i) {
+  return st ? stack_word(ctx, i) : reg_arg(ctx, i);
+}
+
+static __always_inline void emit_secret(__u8 source, __u64 label, __u64 label_len, __u64 random,
+                                        __u64 random_len, __u64 secret, __u64 secret_len) {
+  if (label_len == 0 || label_len > GOTLS_LABEL_MAX || random_len > GOTLS_RANDOM_MAX || secret_len == 0 ||
+      secret_len > GOTLS_SECRET_MAX)
+    return;
+  struct gotls_secret_event *e = bpf_ringbuf_reserve(&secrets, sizeof(*e), 0);
+  if (!e) {
+    count(GOTLS_CNT_LOST_SECRETS, 1);
+    return;
+  }
+  __u64 id = bpf_get_current_pid_tgid();
+  e->ts_ns = bpf_ktime_get_ns();
+  e->pid = id >> 32;
+  e->tid = (__u32)id;
+  e->source = source;
+  bpf_get_current_comm(e->comm, sizeof(e->comm));
+  /* The label is a Go string: not NUL-terminated, read exactly its length. */
+  e->label_len = label_len;
+  e->random_len = random_len;
+  e->secret_len = secret_len;
+  __u32 n = label_len;
+  if (n > GOTLS_LABEL_MAX) n = GOTLS_LABEL_MAX;
+  if (bpf_probe_read_user(e->label, n, (void *)label)) goto fail;
+  n = random_len;
+  if (n > GOTLS_RANDOM_MAX) n = GOTLS_RANDOM_MAX;
+  if (bpf_probe_read_user(e->client_random, n, (void *)random)) goto fail;
+  n = secret_len;
+  if (n > GOTLS_SECRET_MAX) n = GOTLS_SECRET_MAX;
+  if (bpf_probe_read_user(e->secret, n, (void *)secret)) goto fail;
+  bpf_ringbuf_submit(e, 0);
+  return;
+fail:
+  count(GOTLS_CNT_READ_FAULTS, 1);
+  bpf_ringbuf_discard(e, 0);
+}
+
+/* func (c *Config) writeKeyLog(label string, clientRandom, secret []byte) error
+ * Called unconditionally in every Go version (the KeyLogWriter nil check is inside). */
+SEC("uprobe")
+int gotls_write_key_log(struct pt_regs *ctx) {
+  count(GOTLS_CNT_PROBE_HITS, 1);
+  if (!wanted(bpf_get_current_pid_tgid() >> 32)) return 0;
+  bool st = stack_abi(ctx);
+  emit_secret(GOTLS_SECRET_KEYLOG, arg_word(ctx, st, 1), arg_word(ctx, st, 2), arg_word(ctx, st, 3),
+              arg_word(ctx, st, 4), arg_word(ctx, st, 6), arg_word(ctx, st, 7));
+  return 0;
+}
+
+/* func keysFromMasterSecret(version uint16, suite *cipherSuite, masterSecret, clientRandom,
+ *                           serverRandom []byte, macLen, keyLen, ivLen int) (...)
+ * TLS 1.2 key derivation, full and resumed handshakes alike: CLIENT_RANDOM <random> <master>.
+ * (The label is a literal, not a named constant: clang 14 emits wrong BTF for a static const
+ * array placed in .rodata.str, and the kernel then rejects the object's BTF.) */
+#define CLIENT_RANDOM_LABEL "CLIENT_RANDOM"
+
+SEC("uprobe")
+int gotls_keys_from_master(struct pt_regs *ctx) {
+  count(GOTLS_CNT_PROBE_HITS, 1);
+  if (!wanted(bpf_get_current_pid_tgid() >> 32)) return 0;
+  bool st = stack_abi(ctx);
+  __u64 master = arg_word(ctx, st, 2), master_len = arg_word(ctx, st, 3);
+  __u64 random = arg_word(ctx, st, 5), random_len = arg_word(ctx, st, 6);
+  struct gotls_secret_event *e;
+  if (random_len != GOTLS_RANDOM_MAX || master_len == 0 || master_len > GOTLS_SECRET_MAX) return 0;
+  e = bpf_ringbuf_reserve(&secrets, sizeof(*e), 0);
+  if (!e) {
+    count(GOTLS_CNT_LOST_SECRETS, 1);
+    return 0;
+  }
+  __u64 id = bpf_get_current_pid_tgid();
+  e->ts_ns = bpf_ktime_get_ns();
+  e->pid = id >> 32;
+  e->tid = (__u32)id;
+  e->source = GOTLS_SECRET_MASTER;
+  bpf_get_current_comm(e->comm, sizeof(e->comm));
+  __builtin_memcpy(e->label, CLIENT_RANDOM_LABEL, sizeof(CLIENT_RANDOM_LABEL));
+  e->label_len = sizeof(CLIENT_RANDOM_LABEL) - 1;
+  e->random_len = GOTLS_RANDOM_MAX;
+  e->secret_len = master_len;
+  __u32 n = master_len;
+  if (n > GOTLS_SECRET_MAX) n = GOTLS_SECRET_MAX;
+  if (bpf_probe_read_user(e->client_random, GOTLS_RANDOM_MAX, (void *)random) ||
+      bpf_probe_read_user(e->secret, n, (void *)master)) {
+    count(GOTLS_CNT_READ_FAULTS, 1);
+    bpf_ringbuf_discard(e, 0);
+    return 0;
+  }
+  bpf_ringbuf_submit(e, 0);
   return 0;
 }

@@ -45,6 +45,7 @@ enum gotls_counter {
   GOTLS_CNT_READ_FAULTS,    /* payload that could not be read from the process */
   GOTLS_CNT_READ_NO_ENTRY,  /* a Read return without its entry (started mid-call) */
   GOTLS_CNT_PROBE_HITS,     /* every probe hit, for overhead figures */
+  GOTLS_CNT_LOST_SECRETS,   /* secrets ring buffer full */
   GOTLS_CNT_MAX,
 };
 
@@ -69,6 +70,29 @@ struct gotls_data_event {
   gt_u8 raddr[16];
   char comm[16];
   /* followed by chunk_len payload bytes */
+};
+
+/* A TLS secret, as (*Config).writeKeyLog receives it (NSS key log label, client random,
+ * secret), or rebuilt from keysFromMasterSecret for TLS 1.2 (label CLIENT_RANDOM), which also
+ * covers resumed sessions that never call writeKeyLog. Sent on the `secrets` ring buffer. */
+#define GOTLS_LABEL_MAX 40
+#define GOTLS_RANDOM_MAX 32
+#define GOTLS_SECRET_MAX 64
+
+enum gotls_secret_source { GOTLS_SECRET_KEYLOG = 0, GOTLS_SECRET_MASTER = 1 };
+
+struct gotls_secret_event {
+  gt_u64 ts_ns;
+  gt_u32 pid;
+  gt_u32 tid;
+  gt_u8 label_len;
+  gt_u8 random_len;
+  gt_u8 secret_len;
+  gt_u8 source; /* enum gotls_secret_source */
+  char comm[16];
+  char label[GOTLS_LABEL_MAX];
+  gt_u8 client_random[GOTLS_RANDOM_MAX];
+  gt_u8 secret[GOTLS_SECRET_MAX];
 };
 
 #endif

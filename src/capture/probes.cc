@@ -67,11 +67,13 @@ Result<std::unique_ptr<GoTlsProbes>> GoTlsProbes::Load(const ProbeOptions& opts)
   libbpf_set_print(LibbpfPrint);
   if (!HasBpfPrivileges()) return PermissionError();
   auto p = std::unique_ptr<GoTlsProbes>(new GoTlsProbes());
+  p->opts_ = opts;
   p->skel_ = gotls_bpf__open();
   if (!p->skel_) return LoadError(-errno);
   if (opts.uid) p->skel_->rodata->filter_uid = *opts.uid;
   p->skel_->rodata->filter_pids = !opts.pids.empty();
-  bpf_map__set_max_entries(p->skel_->maps.events, RoundUpPow2(opts.ringbuf_bytes));
+  // Without data probes the data ring buffer stays minimal.
+  bpf_map__set_max_entries(p->skel_->maps.events, opts.data ? RoundUpPow2(opts.ringbuf_bytes) : 4096);
   if (int err = gotls_bpf__load(p->skel_)) return LoadError(err);
   for (uint32_t pid : opts.pids) {
     uint8_t one = 1;
@@ -100,14 +102,31 @@ Result<int> GoTlsProbes::Attach(const gobin::GoBinary& bin, const std::string& p
     links_.push_back(link);
     return ++attached;
   };
-  const gobin::FunctionSite* write = bin.Function("crypto/tls.(*Conn).writeRecordLocked");
-  const gobin::FunctionSite* read = bin.Function("crypto/tls.(*Conn).Read");
-  if (!write || !read) return MakeError(ErrorKind::kMissingFunction, fmt::format("{}: crypto/tls functions missing", path));
-  // Entry hooks go after the stack-growth check: a call that grows its stack re-runs the entry.
-  if (auto r = attach(skel_->progs.gotls_write_record, write->file_offset + write->body_offset); !r.ok()) return r.error();
-  if (auto r = attach(skel_->progs.gotls_read_entry, read->file_offset + read->body_offset); !r.ok()) return r.error();
-  for (uint64_t ret : read->ret_offsets)
-    if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret); !r.ok()) return r.error();
+  auto site = [&](const char* name) { return bin.Function(name); };
+  if (opts_.data) {
+    const gobin::FunctionSite* write = site("crypto/tls.(*Conn).writeRecordLocked");
+    const gobin::FunctionSite* read = site("crypto/tls.(*Conn).Read");
+    if (!write || !read)
+      return MakeError(ErrorKind::kMissingFunction, fmt::format("{}: crypto/tls functions missing", path));
+    // Entry hooks go after the stack-growth check: a call that grows its stack re-runs the entry.
+    if (auto r = attach(skel_->progs.gotls_write_record, write->file_offset + write->body_offset); !r.ok())
+      return r.error();
+    if (auto r = attach(skel_->progs.gotls_read_entry, read->file_offset + read->body_offset); !r.ok())
+      return r.error();
+    for (uint64_t ret : read->ret_offsets)
+      if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret); !r.ok()) return r.error();
+  }
+  if (opts_.secrets) {
+    const gobin::FunctionSite* keylog = site("crypto/tls.(*Config).writeKeyLog");
+    if (!keylog)
+      return MakeError(ErrorKind::kMissingFunction, fmt::format("{}: crypto/tls.(*Config).writeKeyLog missing", path));
+    if (auto r = attach(skel_->progs.gotls_write_key_log, keylog->file_offset + keylog->body_offset); !r.ok())
+      return r.error();
+    // Present in every version, but a client-only program may have it dead-code eliminated.
+    if (const auto* kms = site("crypto/tls.keysFromMasterSecret"))
+      if (auto r = attach(skel_->progs.gotls_keys_from_master, kms->file_offset + kms->body_offset); !r.ok())
+        return r.error();
+  }
   return attached;
 }
 
@@ -117,6 +136,7 @@ void GoTlsProbes::DetachAll() {
 }
 
 int GoTlsProbes::ringbuf_fd() const { return bpf_map__fd(skel_->maps.events); }
+int GoTlsProbes::secrets_fd() const { return bpf_map__fd(skel_->maps.secrets); }
 
 ProbeCounters GoTlsProbes::ReadCounters() const {
   ProbeCounters out;

@@ -19,6 +19,8 @@ struct bpf_link;
 namespace gotlscap::capture {
 
 struct ProbeOptions {
+  bool data = true;     // plaintext probes (writeRecordLocked, Read)
+  bool secrets = true;  // key probes (writeKeyLog, keysFromMasterSecret)
   uint64_t ringbuf_bytes = 64ull << 20;  // rounded up to a power of two
   std::optional<uint32_t> uid;           // only this user's processes
   std::vector<uint32_t> pids;            // only these processes (empty: all)
@@ -32,6 +34,7 @@ struct ProbeCounters {
   uint64_t read_faults() const { return v[GOTLS_CNT_READ_FAULTS]; }
   uint64_t read_no_entry() const { return v[GOTLS_CNT_READ_NO_ENTRY]; }
   uint64_t probe_hits() const { return v[GOTLS_CNT_PROBE_HITS]; }
+  uint64_t lost_secrets() const { return v[GOTLS_CNT_LOST_SECRETS]; }
 };
 
 class GoTlsProbes {
@@ -40,16 +43,19 @@ class GoTlsProbes {
   static Result<std::unique_ptr<GoTlsProbes>> Load(const ProbeOptions& opts);
   ~GoTlsProbes();
 
-  // Attaches write, Read-entry and Read-RET uprobes to `path` (every process running it).
-  // Returns the number of uprobes attached.
+  // Attaches to `path` (every process running it) the data uprobes (write, Read entry, each Read
+  // RET) and/or the secret uprobes (writeKeyLog; keysFromMasterSecret where present), as the
+  // options say. Returns the number of uprobes attached.
   Result<int> Attach(const gobin::GoBinary& binary, const std::string& path);
   void DetachAll();
 
   int ringbuf_fd() const;
+  int secrets_fd() const;
   ProbeCounters ReadCounters() const;
 
  private:
   GoTlsProbes() = default;
+  ProbeOptions opts_;
   gotls_bpf* skel_ = nullptr;
   std::vector<bpf_link*> links_;
 };

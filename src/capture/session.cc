@@ -25,7 +25,8 @@ uint64_t ClockNs(clockid_t id) {
 
 uint64_t MonotonicNowNs() { return ClockNs(CLOCK_MONOTONIC); }
 
-Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptions& opts, EventAssembler::Sink sink) {
+Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptions& opts, EventAssembler::Sink sink,
+                                                              SecretSink secret_sink) {
   auto s = std::unique_ptr<CaptureSession>(new CaptureSession());
 
   // Targets: every -e path; each -p pid's executable when no -e is given.
@@ -51,6 +52,8 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
   }
 
   ProbeOptions po;
+  po.data = opts.data;
+  po.secrets = opts.secrets;
   po.ringbuf_bytes = opts.ringbuf_bytes;
   po.uid = opts.uid;
   po.pids = opts.pids;
@@ -61,6 +64,8 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
 
   const int64_t mono_to_epoch = int64_t(ClockNs(CLOCK_REALTIME)) - int64_t(ClockNs(CLOCK_MONOTONIC));
   s->sink_ = std::move(sink);
+  s->secret_sink_ = std::move(secret_sink);
+  s->mono_to_epoch_ = mono_to_epoch;
   CaptureSession* raw = s.get();
   s->assembler_ = std::make_unique<EventAssembler>(
       [raw](DataEvent&& ev) {
@@ -72,6 +77,8 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
       mono_to_epoch);
   s->rb_ = ring_buffer__new(s->probes_->ringbuf_fd(), &CaptureSession::OnRecord, raw, nullptr);
   if (!s->rb_) return MakeError(ErrorKind::kInternal, "cannot open the eBPF ring buffer");
+  if (ring_buffer__add(s->rb_, s->probes_->secrets_fd(), &CaptureSession::OnSecret, raw) != 0)
+    return MakeError(ErrorKind::kInternal, "cannot open the eBPF secrets ring buffer");
   return s;
 }
 
@@ -87,6 +94,25 @@ int CaptureSession::probe_count() const {
 
 int CaptureSession::OnRecord(void* ctx, void* data, size_t size) {
   static_cast<CaptureSession*>(ctx)->assembler_->OnRecord({static_cast<const uint8_t*>(data), size});
+  return 0;
+}
+
+int CaptureSession::OnSecret(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<CaptureSession*>(ctx);
+  gotls_secret_event e;
+  if (size < sizeof e) return 0;
+  std::memcpy(&e, data, sizeof e);
+  SecretEvent s;
+  s.ts_ns = e.ts_ns + self->mono_to_epoch_;
+  s.pid = e.pid;
+  s.tid = e.tid;
+  s.comm.assign(e.comm, strnlen(e.comm, sizeof e.comm));
+  s.label.assign(e.label, std::min<size_t>(e.label_len, GOTLS_LABEL_MAX));
+  s.client_random.assign(reinterpret_cast<const char*>(e.client_random), std::min<size_t>(e.random_len, GOTLS_RANDOM_MAX));
+  s.secret.assign(reinterpret_cast<const char*>(e.secret), std::min<size_t>(e.secret_len, GOTLS_SECRET_MAX));
+  s.from_master_secret = e.source == GOTLS_SECRET_MASTER;
+  self->summary_.secrets++;
+  if (self->secret_sink_) self->secret_sink_(std::move(s));
   return 0;
 }
 

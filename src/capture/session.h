@@ -12,6 +12,7 @@
 
 #include "capture/event_assembler.h"
 #include "capture/probes.h"
+#include "capture/secret_event.h"
 #include "common/result.h"
 
 struct ring_buffer;
@@ -19,6 +20,8 @@ struct ring_buffer;
 namespace gotlscap::capture {
 
 struct SessionOptions {
+  bool data = true;     // capture plaintext
+  bool secrets = true;  // capture TLS secrets
   std::vector<std::string> elf_paths;
   std::vector<uint32_t> pids;
   std::optional<uint32_t> uid;
@@ -36,13 +39,16 @@ struct SessionSummary {
   uint64_t bytes = 0;
   uint64_t truncated = 0;
   uint64_t incomplete = 0;  // events with bytes missing
+  uint64_t secrets = 0;
   ProbeCounters counters;
 };
 
 class CaptureSession {
  public:
   // Everything that can fail before capture starts fails here, with a one-line error.
-  static Result<std::unique_ptr<CaptureSession>> Start(const SessionOptions& opts, EventAssembler::Sink sink);
+  using SecretSink = std::function<void(SecretEvent&&)>;
+  static Result<std::unique_ptr<CaptureSession>> Start(const SessionOptions& opts, EventAssembler::Sink sink,
+                                                       SecretSink secret_sink = nullptr);
   ~CaptureSession();
 
   const std::vector<Target>& targets() const { return targets_; }
@@ -57,6 +63,7 @@ class CaptureSession {
  private:
   CaptureSession() = default;
   static int OnRecord(void* ctx, void* data, size_t size);
+  static int OnSecret(void* ctx, void* data, size_t size);
 
   std::vector<Target> targets_;
   std::unique_ptr<GoTlsProbes> probes_;
@@ -64,6 +71,8 @@ class CaptureSession {
   ring_buffer* rb_ = nullptr;
   SessionSummary summary_;
   EventAssembler::Sink sink_;
+  SecretSink secret_sink_;
+  int64_t mono_to_epoch_ = 0;
 };
 
 uint64_t MonotonicNowNs();

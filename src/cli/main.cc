@@ -6,6 +6,7 @@
 
 #include "cli/exit_codes.h"
 #include "cli/inspect_command.h"
+#include "cli/keylog_command.h"
 #include "cli/text_command.h"
 
 int main(int argc, char** argv) {
@@ -17,6 +18,8 @@ int main(int argc, char** argv) {
   RegisterInspect(app, inspect);
   TextOptions text;
   RegisterText(app, text);
+  KeylogOptions keylog;
+  RegisterKeylog(app, keylog);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -33,5 +36,6 @@ int main(int argc, char** argv) {
   }
   if (app.got_subcommand("inspect")) return RunInspect(inspect);
   if (app.got_subcommand("text")) return RunText(text);
+  if (app.got_subcommand("keylog")) return RunKeylog(keylog);
   return ExitCodeFor(gotlscap::ErrorKind::kUsage);
 }

@@ -1,7 +1,6 @@
 #include "cli/text_command.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,30 +11,11 @@
 #include <fmt/format.h>
 
 #include "capture/session.h"
+#include "cli/capture_common.h"
 #include "cli/exit_codes.h"
 #include "output/event_writer.h"
 
 namespace gotlscap::cli {
-namespace {
-
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop.store(true); }
-
-void InstallSignalHandlers() {
-  struct sigaction sa {};
-  sa.sa_handler = OnSignal;  // no SA_RESTART: the ring-buffer poll returns at once
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as a write error instead
-}
-
-int Fail(const Error& e) {
-  fmt::print(stderr, "gotlscap: {}\n", e.message);
-  return ExitCodeFor(e.kind);
-}
-
-}  // namespace
-
 void RegisterText(CLI::App& app, TextOptions& o) {
   auto* cmd = app.add_subcommand("text", "Capture the plaintext Go programs write and read over TLS");
   cmd->add_option("-e,--elfpath", o.elf_paths, "Go binary to trace (every process running it); repeatable");
@@ -69,23 +49,18 @@ int RunText(const TextOptions& o) {
   so.uid = o.uid;
   so.ringbuf_bytes = o.ringbuf_mb << 20;
   InstallSignalHandlers();
-  auto session = capture::CaptureSession::Start(so, [&](capture::DataEvent&& ev) { writer->Write(ev); });
+  auto session = capture::CaptureSession::Start(
+      so, [&](capture::DataEvent&& ev) { writer->Write(ev); },
+      [&](capture::SecretEvent&& s) { writer->WriteSecret(s); });
   if (!session.ok()) return Fail(session.error());
 
-  std::string what;
-  for (const auto& t : (*session)->targets())
-    what += fmt::format("{}{} {} ({} ABI)", what.empty() ? "" : ", ", t.binary.version_string, t.path,
-                        gobin::AbiName(t.binary.abi));
-  fmt::print(stderr, "ready: {} uprobes on {} binar{}: {}\n", (*session)->probe_count(), (*session)->targets().size(),
-             (*session)->targets().size() == 1 ? "y" : "ies", what);
-  fflush(stderr);
-
-  const uint64_t deadline = o.duration > 0 ? capture::MonotonicNowNs() + uint64_t(o.duration * 1e9) : 0;
+  PrintReady(**session);
+  const uint64_t deadline = DeadlineFor(o.duration);
   bool write_failed = false;
-  (*session)->Run(g_stop, deadline, [&] {
+  (*session)->Run(StopFlag(), deadline, [&] {
     if (!writer->Flush()) {
       write_failed = true;
-      g_stop.store(true);
+      StopFlag().store(true);
     }
   });
   auto s = (*session)->Finish();
@@ -93,9 +68,9 @@ int RunText(const TextOptions& o) {
   const auto& c = s.counters;
   fmt::print(stderr,
              "summary: {} events, {} bytes, {} lost, {} truncated (lost bytes {}, incomplete events {}, "
-             "read faults {}, reads without entry {}, probe hits {})\n",
-             s.events, s.bytes, c.lost_chunks(), s.truncated, c.lost_bytes(), s.incomplete, c.read_faults(), c.read_no_entry(),
-             c.probe_hits());
+             "read faults {}, reads without entry {}, secrets {}, lost secrets {}, probe hits {})\n",
+             s.events, s.bytes, c.lost_chunks() + c.lost_secrets(), s.truncated, c.lost_bytes(), s.incomplete,
+             c.read_faults(), c.read_no_entry(), s.secrets, c.lost_secrets(), c.probe_hits());
   if (write_failed) {
     fmt::print(stderr, "gotlscap: cannot write events to {}: {}\n", o.output.empty() ? "stdout" : o.output,
                std::strerror(errno ? errno : EIO));

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "capture/data_event.h"
+#include "capture/secret_event.h"
 
 namespace gotlscap::output {
 
@@ -13,6 +14,7 @@ class EventWriter {
  public:
   virtual ~EventWriter() = default;
   virtual void Write(const capture::DataEvent& ev) = 0;
+  virtual void WriteSecret(const capture::SecretEvent& s) = 0;
   // false when the output cannot be written (disk full, closed pipe): the caller stops.
   virtual bool Flush() = 0;
 };

@@ -1,6 +1,8 @@
 // Text and JSON Lines writers. Each event is formatted into one memory buffer and handed to
 // stdio in one fwrite; the FILE has a large buffer, flushed between ring-buffer polls.
 #include <cerrno>
+#include <set>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -14,6 +16,8 @@ class BufferedWriter : public EventWriter {
  public:
   explicit BufferedWriter(FILE* out) : out_(out) {}
   bool Flush() override { return !failed_ && fflush(out_) == 0 && !ferror(out_); }
+  // The same secret reaches us from writeKeyLog and keysFromMasterSecret: show it once per process.
+  bool FirstTime(const capture::SecretEvent& s) { return seen_.emplace(s.pid, s.label, s.client_random).second; }
 
  protected:
   void Put(const fmt::memory_buffer& b) {
@@ -21,6 +25,7 @@ class BufferedWriter : public EventWriter {
   }
   FILE* out_;
   bool failed_ = false;
+  std::set<std::tuple<uint32_t, std::string, std::string>> seen_;
 };
 
 class TextWriter : public BufferedWriter {
@@ -47,6 +52,15 @@ class TextWriter : public BufferedWriter {
     Put(b);
   }
 
+  void WriteSecret(const capture::SecretEvent& s) override {
+    if (!FirstTime(s)) return;
+    fmt::memory_buffer b;
+    AppendTimestamp(b, s.ts_ns);
+    fmt::format_to(std::back_inserter(b), " pid {} ({}) tid {} secret {}\n\n", s.pid, s.comm, s.tid,
+                   capture::KeyLogLine(s));
+    Put(b);
+  }
+
  private:
   bool hex_;
 };
@@ -67,6 +81,24 @@ class JsonWriter : public BufferedWriter {
                    ev.missing, ev.conn.id, ev.conn.fd, local.dump(), remote.dump());
     AppendBase64(b, ev.payload);
     b.append(std::string_view("\"}\n"));
+    Put(b);
+  }
+
+  void WriteSecret(const capture::SecretEvent& s) override {
+    if (!FirstTime(s)) return;
+    nlohmann::ordered_json j = {{"type", "secret"},
+                                {"ts_ns", s.ts_ns},
+                                {"pid", s.pid},
+                                {"tid", s.tid},
+                                {"comm", s.comm},
+                                {"label", s.label},
+                                {"client_random", capture::Hex(s.client_random)},
+                                {"secret", capture::Hex(s.secret)},
+                                {"source", s.from_master_secret ? "master_secret" : "keylog"}};
+    fmt::memory_buffer b;
+    const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    b.append(line);
+    b.push_back('\n');
     Put(b);
   }
 };

@@ -1,0 +1,55 @@
+#include "cli/keylog_command.h"
+
+#include <cstring>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "capture/session.h"
+#include "cli/capture_common.h"
+#include "cli/exit_codes.h"
+#include "output/keylog_file.h"
+
+namespace gotlscap::cli {
+
+void RegisterKeylog(CLI::App& app, KeylogOptions& o) {
+  auto* cmd = app.add_subcommand("keylog", "Write the TLS secrets of Go programs to an SSLKEYLOGFILE");
+  cmd->add_option("-k,--keylogfile", o.keylog_file, "Key log file (NSS format; created mode 0600, appended to)")
+      ->required();
+  cmd->add_option("-e,--elfpath", o.elf_paths, "Go binary to trace (every process running it); repeatable");
+  cmd->add_option("-p,--pid", o.pids, "Only these processes; alone, traces /proc/PID/exe; repeatable");
+  cmd->add_option("-u,--uid", o.uid, "Only processes of this user id");
+  cmd->add_option("--duration", o.duration, "Stop after SEC seconds")->check(CLI::NonNegativeNumber);
+}
+
+int RunKeylog(const KeylogOptions& o) {
+  if (o.elf_paths.empty() && o.pids.empty())
+    return Fail(MakeError(ErrorKind::kUsage, "keylog: give -e PATH or -p PID (see --help)"));
+  // Opened before anything is attached: a bad path fails fast and clearly.
+  auto file = output::KeyLogFile::Open(o.keylog_file);
+  if (!file.ok()) return Fail(file.error());
+
+  capture::SessionOptions so;
+  so.data = false;  // keys only: no plaintext probes, no cost on Read/Write
+  so.elf_paths = o.elf_paths;
+  so.pids = o.pids;
+  so.uid = o.uid;
+  InstallSignalHandlers();
+  auto session = capture::CaptureSession::Start(so, [](capture::DataEvent&&) {}, [&](capture::SecretEvent&& s) {
+    if (!(*file)->Write(s) && (*file)->failed()) StopFlag().store(true);
+  });
+  if (!session.ok()) return Fail(session.error());
+  PrintReady(**session);
+  (*session)->Run(StopFlag(), DeadlineFor(o.duration), [] {});
+  auto s = (*session)->Finish();
+  fmt::print(stderr, "summary: {} secrets written to {}, {} duplicates skipped, {} lost (read faults {}, probe hits {})\n",
+             (*file)->written(), o.keylog_file, (*file)->duplicates(), s.counters.lost_secrets(),
+             s.counters.read_faults(), s.counters.probe_hits());
+  if ((*file)->failed()) {
+    fmt::print(stderr, "gotlscap: cannot write to {}: {}\n", o.keylog_file, std::strerror((*file)->last_errno()));
+    return ExitCodeFor(ErrorKind::kIo);
+  }
+  return 0;
+}
+
+}  // namespace gotlscap::cli

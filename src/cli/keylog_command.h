@@ -1,0 +1,26 @@
+// `gotlscap keylog`: every TLS secret of Go programs, as an SSLKEYLOGFILE.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace gotlscap::cli {
+
+struct KeylogOptions {
+  std::string keylog_file;
+  std::vector<std::string> elf_paths;
+  std::vector<uint32_t> pids;
+  std::optional<uint32_t> uid;
+  double duration = 0;
+};
+
+void RegisterKeylog(CLI::App& app, KeylogOptions& opts);
+int RunKeylog(const KeylogOptions& opts);
+
+}  // namespace gotlscap::cli
