@@ -11,7 +11,9 @@ PACKAGES=(
   # tests and benchmarks: GoogleTest/Benchmark, oracles (binutils, llvm-objdump, file),
   # Go toolchain download (apt-get download + dpkg -x), the real-binary corpus (npm)
   libgtest-dev libgmock-dev libbenchmark-dev binutils file ca-certificates
-  debian-archive-keyring gcc libc6-dev
+  debian-archive-keyring gcc libc6-dev util-linux
+  # keylog/pcap tests: packet capture and decryption by Wireshark's own tools
+  tshark
 )
 
 if [ "$(id -u)" -ne 0 ]; then
