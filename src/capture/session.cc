@@ -121,10 +121,14 @@ void CaptureSession::Run(const std::atomic<bool>& stop, uint64_t deadline_ns, co
   while (!stop.load()) {
     const uint64_t now = MonotonicNowNs();
     if (deadline_ns && now >= deadline_ns) break;
-    int timeout_ms = 100;
-    if (deadline_ns) timeout_ms = static_cast<int>(std::min<uint64_t>(100, (deadline_ns - now) / 1000000 + 1));
+    // The eBPF side wakes us only when the ring fills up (or for secrets); otherwise records are
+    // collected every 10 ms: poll() returns on a wakeup or the timeout, consume() drains quietly
+    // written records.
+    int timeout_ms = 10;
+    if (deadline_ns) timeout_ms = static_cast<int>(std::min<uint64_t>(10, (deadline_ns - now) / 1000000 + 1));
     int n = ring_buffer__poll(rb_, timeout_ms);
     if (n < 0 && n != -EINTR) break;
+    if (ring_buffer__consume(rb_) < 0) break;
     // A call whose last chunk was lost would wait forever: give each call a second.
     if (now - last_flush > 1000000000ull) {
       assembler_->FlushOlderThan(now - 1000000000ull);
