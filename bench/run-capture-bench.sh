@@ -196,7 +196,7 @@ awk -F'\t' -v pairs="$pairs" '
   BEGIN { printf "%-9s %-5s %-5s | %8s | %8s %7s | %8s %7s | %5s %5s | %7s %6s %8s | %9s | %7s | %6s\n", "go", "load", "fmt", "hits/req", "events", "ev/req", "MB", "MB/s", "lost", "trunc", "CPU s", "%wall", "us/event", "wakeup/ev", "drain s", "RSS MB"
           print "---------------------------------------------------------------------------------------------------------------------------------" }
   { req = pairs * $4; ev = $9 > 0 ? $9 : 1
-    printf "%-9s %-5s %-5s | %8.2f | %8d %7.2f | %8.1f %7.1f | %5d %5d | %7.2f %5.0f%% %8.1f | %9.2f | %7.1f | %6.1f\n", $1, $2, $3, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $11, $12, $15, 100 * $15 / $14, ($9 > 0 ? 1e6 * $15 / ev : 0), $19 / ev, $20, $16 / 1024 }' "$results"
+    printf "%-9s %-5s %-5s | %8.2f | %8d %7.2f | %8.1f %7.1f | %5d %5d | %7.2f %5.0f%% %8.1f | %9.2f | %7.1f | %6.1f\n", $1, $2, $3, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $11, $12, $15, 100 * $15 / $14, ($9 > 0 ? 1e6 * $15 / ev : 0), ($9 > 0 ? $19 / ev : 0), $20, $16 / 1024 }' "$results"
 echo "hits/req = probe hits / requests (traced server only; includes the client's wait-ready handshakes); MB = payload"
 echo "bytes delivered; MB/s = MB / traced wall time; CPU s = gotlscap utime+stime between ready and SIGINT, %wall"
 echo "of the traced runs' wall time (backlog drained after a run included); wakeup/ev = gotlscap's voluntary context"

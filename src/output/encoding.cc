@@ -1,5 +1,6 @@
 #include "output/encoding.h"
 
+#include <cstring>
 #include <ctime>
 
 namespace gotlscap::output {
@@ -43,28 +44,44 @@ void AppendTimestamp(fmt::memory_buffer& out, uint64_t epoch_ns) {
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, epoch_ns % 1000000000ull);
 }
 
+namespace {
+// Escaped form of every byte (up to 4 characters) and its length: the loop below copies 4 bytes
+// and advances by the length, without branches (text output of binary bulk transfers is the
+// consumer's hottest path).
+struct EscapeTable {
+  char text[256][4];
+  uint8_t len[256];
+  EscapeTable() {
+    static const char kHex[] = "0123456789abcdef";
+    for (int c = 0; c < 256; c++) {
+      char* t = text[c];
+      if ((c >= 0x20 && c < 0x7f && c != '\\') || c == '\n' || c == '\t') {
+        t[0] = static_cast<char>(c);
+        len[c] = 1;
+      } else if (c == '\\' || c == '\r') {
+        t[0] = '\\';
+        t[1] = c == '\r' ? 'r' : '\\';
+        len[c] = 2;
+      } else {
+        t[0] = '\\';
+        t[1] = 'x';
+        t[2] = kHex[c >> 4];
+        t[3] = kHex[c & 15];
+        len[c] = 4;
+      }
+    }
+  }
+};
+const EscapeTable kEscape;
+}  // namespace
+
 void AppendEscaped(fmt::memory_buffer& out, std::string_view bytes) {
-  // Worst case 4 output bytes per input byte: reserve that, write through a pointer, trim.
-  static const char kHex[] = "0123456789abcdef";
   const size_t start = out.size();
-  out.resize(start + bytes.size() * 4);
+  out.resize(start + bytes.size() * 4 + 4);  // worst case, +4 for the last unconditional copy
   char* o = out.data() + start;
   for (unsigned char c : bytes) {
-    if ((c >= 0x20 && c < 0x7f && c != '\\') || c == '\n' || c == '\t') {
-      *o++ = static_cast<char>(c);
-    } else if (c == '\\') {
-      *o++ = '\\';
-      *o++ = '\\';
-    } else if (c == '\r') {
-      *o++ = '\\';
-      *o++ = 'r';
-    } else {
-      o[0] = '\\';
-      o[1] = 'x';
-      o[2] = kHex[c >> 4];
-      o[3] = kHex[c & 15];
-      o += 4;
-    }
+    std::memcpy(o, kEscape.text[c], 4);
+    o += kEscape.len[c];
   }
   out.resize(o - out.data());
 }
