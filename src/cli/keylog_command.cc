@@ -42,9 +42,11 @@ int RunKeylog(const KeylogOptions& o) {
   PrintReady(**session);
   (*session)->Run(StopFlag(), DeadlineFor(o.duration), [] {});
   auto s = (*session)->Finish();
-  fmt::print(stderr, "summary: {} secrets written to {}, {} duplicates skipped, {} lost (read faults {}, probe hits {})\n",
-             (*file)->written(), o.keylog_file, (*file)->duplicates(), s.counters.lost_secrets(),
-             s.counters.read_faults(), s.counters.probe_hits());
+  fmt::print(stderr,
+             "summary: {} secrets written to {}, {} duplicates skipped, {} lost (not written {}, read faults {}, "
+             "probe hits {})\n",
+             (*file)->written(), o.keylog_file, (*file)->duplicates(), s.counters.lost_secrets() + (*file)->not_written(),
+             (*file)->not_written(), s.counters.read_faults(), s.counters.probe_hits());
   if ((*file)->failed()) {
     fmt::print(stderr, "gotlscap: cannot write to {}: {}\n", o.keylog_file, std::strerror((*file)->last_errno()));
     return ExitCodeFor(ErrorKind::kIo);

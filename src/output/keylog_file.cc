@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <memory>
 
 #include <fmt/format.h>
@@ -42,8 +43,17 @@ Result<std::unique_ptr<KeyLogFile>> KeyLogFile::Open(const std::string& path) {
                path, st.st_mode & 0777);
   // Lines already in the file count as written: appending never repeats a secret.
   std::ifstream in(path);
-  std::string label, random, secret;
-  while (in >> label >> random >> secret) f->seen_.emplace(label, random);
+  std::string line;
+  bool ends_with_newline = true;
+  while (std::getline(in, line)) {
+    ends_with_newline = !in.eof();
+    std::istringstream fields(line);
+    std::string label, random, secret;
+    if (fields >> label >> random >> secret && label[0] != '#') f->seen_.emplace(label, random);
+  }
+  // Never glue our first line onto an unterminated last line of someone else's.
+  if (!ends_with_newline && ::write(f->fd_, "\n", 1) != 1)
+    return MakeError(ErrorKind::kIo, fmt::format("cannot write to key log file {}: {}", path, std::strerror(errno)));
   return f;
 }
 
@@ -52,7 +62,8 @@ KeyLogFile::~KeyLogFile() {
 }
 
 bool KeyLogFile::Write(const capture::SecretEvent& s) {
-  if (!seen_.emplace(s.label, capture::Hex(s.client_random)).second) {
+  auto key = std::make_pair(s.label, capture::Hex(s.client_random));
+  if (seen_.count(key)) {
     duplicates_++;
     return false;
   }
@@ -64,9 +75,11 @@ bool KeyLogFile::Write(const capture::SecretEvent& s) {
   } while (n < 0 && errno == EINTR);
   if (n != static_cast<ssize_t>(line.size())) {
     failed_ = true;
+    not_written_++;
     errno_ = n < 0 ? errno : ENOSPC;
     return false;
   }
+  seen_.insert(std::move(key));  // only once it is really in the file
   written_++;
   return true;
 }

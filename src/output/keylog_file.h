@@ -25,12 +25,13 @@ class KeyLogFile {
   int last_errno() const { return errno_; }
   uint64_t written() const { return written_; }
   uint64_t duplicates() const { return duplicates_; }
+  uint64_t not_written() const { return not_written_; }  // write errors
 
  private:
   KeyLogFile() = default;
   int fd_ = -1;
   std::set<std::pair<std::string, std::string>> seen_;  // (label, client random hex)
-  uint64_t written_ = 0, duplicates_ = 0;
+  uint64_t written_ = 0, duplicates_ = 0, not_written_ = 0;
   bool failed_ = false;
   int errno_ = 0;
 };

@@ -1,0 +1,1044 @@
+// End-to-end tests of `gotlscap keylog`: the Go test programs of the toolchain matrix
+// (testdata/go: server, client) talk HTTPS over 127.0.0.1 while gotlscap writes their TLS
+// secrets and dumpcap records the packets; then Wireshark (tshark) must decrypt, with our key
+// file, exactly as many HTTP requests and responses as the client made, for
+//   - HTTP/1.1 over TLS 1.2 and over TLS 1.3, HTTP/2 over TLS 1.3,
+//   - HTTP/1.1 over TLS 1.2 with session resumption (one resumed connection per request: Go's
+//     own KeyLogWriter never logs these, gotlscap does, from keysFromMasterSecret),
+// and must decrypt nothing without it. Our key file is compared with the client's own key log
+// (tls.Config.KeyLogWriter, the `-keylog` flag): every reference line must be in ours.
+// Also: the key file is mode 0600, appending runs never repeat a (label, client random), and a
+// key file that cannot be opened is a one-line I/O error (exit 3) before anything is attached.
+//
+// Needs root, BPF, the matrix (scripts/go-matrix.sh) and tshark/dumpcap: skips otherwise, fails
+// under CI=true. Every test copies the binaries it traces into its own temporary directory
+// (uprobes attach to an inode), so tests running in parallel never see each other's processes.
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <linux/fs.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <future>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "test_env.h"
+
+namespace gotlscap::testenv {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// Exit codes (src/cli/exit_codes.h), spelled out so a renumbering is caught.
+constexpr int kExitUsage = 2, kExitIo = 3;
+
+// ------------------------------------------------------------------------------------------
+// Environment
+// ------------------------------------------------------------------------------------------
+
+bool InPath(const std::string& tool) {
+  const char* p = std::getenv("PATH");
+  std::stringstream ss(p ? p : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(ss, dir, ':'))
+    if (!dir.empty() && access((dir + "/" + tool).c_str(), X_OK) == 0) return true;
+  return false;
+}
+
+// Root + BTF (+ tshark and dumpcap) + the matrix, or a skip (a failure under CI=true).
+void RequireKeylogEnv(bool wireshark) {
+  std::string why;
+  if (geteuid() != 0)
+    why = "keylog tests need root (eBPF uprobes)";
+  else if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
+    why = "keylog tests need a kernel with BTF (/sys/kernel/btf/vmlinux missing)";
+  else if (wireshark && (!InPath("tshark") || !InPath("dumpcap")))
+    why = "keylog decryption tests need tshark and dumpcap (apt-get install tshark)";
+  if (why.empty()) {
+    SkipOrFailWithoutMatrix();
+    return;
+  }
+  if (IsCi()) {
+    GTEST_FAIL() << why << "; CI=true, so this is a failure, not a skip";
+  } else {
+    GTEST_SKIP() << why;
+  }
+}
+
+#define REQUIRE_KEYLOG_ENV(wireshark)                                                \
+  do {                                                                               \
+    RequireKeylogEnv(wireshark);                                                     \
+    if (::testing::Test::IsSkipped() || ::testing::Test::HasFatalFailure()) return; \
+  } while (0)
+
+std::string HostGoArch() {
+  utsname u{};
+  uname(&u);
+  std::string m = u.machine;
+  if (m == "x86_64") return "amd64";
+  if (m == "aarch64") return "arm64";
+  return m;
+}
+
+const MatrixRow* FindRow(const std::string& go_minor, const std::string& variant, const std::string& prog) {
+  for (const auto& r : ManifestRows())
+    if (r.go_minor == go_minor && r.variant == variant && r.prog == prog && r.goarch == HostGoArch()) return &r;
+  return nullptr;
+}
+
+const MatrixRow* NewestRow(const std::string& variant, const std::string& prog) {
+  const MatrixRow* best = nullptr;
+  for (const auto& r : ManifestRows())
+    if (r.variant == variant && r.prog == prog && r.goarch == HostGoArch() && (!best || r.Minor() > best->Minor()))
+      best = &r;
+  return best;
+}
+
+// Copies the row's binary into `dir` (its own inode: our uprobes see only our processes).
+std::string CopyBinary(const TempDir& dir, const MatrixRow& row) {
+  std::string to = dir.File(row.prog);
+  CopyFile(row.path, to);
+  return to;
+}
+
+// ------------------------------------------------------------------------------------------
+// Child processes
+// ------------------------------------------------------------------------------------------
+
+// A child with stdout/stderr collected by a reader thread; the destructor SIGKILLs a child
+// still running, so a failed assertion never leaves processes (or uprobes) behind.
+class Proc {
+ public:
+  explicit Proc(std::vector<std::string> argv) : argv_(std::move(argv)) {
+    int out_pipe[2], err_pipe[2];
+    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 || pipe2(wake_, O_CLOEXEC) != 0)
+      throw std::runtime_error("pipe2 failed");
+    std::vector<char*> args;
+    for (auto& s : argv_) args.push_back(s.data());
+    args.push_back(nullptr);
+    pid_ = fork();
+    if (pid_ < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
+    if (pid_ == 0) {
+      int devnull = open("/dev/null", O_RDONLY);
+      if (devnull >= 0) dup2(devnull, 0);
+      dup2(out_pipe[1], 1);
+      dup2(err_pipe[1], 2);
+      execvp(args[0], args.data());
+      const char msg[] = "Proc: exec failed\n";
+      (void)!write(2, msg, sizeof msg - 1);
+      _exit(127);
+    }
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    out_fd_ = out_pipe[0];
+    err_fd_ = err_pipe[0];
+    reader_ = std::thread([this] { ReadLoop(); });
+  }
+
+  ~Proc() {
+    if (!Wait(milliseconds(0))) {
+      kill(pid_, SIGKILL);
+      Wait(seconds(30));
+    }
+    (void)!write(wake_[1], "x", 1);
+    reader_.join();
+    for (int fd : {out_fd_, err_fd_, wake_[0], wake_[1]})
+      if (fd >= 0) close(fd);
+  }
+  Proc(const Proc&) = delete;
+  Proc& operator=(const Proc&) = delete;
+
+  pid_t pid() const { return pid_; }
+  std::string Out() {
+    std::lock_guard<std::mutex> l(mu_);
+    return out_;
+  }
+  std::string Err() {
+    std::lock_guard<std::mutex> l(mu_);
+    return err_;
+  }
+  std::string Describe() {
+    std::lock_guard<std::mutex> l(mu_);
+    std::ostringstream os;
+    os << "[pid " << pid_ << ":";
+    for (const auto& a : argv_) os << " " << a;
+    os << "] status " << (status_ ? std::to_string(*status_) : std::string("running")) << "\n--- stdout ---\n"
+       << out_.substr(0, 4000) << "\n--- stderr ---\n"
+       << err_.substr(0, 4000);
+    return os.str();
+  }
+
+  // The first line of stdout (fd 1) or stderr (fd 2) containing `needle` at its start (or
+  // anywhere, with anywhere=true); nullopt on timeout or when the stream ends without one.
+  std::optional<std::string> WaitLine(int fd, const std::string& needle, Clock::duration timeout,
+                                      bool anywhere = false) {
+    std::unique_lock<std::mutex> l(mu_);
+    const auto deadline = Clock::now() + timeout;
+    while (true) {
+      const std::string& s = fd == 1 ? out_ : err_;
+      size_t start = 0;
+      while (true) {
+        size_t nl = s.find('\n', start);
+        if (nl == std::string::npos) break;
+        std::string line = s.substr(start, nl - start);
+        if (anywhere ? line.find(needle) != std::string::npos : line.rfind(needle, 0) == 0) return line;
+        start = nl + 1;
+      }
+      if (fd == 1 ? out_eof_ : err_eof_) return std::nullopt;
+      if (cv_.wait_until(l, deadline) == std::cv_status::timeout && Clock::now() >= deadline) return std::nullopt;
+    }
+  }
+
+  // Exit code (128+signal when killed), nullopt if still running after `timeout`.
+  std::optional<int> Wait(Clock::duration timeout) {
+    if (status_) return status_;
+    const auto deadline = Clock::now() + timeout;
+    while (true) {
+      int st = 0;
+      pid_t r = waitpid(pid_, &st, WNOHANG);
+      if (r == pid_) {
+        std::unique_lock<std::mutex> l(mu_);
+        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        cv_.wait_for(l, seconds(5), [this] { return out_eof_ && err_eof_; });
+        return status_;
+      }
+      if (r < 0 && errno != EINTR) return status_ = -1;
+      if (Clock::now() >= deadline) return std::nullopt;
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+  }
+
+  void Signal(int sig) {
+    if (!status_) kill(pid_, sig);
+  }
+
+ private:
+  void ReadLoop() {
+    pollfd fds[3] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+    char buf[65536];
+    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+      if (poll(fds, 3, -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if (fds[2].revents) break;
+      for (int i = 0; i < 2; i++) {
+        if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        ssize_t n = read(fds[i].fd, buf, sizeof buf);
+        std::lock_guard<std::mutex> l(mu_);
+        if (n > 0) {
+          (i == 0 ? out_ : err_).append(buf, static_cast<size_t>(n));
+        } else if (n == 0 || errno != EINTR) {
+          fds[i].fd = -1;
+          (i == 0 ? out_eof_ : err_eof_) = true;
+        }
+        cv_.notify_all();
+      }
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    out_eof_ = err_eof_ = true;
+    cv_.notify_all();
+  }
+
+  std::vector<std::string> argv_;
+  pid_t pid_ = -1;
+  int out_fd_ = -1, err_fd_ = -1;
+  int wake_[2] = {-1, -1};
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string out_, err_;
+  bool out_eof_ = false, err_eof_ = false;
+  std::optional<int> status_;
+};
+
+// A test server on 127.0.0.1:0 (the kernel picks a free port, so no port race); ready once it
+// printed its address.
+struct Server {
+  std::unique_ptr<Proc> proc;
+  int port = 0;
+};
+
+::testing::AssertionResult StartServer(const std::string& bin, Server* s) {
+  s->proc = std::make_unique<Proc>(std::vector<std::string>{bin, "-addr", "127.0.0.1:0"});
+  auto line = s->proc->WaitLine(1, "listening 127.0.0.1:", seconds(30));
+  if (!line) return ::testing::AssertionFailure() << "server did not print `listening`: " << s->proc->Describe();
+  s->port = std::atoi(line->c_str() + strlen("listening 127.0.0.1:"));
+  if (s->port <= 0) return ::testing::AssertionFailure() << "odd address: " << *line;
+  return ::testing::AssertionSuccess();
+}
+
+// ------------------------------------------------------------------------------------------
+// gotlscap keylog as a child
+// ------------------------------------------------------------------------------------------
+
+struct KeylogSummary {
+  bool parsed = false;
+  uint64_t written = 0, duplicates = 0, lost = 0;
+};
+
+struct KeylogRun {
+  int exit_code = -1;
+  std::string err;
+  KeylogSummary summary;
+  std::string describe;
+};
+
+class Keylogger {
+ public:
+  Keylogger(const std::string& keyfile, const std::vector<std::string>& targets) {
+    std::vector<std::string> argv = {GotlscapBin(), "keylog", "-k", keyfile};
+    argv.insert(argv.end(), targets.begin(), targets.end());
+    proc_ = std::make_unique<Proc>(argv);
+  }
+  // Waits for the `ready` line (all uprobes attached).
+  ::testing::AssertionResult WaitReady() {
+    auto line = proc_->WaitLine(2, "ready", seconds(60));
+    if (!line) return ::testing::AssertionFailure() << "gotlscap keylog never became ready: " << proc_->Describe();
+    return ::testing::AssertionSuccess();
+  }
+  // SIGINT, then the exit code and the parsed summary.
+  KeylogRun Stop() {
+    proc_->Signal(SIGINT);
+    KeylogRun r;
+    auto code = proc_->Wait(seconds(30));
+    r.exit_code = code ? *code : -1;
+    r.err = proc_->Err();
+    r.describe = proc_->Describe();
+    static const std::regex re(R"(summary: (\d+) secrets written to .*, (\d+) duplicates skipped, (\d+) lost)");
+    std::smatch m;
+    if (std::regex_search(r.err, m, re)) {
+      r.summary = {true, std::stoull(m[1]), std::stoull(m[2]), std::stoull(m[3])};
+    }
+    return r;
+  }
+
+ private:
+  std::unique_ptr<Proc> proc_;
+};
+
+// ------------------------------------------------------------------------------------------
+// Key files
+// ------------------------------------------------------------------------------------------
+
+const std::set<std::string> kTls13Labels = {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                                            "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"};
+
+bool IsLowerHex(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+struct KeyLine {
+  std::string label, random, secret;
+};
+
+// Parses an NSS key log; every line must be well formed ("LABEL <32-byte random> <secret>",
+// lowercase hex, known label, secret of 32 or 48 bytes; CLIENT_RANDOM: 48 bytes).
+std::vector<KeyLine> ParseKeyLog(const std::string& text, std::vector<std::string>* errors) {
+  std::vector<KeyLine> out;
+  if (!text.empty() && text.back() != '\n') errors->push_back("does not end with a newline");
+  int n = 0;
+  for (const auto& line : SplitLines(text)) {
+    n++;
+    auto f = SplitWs(line);
+    std::string where = "line " + std::to_string(n) + " `" + line.substr(0, 120) + "`: ";
+    if (f.size() != 3 || line != f[0] + " " + f[1] + " " + f[2]) {
+      errors->push_back(where + "not `LABEL RANDOM SECRET`");
+      continue;
+    }
+    KeyLine k{f[0], f[1], f[2]};
+    if (k.label != "CLIENT_RANDOM" && !kTls13Labels.count(k.label)) errors->push_back(where + "unknown label");
+    if (k.random.size() != 64 || !IsLowerHex(k.random)) errors->push_back(where + "client random is not 32 bytes hex");
+    if (!IsLowerHex(k.secret) || (k.label == "CLIENT_RANDOM" ? k.secret.size() != 96
+                                                              : k.secret.size() != 64 && k.secret.size() != 96))
+      errors->push_back(where + "bad secret length " + std::to_string(k.secret.size()));
+    out.push_back(k);
+  }
+  return out;
+}
+
+// Reads and validates a key file; duplicates of (label, client random) are errors.
+std::vector<KeyLine> ReadKeyFile(const std::string& path) {
+  std::vector<std::string> errors;
+  auto lines = ParseKeyLog(ReadFileBytes(path), &errors);
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const auto& k : lines)
+    if (!seen.emplace(k.label, k.random).second) errors.push_back("duplicate " + k.label + " " + k.random);
+  for (const auto& e : errors) ADD_FAILURE() << path << ": " << e;
+  return lines;
+}
+
+mode_t FileMode(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
+}
+
+// Counts the TCP packets to or from `port` in a pcapng file that dumpcap may still be writing
+// (a truncated last block ends the walk). Handles what dumpcap writes for `lo`: Ethernet
+// (linktype 1) or Linux cooked (113, 276) framing of IPv4, in this machine's byte order.
+int CountTcpPackets(const std::string& path, int port) {
+  std::string f;
+  try {
+    f = ReadFileBytes(path);
+  } catch (...) {
+    return 0;
+  }
+  auto u32 = [&](size_t off) {
+    uint32_t v;
+    memcpy(&v, f.data() + off, 4);
+    return v;
+  };
+  auto be16 = [&](size_t off) { return (uint8_t(f[off]) << 8) | uint8_t(f[off + 1]); };
+  std::vector<uint16_t> linktypes;
+  int n = 0;
+  for (size_t off = 0; off + 12 <= f.size();) {
+    const uint32_t type = u32(off), len = u32(off + 4);
+    if (len < 12 || len % 4 != 0 || off + len > f.size()) break;
+    if (type == 0x0A0D0D0A) {
+      linktypes.clear();  // new section
+    } else if (type == 1 && len >= 20) {
+      uint16_t lt;
+      memcpy(&lt, f.data() + off + 8, 2);
+      linktypes.push_back(lt);
+    } else if (type == 6 && len >= 32) {
+      const uint32_t iface = u32(off + 8), caplen = u32(off + 20);
+      const size_t data = off + 28;
+      if (iface < linktypes.size() && data + caplen <= off + len) {
+        const uint16_t lt = linktypes[iface];
+        size_t ip = lt == 1 ? 14 : lt == 113 ? 16 : lt == 276 ? 20 : SIZE_MAX;
+        size_t ethertype_at = lt == 1 ? 12 : lt == 113 ? 14 : 0;
+        if (ip != SIZE_MAX && caplen >= ip + 24 && be16(data + ethertype_at) == 0x0800) {
+          const size_t ihl = (uint8_t(f[data + ip]) & 15) * 4;
+          if (uint8_t(f[data + ip + 9]) == 6 && caplen >= ip + ihl + 4) {
+            const int sp = be16(data + ip + ihl), dp = be16(data + ip + ihl + 2);
+            n += sp == port || dp == port;
+          }
+        }
+      }
+    }
+    off += len;
+  }
+  return n;
+}
+
+// A TCP listener of our own whose port is in the capture filter: connecting to it makes
+// packets that, once they are in the pcap file, prove that everything before them is too
+// (dumpcap writes what the kernel hands it in batches, and its "Capturing on" line comes
+// before the capture is really running).
+class Sentinel {
+ public:
+  Sentinel() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd_, 64) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &al) != 0)
+      throw std::runtime_error("sentinel listener failed");
+    port_ = ntohs(a.sin_port);
+  }
+  ~Sentinel() { close(fd_); }
+  int port() const { return port_; }
+
+  // Connects and closes until a packet of ours is in `pcap` (false after `timeout`).
+  bool WaitCaptured(const std::string& pcap, Clock::duration timeout) {
+    const int before = CountTcpPackets(pcap, port_);
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      Ping();
+      for (int i = 0; i < 10; i++) {
+        std::this_thread::sleep_for(milliseconds(20));
+        if (CountTcpPackets(pcap, port_) > before) return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  void Ping() {
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    if (c >= 0 && connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      int s = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (s >= 0) close(s);
+    }
+    if (c >= 0) close(c);
+  }
+  int fd_ = -1, port_ = 0;
+};
+
+// ------------------------------------------------------------------------------------------
+// tshark
+// ------------------------------------------------------------------------------------------
+
+// What tshark decrypted for one server port.
+struct PortTally {
+  int http1_requests = 0, http1_responses = 0, http1_ok = 0;
+  int h2_requests = 0, h2_responses = 0, h2_ok = 0;
+  std::set<int> streams_with_request;        // TCP streams in which a request was decrypted
+  std::vector<std::string> client_randoms;    // of every ClientHello to the port
+  std::set<int> hello_streams;
+};
+
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  if (s.empty()) return out;
+  std::stringstream ss(s);
+  std::string x;
+  while (std::getline(ss, x, ',')) out.push_back(x);
+  return out;
+}
+
+// Runs tshark over `pcap` with `keyfile` ("" = no keys) and tallies, per server port, the
+// decrypted HTTP/1.1 and HTTP/2 requests and responses and the ClientHellos.
+std::map<int, PortTally> Tshark(const std::string& pcap, const std::string& keyfile, const std::vector<int>& ports,
+                                std::string* raw) {
+  std::vector<std::string> argv = {"tshark", "-n", "-r", pcap, "-o", "tls.keylog_file:" + keyfile};
+  for (int p : ports) {
+    argv.push_back("-d");
+    argv.push_back("tcp.port==" + std::to_string(p) + ",tls");
+  }
+  for (const char* a : {"-Y", "http.request or http.response or http2.type == 1 or tls.handshake.type == 1", "-T",
+                        "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-e", "tcp.srcport", "-e", "tcp.dstport",
+                        "-e", "tcp.stream", "-e", "tls.handshake.type", "-e", "tls.handshake.random", "-e",
+                        "http.request.method", "-e", "http.response.code", "-e", "http2.headers.method", "-e",
+                        "http2.headers.status"})
+    argv.push_back(a);
+  // No personal preferences (an SSLKEYLOGFILE set in a profile would decrypt without our keys).
+  CommandResult r = RunCommand(argv, {"WIRESHARK_CONFIG_DIR=/nonexistent-gotlscap-test", "HOME=/nonexistent"});
+  *raw = r.out;
+  std::map<int, PortTally> t;
+  EXPECT_EQ(r.exit_code, 0) << "tshark failed: " << r.Describe();
+  for (const auto& line : SplitLines(r.out)) {
+    std::vector<std::string> f;
+    size_t start = 0;
+    while (true) {
+      size_t tab = line.find('\t', start);
+      f.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+      if (tab == std::string::npos) break;
+      start = tab + 1;
+    }
+    if (f.size() != 9) {
+      ADD_FAILURE() << "odd tshark line: " << line;
+      continue;
+    }
+    const int src = std::atoi(f[0].c_str()), dst = std::atoi(f[1].c_str()), stream = std::atoi(f[2].c_str());
+    const bool to_server = std::find(ports.begin(), ports.end(), dst) != ports.end();
+    PortTally& p = t[to_server ? dst : src];
+    auto hs_types = SplitComma(f[3]);
+    auto randoms = SplitComma(f[4]);
+    if (to_server && !hs_types.empty() && hs_types[0] == "1" && !randoms.empty()) {
+      p.client_randoms.push_back(randoms[0]);
+      p.hello_streams.insert(stream);
+    }
+    const auto m1 = SplitComma(f[5]), c1 = SplitComma(f[6]), m2 = SplitComma(f[7]), c2 = SplitComma(f[8]);
+    if (to_server) {
+      p.http1_requests += static_cast<int>(m1.size());
+      p.h2_requests += static_cast<int>(m2.size());
+      if (!m1.empty() || !m2.empty()) p.streams_with_request.insert(stream);
+    } else {
+      p.http1_responses += static_cast<int>(c1.size());
+      p.h2_responses += static_cast<int>(c2.size());
+      for (const auto& c : c1) p.http1_ok += c == "200";
+      for (const auto& c : c2) p.h2_ok += c == "200";
+    }
+  }
+  return t;
+}
+
+// ------------------------------------------------------------------------------------------
+// Client runs
+// ------------------------------------------------------------------------------------------
+
+struct Scenario {
+  const char* name;
+  const char* tls;  // pinned version
+  bool h2, resume;
+  int n;  // requests, cycling echo, bytes, chunked, gzip, hello (-mode all)
+};
+const Scenario kScenarios[] = {
+    {"http1_tls12", "1.2", false, false, 5},
+    {"http1_tls13", "1.3", false, false, 5},
+    {"http2_tls13", "1.3", true, false, 5},
+    {"http1_tls12_resume", "1.2", false, true, 5},
+};
+constexpr int kBodySize = 10000;  // > one TLS record for chunked/gzip; several DATA frames
+
+struct ClientRun {
+  int exit_code = -1;
+  std::string out, describe;
+  int resumed = -1;
+  std::string reference;  // the client's own -keylog file
+};
+
+ClientRun RunClient(const std::string& client, int port, const Scenario& s, const std::string& reflog) {
+  std::vector<std::string> argv = {client, "-url", "https://127.0.0.1:" + std::to_string(port), "-n",
+                                   std::to_string(s.n), "-size", std::to_string(kBodySize), "-tls", s.tls,
+                                   "-mode", "all", "-keylog", reflog};
+  if (s.h2) argv.push_back("-h2");
+  if (s.resume) argv.push_back("-resume");
+  Proc p(argv);
+  ClientRun r;
+  auto code = p.Wait(seconds(120));
+  r.exit_code = code ? *code : -1;
+  r.out = p.Out();
+  r.describe = p.Describe();
+  std::smatch m;
+  static const std::regex re(R"(resumed=(\d+))");
+  if (std::regex_search(r.out, m, re)) r.resumed = std::stoi(m[1]);
+  r.reference = reflog;
+  return r;
+}
+
+void RecordSeconds(const char* key, Clock::time_point since) {
+  ::testing::Test::RecordProperty(key, std::to_string(std::chrono::duration<double>(Clock::now() - since).count()));
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. Toolchain matrix: tshark decrypts every request with our key file
+// ------------------------------------------------------------------------------------------
+
+// Server rows: every toolchain's default build on this architecture, plus pie and stripped for
+// the oldest (stack ABI) and the newest toolchain.
+std::vector<MatrixRow> KeylogMatrixRows() {
+  std::vector<MatrixRow> rows;
+  const MatrixRow* newest = NewestRow("default", "server");
+  int oldest = 1000;
+  for (const auto& r : ManifestRows())
+    if (r.prog == "server" && r.goarch == HostGoArch() && r.variant == "default") oldest = std::min(oldest, r.Minor());
+  for (const auto& r : ManifestRows()) {
+    if (r.prog != "server" || r.goarch != HostGoArch()) continue;
+    const bool edge = r.Minor() == oldest || (newest && r.go_minor == newest->go_minor);
+    if (r.variant == "default" || (edge && (r.variant == "pie" || r.variant == "stripped"))) rows.push_back(r);
+  }
+  return rows;
+}
+
+std::string RowName(const ::testing::TestParamInfo<MatrixRow>& info) {
+  std::string n = info.param.TestName();
+  const std::string suffix = "_server";
+  if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0)
+    n.resize(n.size() - suffix.size());
+  return n;
+}
+
+class KeylogMatrixTest : public ::testing::TestWithParam<MatrixRow> {};
+
+TEST_P(KeylogMatrixTest, TsharkDecryptsEveryRequest) {
+  REQUIRE_KEYLOG_ENV(true);
+  const MatrixRow& row = GetParam();
+  const MatrixRow* crow = FindRow(row.go_minor, row.variant, "client");
+  ASSERT_NE(crow, nullptr) << "no client row for " << row;
+  TempDir dir;
+  const std::string server_bin = CopyBinary(dir, row), client_bin = CopyBinary(dir, *crow);
+  const std::string keyfile = dir.File("keys.log"), pcap = dir.File("capture.pcapng");
+  const auto start = Clock::now();
+
+  Keylogger cap(keyfile, {"-e", server_bin, "-e", client_bin});
+  ASSERT_TRUE(cap.WaitReady());
+  RecordSeconds("ready_seconds", start);
+
+  // One server per scenario: the server port tells the runs apart in the capture.
+  std::vector<Server> servers(std::size(kScenarios));
+  std::vector<int> ports;
+  for (auto& s : servers) {
+    ASSERT_TRUE(StartServer(server_bin, &s));
+    ports.push_back(s.port);
+  }
+  Sentinel sentinel_start, sentinel_end;
+  std::string filter;
+  for (int p : ports) filter += "tcp port " + std::to_string(p) + " or ";
+  filter += "tcp port " + std::to_string(sentinel_start.port()) + " or tcp port " + std::to_string(sentinel_end.port());
+  Proc dumpcap({"dumpcap", "-i", "lo", "-f", filter, "-w", pcap, "-q"});
+  ASSERT_TRUE(dumpcap.WaitLine(2, "Capturing on", seconds(30), true)) << dumpcap.Describe();
+  ASSERT_TRUE(sentinel_start.WaitCaptured(pcap, seconds(20))) << "dumpcap captures nothing: " << dumpcap.Describe();
+
+  std::vector<ClientRun> runs;
+  for (size_t i = 0; i < std::size(kScenarios); i++) {
+    const Scenario& s = kScenarios[i];
+    runs.push_back(RunClient(client_bin, ports[i], s, dir.File(std::string("ref-") + s.name + ".log")));
+    const ClientRun& r = runs.back();
+    ASSERT_EQ(r.exit_code, 0) << s.name << ": " << r.describe;
+    ASSERT_THAT(r.out, HasSubstr("client: ok requests=" + std::to_string(s.n) + " "));
+    EXPECT_THAT(r.out, HasSubstr(std::string(s.h2 ? "proto=HTTP/2.0" : "proto=HTTP/1.1") + " tls=" + s.tls));
+    if (s.resume) {
+      EXPECT_GE(r.resumed, 1) << r.out;
+    }
+  }
+  ASSERT_TRUE(sentinel_end.WaitCaptured(pcap, seconds(20))) << "dumpcap stopped capturing: " << dumpcap.Describe();
+  dumpcap.Signal(SIGINT);
+  auto dc = dumpcap.Wait(seconds(30));
+  ASSERT_TRUE(dc.has_value()) << dumpcap.Describe();
+  EXPECT_EQ(*dc, 0) << dumpcap.Describe();
+  for (auto& s : servers) s.proc->Signal(SIGTERM);
+  KeylogRun kr = cap.Stop();
+  RecordSeconds("capture_seconds", start);
+  ASSERT_EQ(kr.exit_code, 0) << kr.describe;
+  ASSERT_TRUE(kr.summary.parsed) << kr.describe;
+  EXPECT_EQ(kr.summary.lost, 0u) << kr.err;
+
+  // --- The key file itself.
+  EXPECT_EQ(FileMode(keyfile), 0600u) << "key file mode";
+  const std::vector<KeyLine> ours = ReadKeyFile(keyfile);
+  EXPECT_EQ(ours.size(), kr.summary.written) << kr.err;
+  // Server and client both compute every secret: each is reported (at least) twice.
+  EXPECT_GE(kr.summary.duplicates, kr.summary.written) << "server and client are both traced: " << kr.err;
+  std::set<std::string> our_lines;
+  std::map<std::string, std::set<std::string>> labels_of;  // client random -> labels
+  for (const auto& k : ours) {
+    our_lines.insert(k.label + " " + k.random + " " + k.secret);
+    labels_of[k.random].insert(k.label);
+  }
+
+  // --- tshark: with our keys; without keys; with only the lines of ours that the client's own
+  // key log lacks (the resumed TLS 1.2 sessions: they alone must decrypt those connections;
+  // with the full handshake's key, Wireshark could also decrypt them from its session cache).
+  std::set<std::string> reference_lines;
+  for (const auto& r : runs)
+    for (const auto& l : SplitLines(ReadFileBytes(r.reference))) reference_lines.insert(l);
+  std::string extra;
+  for (const auto& l : SplitLines(ReadFileBytes(keyfile)))
+    if (!reference_lines.count(l)) extra += l + "\n";
+  const std::string extrakeys = dir.File("only-ours.log");
+  WriteFileBytes(extrakeys, extra);
+  std::string raw_ours, raw_none, raw_extra;
+  auto f_none = std::async(std::launch::async, [&] { return Tshark(pcap, "", ports, &raw_none); });
+  auto f_extra = std::async(std::launch::async, [&] { return Tshark(pcap, extrakeys, ports, &raw_extra); });
+  const auto with_ours = Tshark(pcap, keyfile, ports, &raw_ours);
+  const auto without = f_none.get();
+  const auto with_extra = f_extra.get();
+  RecordSeconds("total_seconds", start);
+
+  size_t expected_lines = 0;
+  for (size_t i = 0; i < std::size(kScenarios); i++) {
+    const Scenario& s = kScenarios[i];
+    const ClientRun& run = runs[i];
+    SCOPED_TRACE(std::string(s.name) + " (server port " + std::to_string(ports[i]) + ")");
+    PortTally t = with_ours.count(ports[i]) ? with_ours.at(ports[i]) : PortTally{};
+    PortTally none = without.count(ports[i]) ? without.at(ports[i]) : PortTally{};
+    PortTally only_ours = with_extra.count(ports[i]) ? with_extra.at(ports[i]) : PortTally{};
+
+    // Decrypted with our key file: every request and every response, no more.
+    if (s.h2) {
+      EXPECT_EQ(t.h2_requests, s.n) << raw_ours;
+      EXPECT_EQ(t.h2_responses, s.n) << raw_ours;
+      EXPECT_EQ(t.h2_ok, s.n);
+      EXPECT_EQ(t.http1_requests + t.http1_responses, 0);
+    } else {
+      EXPECT_EQ(t.http1_requests, s.n) << raw_ours;
+      EXPECT_EQ(t.http1_responses, s.n) << raw_ours;
+      EXPECT_EQ(t.http1_ok, s.n);
+      EXPECT_EQ(t.h2_requests + t.h2_responses, 0);
+    }
+    // Without keys: nothing (the test can fail).
+    EXPECT_EQ(none.http1_requests + none.http1_responses + none.h2_requests + none.h2_responses, 0) << raw_none;
+    EXPECT_EQ(none.client_randoms.size(), t.client_randoms.size()) << "the handshakes are visible either way";
+
+    // Every connection has its secrets in our file (1 CLIENT_RANDOM line for TLS 1.2; the 4
+    // TLS 1.3 labels), and every connection was decrypted.
+    ASSERT_FALSE(t.client_randoms.empty()) << "no ClientHello captured: " << raw_ours;
+    EXPECT_EQ(t.streams_with_request, t.hello_streams) << "a connection was not decrypted";
+    if (s.resume) {
+      EXPECT_EQ(t.client_randoms.size(), size_t(s.n)) << "-resume: one connection per request";
+    }
+    const std::set<std::string> want_labels =
+        std::string(s.tls) == "1.2" ? std::set<std::string>{"CLIENT_RANDOM"} : kTls13Labels;
+    for (const auto& cr : t.client_randoms) {
+      EXPECT_EQ(labels_of[cr], want_labels) << "labels for client random " << cr;
+      expected_lines += want_labels.size();
+    }
+
+    // The client's own key log: each of its lines is in ours.
+    std::vector<std::string> errors;
+    const std::string ref_text = ReadFileBytes(run.reference);
+    auto ref_lines = ParseKeyLog(ref_text, &errors);
+    EXPECT_THAT(errors, ::testing::IsEmpty()) << run.reference;
+    EXPECT_FALSE(ref_lines.empty()) << "Go's KeyLogWriter wrote nothing";
+    for (const auto& k : ref_lines)
+      EXPECT_TRUE(our_lines.count(k.label + " " + k.random + " " + k.secret))
+          << "reference line missing from ours (or different secret): " << k.label << " " << k.random << " "
+          << k.secret;
+    if (s.resume) {
+      // Go logs only full handshakes; resumed ones are in ours only, and they matter.
+      int ours_cr = 0;
+      for (const auto& cr : t.client_randoms) ours_cr += labels_of[cr].count("CLIENT_RANDOM") ? 1 : 0;
+      EXPECT_GT(ours_cr, static_cast<int>(ref_lines.size())) << "resumed sessions missing from our key file";
+      EXPECT_EQ(static_cast<int>(ref_lines.size()), s.n - run.resumed) << run.out;
+      EXPECT_EQ(t.streams_with_request.size(), size_t(s.n)) << "resumed connections decrypted with our keys";
+      EXPECT_EQ(only_ours.streams_with_request.size(), size_t(run.resumed))
+          << "our resumed-session lines alone decrypt exactly the resumed connections: " << raw_extra;
+      EXPECT_EQ(only_ours.http1_requests, run.resumed) << raw_extra;
+      EXPECT_EQ(only_ours.http1_responses, run.resumed) << raw_extra;
+    } else {
+      EXPECT_EQ(only_ours.http1_requests + only_ours.h2_requests, 0) << "ours has nothing the reference lacks";
+    }
+  }
+  // Nothing else in the file: no stray secrets, nothing from other processes.
+  EXPECT_EQ(ours.size(), expected_lines) << ReadFileBytes(keyfile);
+}
+
+INSTANTIATE_TEST_SUITE_P(Matrix, KeylogMatrixTest, ::testing::ValuesIn(KeylogMatrixRows()), RowName);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(KeylogMatrixTest);
+
+// ------------------------------------------------------------------------------------------
+// 2. Appending runs
+// ------------------------------------------------------------------------------------------
+
+// Two runs append to one file: the first run's lines stay as they were, the second adds only
+// new ones, no (label, client random) twice, mode 0600 kept; a line already in the file from
+// another tool is kept too.
+TEST(KeylogE2E, AppendingRunsWriteNoDuplicates) {
+  REQUIRE_KEYLOG_ENV(false);
+  const MatrixRow* row = NewestRow("default", "server");
+  ASSERT_NE(row, nullptr);
+  const MatrixRow* crow = FindRow(row->go_minor, row->variant, "client");
+  ASSERT_NE(crow, nullptr);
+  TempDir dir;
+  const std::string server_bin = CopyBinary(dir, *row), client_bin = CopyBinary(dir, *crow);
+  const std::string keyfile = dir.File("keys.log");
+  const std::string foreign =
+      "CLIENT_RANDOM " + std::string(64, 'a') + " " + std::string(96, 'b') + "\n";
+  {
+    int fd = open(keyfile.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, foreign.data(), foreign.size()), ssize_t(foreign.size()));
+    close(fd);
+  }
+
+  std::vector<std::string> contents = {foreign};
+  std::vector<uint64_t> written;
+  for (int round = 0; round < 2; round++) {
+    SCOPED_TRACE("run " + std::to_string(round + 1));
+    Keylogger cap(keyfile, {"-e", server_bin, "-e", client_bin});
+    ASSERT_TRUE(cap.WaitReady());
+    Server srv;
+    ASSERT_TRUE(StartServer(server_bin, &srv));
+    for (const char* tls : {"1.2", "1.3"}) {
+      Scenario s{"append", tls, false, false, 2};
+      ClientRun r = RunClient(client_bin, srv.port, s, dir.File("ref.log"));
+      ASSERT_EQ(r.exit_code, 0) << r.describe;
+    }
+    srv.proc->Signal(SIGTERM);
+    KeylogRun kr = cap.Stop();
+    ASSERT_EQ(kr.exit_code, 0) << kr.describe;
+    ASSERT_TRUE(kr.summary.parsed) << kr.describe;
+    EXPECT_EQ(kr.summary.written, 5u) << "one TLS 1.2 + one TLS 1.3 connection: 1 + 4 lines; " << kr.err;
+    written.push_back(kr.summary.written);
+    contents.push_back(ReadFileBytes(keyfile));
+    EXPECT_EQ(FileMode(keyfile), 0600u);
+  }
+  ASSERT_EQ(contents.size(), 3u);
+  EXPECT_EQ(contents[1].rfind(contents[0], 0), 0u) << "run 1 must append after the existing line";
+  EXPECT_EQ(contents[2].rfind(contents[1], 0), 0u) << "run 2 must append, keeping run 1's lines";
+  auto lines = ReadKeyFile(keyfile);  // fails on any duplicate (label, client random)
+  EXPECT_EQ(lines.size(), 1 + written[0] + written[1]);
+  // Every line of the client's own key log (both runs appended to ref.log) is in ours.
+  std::set<std::string> ours;
+  for (const auto& k : lines) ours.insert(k.label + " " + k.random + " " + k.secret);
+  std::vector<std::string> errors;
+  for (const auto& k : ParseKeyLog(ReadFileBytes(dir.File("ref.log")), &errors))
+    EXPECT_TRUE(ours.count(k.label + " " + k.random + " " + k.secret)) << k.label << " " << k.random;
+  EXPECT_THAT(errors, ::testing::IsEmpty());
+}
+
+// A key file whose last line lacks its newline (hand-edited, or cut short) must not have our
+// first line glued to it. DISABLED: fails today, KeyLogFile::Open appends right after the last
+// byte (src/output/keylog_file.cc); enable once it writes a separating newline.
+TEST(KeylogE2E, AppendsAfterUnterminatedLastLine) {
+  REQUIRE_KEYLOG_ENV(false);
+  const MatrixRow* row = NewestRow("default", "server");
+  ASSERT_NE(row, nullptr);
+  const MatrixRow* crow = FindRow(row->go_minor, row->variant, "client");
+  ASSERT_NE(crow, nullptr);
+  TempDir dir;
+  const std::string server_bin = CopyBinary(dir, *row), client_bin = CopyBinary(dir, *crow);
+  const std::string keyfile = dir.File("keys.log");
+  const std::string foreign = "CLIENT_RANDOM " + std::string(64, 'a') + " " + std::string(96, 'b');  // no \n
+  WriteFileBytes(keyfile, foreign);
+  chmod(keyfile.c_str(), 0600);
+  Keylogger cap(keyfile, {"-e", server_bin, "-e", client_bin});
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(server_bin, &srv));
+  ClientRun r = RunClient(client_bin, srv.port, Scenario{"unterminated", "1.2", false, false, 1}, dir.File("ref.log"));
+  ASSERT_EQ(r.exit_code, 0) << r.describe;
+  KeylogRun kr = cap.Stop();
+  ASSERT_EQ(kr.exit_code, 0) << kr.describe;
+  auto lines = ReadKeyFile(keyfile);  // every line well formed
+  ASSERT_EQ(lines.size(), 2u) << ReadFileBytes(keyfile);
+  EXPECT_EQ(lines[0].label + " " + lines[0].random + " " + lines[0].secret, foreign);
+}
+
+// A key file that opens but cannot be written (procfs): exit 3 and a clear error once the first
+// secret arrives (the open succeeds, so this one cannot fail before attaching).
+TEST(KeylogE2E, WriteErrorIsIoError) {
+  REQUIRE_KEYLOG_ENV(false);
+  const MatrixRow* row = NewestRow("default", "server");
+  ASSERT_NE(row, nullptr);
+  const MatrixRow* crow = FindRow(row->go_minor, row->variant, "client");
+  ASSERT_NE(crow, nullptr);
+  TempDir dir;
+  const std::string server_bin = CopyBinary(dir, *row), client_bin = CopyBinary(dir, *crow);
+  const std::string before = ReadFileBytes("/proc/version");
+  Keylogger cap("/proc/version", {"-e", server_bin, "-e", client_bin});
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(server_bin, &srv));
+  ClientRun r = RunClient(client_bin, srv.port, Scenario{"write-error", "1.3", false, false, 1}, dir.File("ref.log"));
+  ASSERT_EQ(r.exit_code, 0) << r.describe;
+  KeylogRun kr = cap.Stop();
+  EXPECT_EQ(kr.exit_code, kExitIo) << kr.describe;
+  EXPECT_THAT(kr.err, HasSubstr("cannot write to /proc/version")) << kr.describe;
+  EXPECT_TRUE(kr.summary.parsed) << kr.describe;
+  EXPECT_EQ(kr.summary.written, 0u) << kr.describe;
+  EXPECT_GT(kr.summary.lost, 0u) << "secrets that could not be written are lost, and said so: " << kr.describe;
+  EXPECT_EQ(kr.summary.duplicates, 0u) << "a secret that failed to write is not a duplicate: " << kr.describe;
+  EXPECT_EQ(ReadFileBytes("/proc/version"), before);
+}
+
+// A newly created key file is 0600 even with a permissive umask.
+TEST(KeylogE2E, NewKeyFileIsOwnerOnly) {
+  REQUIRE_KEYLOG_ENV(false);
+  const MatrixRow* row = NewestRow("default", "server");
+  ASSERT_NE(row, nullptr);
+  TempDir dir;
+  const std::string server_bin = CopyBinary(dir, *row);
+  const std::string keyfile = dir.File("sub-keys.log");
+  const mode_t old = umask(0);
+  Keylogger cap(keyfile, {"-e", server_bin});
+  umask(old);
+  ASSERT_TRUE(cap.WaitReady());
+  EXPECT_EQ(FileMode(keyfile), 0600u) << "created before attaching, mode 0600";
+  KeylogRun kr = cap.Stop();
+  EXPECT_EQ(kr.exit_code, 0) << kr.describe;
+  EXPECT_TRUE(kr.summary.parsed) << kr.describe;
+  EXPECT_EQ(kr.summary.written, 0u);
+  EXPECT_EQ(ReadFileBytes(keyfile), "");
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. Key files that cannot be opened: one line, exit 3, before attaching
+// ------------------------------------------------------------------------------------------
+
+struct QuickRun {
+  CommandResult r;
+  double seconds = 0;
+};
+
+QuickRun RunKeylogExpectingFailure(const std::string& keyfile, const std::string& target) {
+  const auto t0 = Clock::now();
+  QuickRun q;
+  q.r = RunCommand({GotlscapBin(), "keylog", "-k", keyfile, "-e", target, "--duration", "20"});
+  q.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return q;
+}
+
+void ExpectOneLineIoError(const QuickRun& q, const std::string& keyfile) {
+  EXPECT_EQ(q.r.exit_code, kExitIo) << q.r.Describe();
+  EXPECT_EQ(SplitLines(q.r.err).size(), 1u) << "one line on stderr: " << q.r.Describe();
+  EXPECT_THAT(q.r.err, HasSubstr(keyfile)) << "the error names the path";
+  EXPECT_THAT(q.r.err, Not(HasSubstr("ready"))) << "failed before attaching";
+  EXPECT_EQ(q.r.out, "");
+  EXPECT_LT(q.seconds, 3.0) << "an unopenable key file must fail before any uprobe is attached";
+}
+
+TEST(KeylogCli, MissingDirectoryIsIoError) {
+  GOTLSCAP_REQUIRE_MATRIX();
+  const MatrixRow* row = NewestRow("default", "server");
+  ASSERT_NE(row, nullptr);
+  const std::string keyfile = "/nonexistent-gotlscap-dir/k.log";
+  QuickRun q = RunKeylogExpectingFailure(keyfile, row->path);
+  ExpectOneLineIoError(q, keyfile);
+  EXPECT_THAT(q.r.err, HasSubstr("No such file or directory"));
+}
+
+TEST(KeylogCli, DirectoryIsIoError) {
+  GOTLSCAP_REQUIRE_MATRIX();
+  const MatrixRow* row = NewestRow("default", "server");
+  ASSERT_NE(row, nullptr);
+  TempDir dir;
+  QuickRun q = RunKeylogExpectingFailure(dir.path(), row->path);
+  ExpectOneLineIoError(q, dir.path());
+  EXPECT_THAT(q.r.err, HasSubstr("Is a directory"));
+}
+
+// Read-only even for root: a read-only sysctl, and an immutable file (chattr +i).
+TEST(KeylogCli, ReadOnlyFileIsIoError) {
+  GOTLSCAP_REQUIRE_MATRIX();
+  const MatrixRow* row = NewestRow("default", "server");
+  ASSERT_NE(row, nullptr);
+  {
+    const std::string ro = "/proc/sys/kernel/osrelease";
+    const std::string before = ReadFileBytes(ro);
+    QuickRun q = RunKeylogExpectingFailure(ro, row->path);
+    ExpectOneLineIoError(q, ro);
+    EXPECT_THAT(q.r.err, HasSubstr("Permission denied"));
+    EXPECT_EQ(ReadFileBytes(ro), before);
+  }
+  if (geteuid() != 0) return;  // chattr +i needs CAP_LINUX_IMMUTABLE
+  TempDir dir;
+  const std::string keyfile = dir.File("immutable.log");
+  WriteFileBytes(keyfile, "");
+  int fd = open(keyfile.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  int flags = 0;
+  if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 || (flags |= FS_IMMUTABLE_FL, ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0)) {
+    close(fd);
+    std::cerr << "[ NOTE ] " << dir.path() << " does not support chattr +i; immutable-file case not run\n";
+    return;
+  }
+  QuickRun q = RunKeylogExpectingFailure(keyfile, row->path);
+  flags &= ~FS_IMMUTABLE_FL;
+  ioctl(fd, FS_IOC_SETFLAGS, &flags);  // or TempDir cannot remove it
+  close(fd);
+  ExpectOneLineIoError(q, keyfile);
+  EXPECT_THAT(q.r.err, HasSubstr("Operation not permitted"));
+}
+
+TEST(KeylogCli, NoTargetIsUsageError) {
+  TempDir dir;
+  CommandResult r = RunCommand({GotlscapBin(), "keylog", "-k", dir.File("k.log")});
+  EXPECT_EQ(r.exit_code, kExitUsage) << r.Describe();
+  EXPECT_EQ(SplitLines(r.err).size(), 1u) << r.Describe();
+  EXPECT_FALSE(fs::exists(dir.File("k.log"))) << "usage errors create no file";
+}
+
+}  // namespace
+}  // namespace gotlscap::testenv
