@@ -29,9 +29,13 @@ EventAssembler::EventAssembler(Sink sink, int64_t monotonic_to_epoch_ns)
     : sink_(std::move(sink)), mono_to_epoch_(monotonic_to_epoch_ns) {}
 
 uint64_t EventAssembler::ConnectionId(const gotls_data_event& h) {
-  // A *tls.Conn address can be reused by a later connection after garbage collection; the
-  // kernel socket tells them apart.
-  ConnKey key{h.pid, h.conn_ptr, h.sock_ptr};
+  ConnKey key{h.pid, h.conn_ptr, h.sock_ptr, h.lport, h.rport, {}, {}};
+  std::memcpy(key.laddr.data(), h.laddr, 16);
+  std::memcpy(key.raddr.data(), h.raddr, 16);
+  if (h.family != AF_INET6) {  // only the first 4 bytes are meaningful for IPv4
+    std::fill(key.laddr.begin() + 4, key.laddr.end(), 0);
+    std::fill(key.raddr.begin() + 4, key.raddr.end(), 0);
+  }
   auto [it, inserted] = conn_ids_.try_emplace(key, next_conn_id_);
   if (inserted) next_conn_id_++;
   if (conn_ids_.size() > (1u << 20)) conn_ids_.clear();  // bound memory on very long runs

@@ -3,6 +3,7 @@
 // Pure user-space logic, unit-tested without BPF.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -51,11 +52,16 @@ class EventAssembler {
     size_t operator()(const CallKey& k) const { return std::hash<uint64_t>()(k.call_id * 31 + k.tid); }
   };
   std::unordered_map<CallKey, Pending, CallKeyHash> pending_;
+  // A *tls.Conn address and even the kernel socket struct are reused after a connection closes
+  // (garbage collection, slab reuse); the addresses and ports tell the connections apart.
   struct ConnKey {
     uint32_t pid;
     uint64_t conn, sock;
+    uint16_t lport, rport;
+    std::array<uint8_t, 16> laddr, raddr;
     bool operator<(const ConnKey& o) const {
-      return std::tie(pid, conn, sock) < std::tie(o.pid, o.conn, o.sock);
+      return std::tie(pid, conn, sock, lport, rport, laddr, raddr) <
+             std::tie(o.pid, o.conn, o.sock, o.lport, o.rport, o.laddr, o.raddr);
     }
   };
   std::map<ConnKey, uint64_t> conn_ids_;

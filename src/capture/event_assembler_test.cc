@@ -64,6 +64,22 @@ TEST(EventAssembler, JoinsChunksOfOneCallAndKeepsCallsApart) {
   EXPECT_EQ(out[1].missing, 0u);
 }
 
+// Go reuses a freed *tls.Conn's memory and the kernel its socket struct: a new TCP connection
+// with the same pointers must still get its own id.
+TEST(EventAssembler, ReusedPointersOfANewConnectionGetANewId) {
+  std::vector<DataEvent> out;
+  EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, 0);
+  auto first = Header(1, 1, 1);
+  auto second = Header(1, 2, 1);
+  second.rport = 50001;  // same conn_ptr and sock_ptr, another client port
+  a.OnRecord(Record(first, 0, "a", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  a.OnRecord(Record(second, 0, "b", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  a.OnRecord(Record(Header(1, 3, 1), 0, "c", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_NE(out[0].conn.id, out[1].conn.id);
+  EXPECT_EQ(out[0].conn.id, out[2].conn.id);
+}
+
 TEST(EventAssembler, LostChunksAreCountedNotHidden) {
   std::vector<DataEvent> out;
   EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, 0);
