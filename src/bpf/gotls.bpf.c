@@ -372,6 +372,11 @@ static __always_inline __u64 arg_word(struct pt_regs *ctx, bool st, int i) {
   return st ? stack_word(ctx, i) : reg_arg(ctx, i);
 }
 
+/* keysFromMasterSecret's secrets get this label. A literal, not a named constant: clang 14 emits
+ * wrong BTF for a static const array placed in .rodata.str, and the kernel then rejects the BTF. */
+#define CLIENT_RANDOM_LABEL "CLIENT_RANDOM"
+
+/* Sends one secret. `label` is a Go string in the process (writeKeyLog), or 0 for CLIENT_RANDOM. */
 static __always_inline void emit_secret(__u8 source, __u64 label, __u64 label_len, __u64 random,
                                         __u64 random_len, __u64 secret, __u64 secret_len) {
   if (label_len == 0 || label_len > GOTLS_LABEL_MAX || random_len > GOTLS_RANDOM_MAX || secret_len == 0 ||
@@ -388,13 +393,17 @@ static __always_inline void emit_secret(__u8 source, __u64 label, __u64 label_le
   e->tid = (__u32)id;
   e->source = source;
   bpf_get_current_comm(e->comm, sizeof(e->comm));
-  /* The label is a Go string: not NUL-terminated, read exactly its length. */
   e->label_len = label_len;
   e->random_len = random_len;
   e->secret_len = secret_len;
   __u32 n = label_len;
   if (n > GOTLS_LABEL_MAX) n = GOTLS_LABEL_MAX;
-  if (bpf_probe_read_user(e->label, n, (void *)label)) goto fail;
+  if (!label) {
+    __builtin_memcpy(e->label, CLIENT_RANDOM_LABEL, sizeof(CLIENT_RANDOM_LABEL));
+  } else if (bpf_probe_read_user(e->label, n, (void *)label)) {
+    /* A Go string: not NUL-terminated, read exactly its length. */
+    goto fail;
+  }
   n = random_len;
   if (n > GOTLS_RANDOM_MAX) n = GOTLS_RANDOM_MAX;
   if (bpf_probe_read_user(e->client_random, n, (void *)random)) goto fail;
@@ -422,43 +431,15 @@ int gotls_write_key_log(struct pt_regs *ctx) {
 
 /* func keysFromMasterSecret(version uint16, suite *cipherSuite, masterSecret, clientRandom,
  *                           serverRandom []byte, macLen, keyLen, ivLen int) (...)
- * TLS 1.2 key derivation, full and resumed handshakes alike: CLIENT_RANDOM <random> <master>.
- * (The label is a literal, not a named constant: clang 14 emits wrong BTF for a static const
- * array placed in .rodata.str, and the kernel then rejects the object's BTF.) */
-#define CLIENT_RANDOM_LABEL "CLIENT_RANDOM"
-
+ * TLS 1.2 key derivation, full and resumed handshakes alike: CLIENT_RANDOM <random> <master>. */
 SEC("uprobe")
 int gotls_keys_from_master(struct pt_regs *ctx) {
   count(GOTLS_CNT_PROBE_HITS, 1);
   if (!wanted(bpf_get_current_pid_tgid() >> 32)) return 0;
   bool st = stack_abi(ctx);
-  __u64 master = arg_word(ctx, st, 2), master_len = arg_word(ctx, st, 3);
-  __u64 random = arg_word(ctx, st, 5), random_len = arg_word(ctx, st, 6);
-  struct gotls_secret_event *e;
-  if (random_len != GOTLS_RANDOM_MAX || master_len == 0 || master_len > GOTLS_SECRET_MAX) return 0;
-  e = bpf_ringbuf_reserve(&secrets, sizeof(*e), 0);
-  if (!e) {
-    count(GOTLS_CNT_LOST_SECRETS, 1);
-    return 0;
-  }
-  __u64 id = bpf_get_current_pid_tgid();
-  e->ts_ns = bpf_ktime_get_ns();
-  e->pid = id >> 32;
-  e->tid = (__u32)id;
-  e->source = GOTLS_SECRET_MASTER;
-  bpf_get_current_comm(e->comm, sizeof(e->comm));
-  __builtin_memcpy(e->label, CLIENT_RANDOM_LABEL, sizeof(CLIENT_RANDOM_LABEL));
-  e->label_len = sizeof(CLIENT_RANDOM_LABEL) - 1;
-  e->random_len = GOTLS_RANDOM_MAX;
-  e->secret_len = master_len;
-  __u32 n = master_len;
-  if (n > GOTLS_SECRET_MAX) n = GOTLS_SECRET_MAX;
-  if (bpf_probe_read_user(e->client_random, GOTLS_RANDOM_MAX, (void *)random) ||
-      bpf_probe_read_user(e->secret, n, (void *)master)) {
-    count(GOTLS_CNT_READ_FAULTS, 1);
-    bpf_ringbuf_discard(e, 0);
-    return 0;
-  }
-  bpf_ringbuf_submit(e, 0);
+  __u64 random_len = arg_word(ctx, st, 6);
+  if (random_len != GOTLS_RANDOM_MAX) return 0;
+  emit_secret(GOTLS_SECRET_MASTER, 0, sizeof(CLIENT_RANDOM_LABEL) - 1, arg_word(ctx, st, 5), random_len,
+              arg_word(ctx, st, 2), arg_word(ctx, st, 3));
   return 0;
 }
