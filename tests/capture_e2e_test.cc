@@ -11,31 +11,23 @@
 //
 // Every test copies the binaries it traces into its own temporary directory: uprobes attach to
 // an inode, so tests running in parallel (ctest -j) never see each other's processes.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/utsname.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -44,15 +36,12 @@
 #include <nlohmann/json.hpp>
 
 #include "test_env.h"
-
-extern char** environ;
+#include "test_process.h"
 
 namespace gotlscap::testenv {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
 
@@ -66,52 +55,9 @@ constexpr const char* kHelloText = "hello from gotlscap test server\n";  // tlsp
 // ------------------------------------------------------------------------------------------
 
 // Root + BTF + the matrix, or a skip (a failure under CI=true).
-void RequireCaptureEnv() {
-  std::string why;
-  if (geteuid() != 0)
-    why = "capture tests need root (eBPF uprobes)";
-  else if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
-    why = "capture tests need a kernel with BTF (/sys/kernel/btf/vmlinux missing)";
-  if (why.empty()) {
-    SkipOrFailWithoutMatrix();
-    return;
-  }
-  if (IsCi()) {
-    GTEST_FAIL() << why << "; CI=true, so this is a failure, not a skip";
-  } else {
-    GTEST_SKIP() << why;
-  }
-}
+void RequireCaptureEnv() { SkipOrFailUnlessReady(BpfProblem("capture")); }
 
-#define REQUIRE_CAPTURE_ENV()                                                        \
-  do {                                                                               \
-    RequireCaptureEnv();                                                             \
-    if (::testing::Test::IsSkipped() || ::testing::Test::HasFatalFailure()) return; \
-  } while (0)
-
-std::string HostGoArch() {
-  utsname u{};
-  uname(&u);
-  std::string m = u.machine;
-  if (m == "x86_64") return "amd64";
-  if (m == "aarch64") return "arm64";
-  return m;
-}
-
-// The matrix row of `prog` built by the same toolchain and variant as `like`.
-const MatrixRow* FindRow(const std::string& go_minor, const std::string& variant, const std::string& prog) {
-  for (const auto& r : ManifestRows())
-    if (r.go_minor == go_minor && r.variant == variant && r.prog == prog && r.goarch == HostGoArch()) return &r;
-  return nullptr;
-}
-
-const MatrixRow* NewestRow(const std::string& variant, const std::string& prog) {
-  const MatrixRow* best = nullptr;
-  for (const auto& r : ManifestRows())
-    if (r.variant == variant && r.prog == prog && r.goarch == HostGoArch() && (!best || r.Minor() > best->Minor()))
-      best = &r;
-  return best;
-}
+#define REQUIRE_CAPTURE_ENV() GOTLSCAP_REQUIRE(RequireCaptureEnv())
 
 // ------------------------------------------------------------------------------------------
 // Deterministic payloads (testdata/go/internal/tlsprog/payload.go)
@@ -180,211 +126,6 @@ std::string Base64Decode(const std::string& in, bool* ok) {
   }
   if (pad > 2) *ok = false;
   return out;
-}
-
-// ------------------------------------------------------------------------------------------
-// Child processes
-// ------------------------------------------------------------------------------------------
-
-// A child process with stdout and stderr collected by a reader thread; waits have timeouts and
-// the destructor SIGKILLs a child that is still running, so a failed assertion never leaves
-// processes (or attached uprobes) behind.
-class Proc {
- public:
-  explicit Proc(std::vector<std::string> argv) : argv_(std::move(argv)) {
-    int out_pipe[2], err_pipe[2];
-    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 || pipe2(wake_, O_CLOEXEC) != 0)
-      throw std::runtime_error("pipe2 failed");
-    std::vector<char*> args;
-    for (auto& s : argv_) args.push_back(s.data());
-    args.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
-    if (pid_ == 0) {
-      int devnull = open("/dev/null", O_RDONLY);
-      if (devnull >= 0) dup2(devnull, 0);
-      dup2(out_pipe[1], 1);
-      dup2(err_pipe[1], 2);
-      execvp(args[0], args.data());
-      const char msg[] = "Proc: exec failed\n";
-      (void)!write(2, msg, sizeof msg - 1);
-      _exit(127);
-    }
-    close(out_pipe[1]);
-    close(err_pipe[1]);
-    out_fd_ = out_pipe[0];
-    err_fd_ = err_pipe[0];
-    pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
-    reader_ = std::thread([this] { ReadLoop(); });
-  }
-
-  ~Proc() {
-    if (!Wait(milliseconds(0))) {
-      kill(pid_, SIGKILL);
-      Wait(seconds(30));
-    }
-    (void)!write(wake_[1], "x", 1);
-    reader_.join();
-    for (int fd : {out_fd_, err_fd_, wake_[0], wake_[1], pidfd_})
-      if (fd >= 0) close(fd);
-  }
-  Proc(const Proc&) = delete;
-  Proc& operator=(const Proc&) = delete;
-
-  pid_t pid() const { return pid_; }
-  std::string Out() {
-    std::lock_guard<std::mutex> l(mu_);
-    return out_;
-  }
-  std::string Err() {
-    std::lock_guard<std::mutex> l(mu_);
-    return err_;
-  }
-  std::string Describe() {
-    std::lock_guard<std::mutex> l(mu_);
-    std::ostringstream os;
-    os << "[pid " << pid_ << ":";
-    for (const auto& a : argv_) os << " " << a;
-    os << "] status " << (status_ ? std::to_string(*status_) : std::string("running")) << "\n--- stdout ---\n"
-       << out_.substr(0, 4000) << "\n--- stderr ---\n"
-       << err_.substr(0, 4000);
-    return os.str();
-  }
-
-  // The first line of stdout (fd 1) or stderr (fd 2) starting with `prefix`; nullopt on timeout
-  // or when the stream ends without one.
-  std::optional<std::string> WaitLine(int fd, const std::string& prefix, Clock::duration timeout) {
-    std::unique_lock<std::mutex> l(mu_);
-    const auto deadline = Clock::now() + timeout;
-    while (true) {
-      const std::string& s = fd == 1 ? out_ : err_;
-      size_t start = 0;
-      while (true) {
-        size_t nl = s.find('\n', start);
-        if (nl == std::string::npos) break;
-        if (s.compare(start, prefix.size(), prefix) == 0) return s.substr(start, nl - start);
-        start = nl + 1;
-      }
-      if (fd == 1 ? out_eof_ : err_eof_) return std::nullopt;
-      if (cv_.wait_until(l, deadline) == std::cv_status::timeout && Clock::now() >= deadline) return std::nullopt;
-    }
-  }
-
-  // Exit code (128+signal when killed), nullopt if still running after `timeout`.
-  std::optional<int> Wait(Clock::duration timeout) {
-    if (status_) return status_;
-    const auto deadline = Clock::now() + timeout;
-    while (true) {
-      int st = 0;
-      pid_t r = waitpid(pid_, &st, WNOHANG);
-      if (r == pid_) {
-        std::unique_lock<std::mutex> l(mu_);
-        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        // Everything the child wrote is in the pipes: wait until the reader has all of it.
-        cv_.wait_for(l, seconds(5), [this] { return out_eof_ && err_eof_; });
-        return status_;
-      }
-      if (r < 0 && errno != EINTR) return status_ = -1;
-      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return std::nullopt;
-      if (pidfd_ >= 0) {
-        pollfd p{pidfd_, POLLIN, 0};
-        poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
-      } else {
-        std::this_thread::sleep_for(milliseconds(std::min<long long>(left, 5)));
-      }
-    }
-  }
-
-  void Signal(int sig) {
-    if (!status_) kill(pid_, sig);
-  }
-
- private:
-  void ReadLoop() {
-    pollfd fds[3] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-    char buf[65536];
-    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-      if (poll(fds, 3, -1) < 0) {
-        if (errno == EINTR) continue;
-        break;
-      }
-      if (fds[2].revents) break;
-      for (int i = 0; i < 2; i++) {
-        if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-        ssize_t n = read(fds[i].fd, buf, sizeof buf);
-        std::lock_guard<std::mutex> l(mu_);
-        if (n > 0) {
-          (i == 0 ? out_ : err_).append(buf, static_cast<size_t>(n));
-        } else if (n == 0 || errno != EINTR) {
-          fds[i].fd = -1;
-          (i == 0 ? out_eof_ : err_eof_) = true;
-        }
-        cv_.notify_all();
-      }
-    }
-    std::lock_guard<std::mutex> l(mu_);
-    out_eof_ = err_eof_ = true;
-    cv_.notify_all();
-  }
-
-  std::vector<std::string> argv_;
-  pid_t pid_ = -1;
-  int out_fd_ = -1, err_fd_ = -1, pidfd_ = -1;
-  int wake_[2] = {-1, -1};
-  std::thread reader_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::string out_, err_;
-  bool out_eof_ = false, err_eof_ = false;
-  std::optional<int> status_;
-};
-
-// A test server (`server` binary): started with -addr 127.0.0.1:0, ready once it printed its
-// address.
-struct Server {
-  std::unique_ptr<Proc> proc;
-  std::string addr;  // "127.0.0.1:PORT"
-  pid_t pid() const { return proc->pid(); }
-  std::string url() const { return "https://" + addr; }
-};
-
-// `bin_args` follow `bin` before the server flags: StartServer("/usr/bin/env", s, {}, {"GOGC=1",
-// server}) runs the server with GOGC=1 (env execs it: same pid).
-::testing::AssertionResult StartServer(const std::string& bin, Server* s, std::vector<std::string> extra = {},
-                                       std::vector<std::string> bin_args = {}) {
-  std::vector<std::string> argv = {bin};
-  argv.insert(argv.end(), bin_args.begin(), bin_args.end());
-  argv.insert(argv.end(), {"-addr", "127.0.0.1:0"});
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  s->proc = std::make_unique<Proc>(argv);
-  auto line = s->proc->WaitLine(1, "listening ", seconds(30));
-  if (!line) return ::testing::AssertionFailure() << "server did not print `listening`: " << s->proc->Describe();
-  s->addr = line->substr(strlen("listening "));
-  if (s->addr.rfind("127.0.0.1:", 0) != 0) return ::testing::AssertionFailure() << "odd address: " << *line;
-  return ::testing::AssertionSuccess();
-}
-
-struct ProcRun {
-  pid_t pid = -1;
-  int exit_code = -1;
-  std::string out, err;
-  std::string describe;
-};
-
-// Runs a program to completion (timeout: killed, exit_code -1).
-ProcRun RunToEnd(const std::vector<std::string>& argv, Clock::duration timeout = seconds(120)) {
-  Proc p(argv);
-  ProcRun r;
-  r.pid = p.pid();
-  auto code = p.Wait(timeout);
-  r.exit_code = code ? *code : -1;
-  if (!code) p.Signal(SIGKILL);
-  p.Wait(seconds(10));
-  r.out = p.Out();
-  r.err = p.Err();
-  r.describe = p.Describe();
-  return r;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -840,25 +581,12 @@ void CheckClientPayloads(const std::string& client_wrote, const std::string& cli
   EXPECT_EQ(p.size(), 0u) << "payload problems:\n" << p.str();
 }
 
-// The binaries of one test, copied into its temporary directory (see the file comment).
-std::string CopyBinary(const TempDir& dir, const MatrixRow& row, const std::string& subdir = "bin") {
-  std::string d = dir.File(subdir);
-  fs::create_directories(d);
-  std::string to = d + "/" + row.prog;  // keeps the name: comm is "server" / "client" / "both"
-  CopyFile(row.path, to);
-  return to;
-}
-
 std::vector<std::string> ClientArgs(const std::string& bin, const std::string& url, const std::string& mode, int n,
                                     size_t size, uint32_t seed, std::vector<std::string> extra) {
   std::vector<std::string> a = {bin,    "-url",  url,    "-mode", mode, "-n", std::to_string(n), "-size",
                                 std::to_string(size), "-seed", std::to_string(seed)};
   a.insert(a.end(), extra.begin(), extra.end());
   return a;
-}
-
-void RecordSeconds(const char* key, Clock::time_point since) {
-  ::testing::Test::RecordProperty(key, std::to_string(std::chrono::duration<double>(Clock::now() - since).count()));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -882,14 +610,6 @@ std::vector<MatrixRow> CaptureMatrixRows() {
   if (cgo_old) rows.push_back(*cgo_old);
   if (cgo_new && cgo_new != cgo_old) rows.push_back(*cgo_new);
   return rows;
-}
-
-std::string RowName(const ::testing::TestParamInfo<MatrixRow>& info) {
-  std::string n = info.param.TestName();
-  const std::string suffix = "_server";
-  if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0)
-    n.resize(n.size() - suffix.size());
-  return n;
 }
 
 class CaptureMatrixTest : public ::testing::TestWithParam<MatrixRow> {};
@@ -939,7 +659,7 @@ TEST_P(CaptureMatrixTest, ServerAndClientStreamsMatch) {
   CheckClientPayloads(s2.client_wrote, s2.client_read, s2.server_wrote, "echo", 1, kBig, 1000, false);
 }
 
-INSTANTIATE_TEST_SUITE_P(Matrix, CaptureMatrixTest, ::testing::ValuesIn(CaptureMatrixRows()), RowName);
+INSTANTIATE_TEST_SUITE_P(Matrix, CaptureMatrixTest, ::testing::ValuesIn(CaptureMatrixRows()), ServerRowName);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CaptureMatrixTest);
 
 // HTTP/2 with 4 concurrent streams on one connection (TLS 1.3), then TLS 1.2 with session
@@ -999,7 +719,7 @@ TEST_P(CaptureProtocolTest, Http2ConcurrentAndTls12Resumption) {
   CheckClientPayloads(sr.client_wrote, sr.client_read, sr.server_wrote, "all", 5, kResumeSize, 300, false);
 }
 
-INSTANTIATE_TEST_SUITE_P(Protocols, CaptureProtocolTest, ::testing::ValuesIn(ProtocolRows()), RowName);
+INSTANTIATE_TEST_SUITE_P(Protocols, CaptureProtocolTest, ::testing::ValuesIn(ProtocolRows()), ServerRowName);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CaptureProtocolTest);
 
 // ------------------------------------------------------------------------------------------

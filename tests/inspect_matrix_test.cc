@@ -236,14 +236,7 @@ GoModInfo GoVersionM(const MatrixRow& row, const std::string& binary) {
   GoModInfo m;
   for (const auto& line : SplitLines(r.out)) {
     if (line.empty() || line[0] != '\t') continue;
-    std::vector<std::string> f;
-    size_t start = 1;
-    while (true) {
-      size_t tab = line.find('\t', start);
-      f.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
-      if (tab == std::string::npos) break;
-      start = tab + 1;
-    }
+    const std::vector<std::string> f = SplitTabs(line.substr(1));
     if (f[0] == "path" && f.size() >= 2) m.path = f[1];
     if (f[0] == "mod" && f.size() >= 3) m.mod_path = f[1], m.mod_version = f[2];
     if (f[0] == "dep") m.deps++;

@@ -17,19 +17,14 @@
 #include <arpa/inet.h>
 #include <linux/fs.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/utsname.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -37,7 +32,6 @@
 #include <iterator>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <regex>
 #include <set>
@@ -50,12 +44,12 @@
 #include <gtest/gtest.h>
 
 #include "test_env.h"
+#include "test_process.h"
 
 namespace gotlscap::testenv {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
@@ -79,226 +73,13 @@ bool InPath(const std::string& tool) {
 
 // Root + BTF (+ tshark and dumpcap) + the matrix, or a skip (a failure under CI=true).
 void RequireKeylogEnv(bool wireshark) {
-  std::string why;
-  if (geteuid() != 0)
-    why = "keylog tests need root (eBPF uprobes)";
-  else if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
-    why = "keylog tests need a kernel with BTF (/sys/kernel/btf/vmlinux missing)";
-  else if (wireshark && (!InPath("tshark") || !InPath("dumpcap")))
+  std::string why = BpfProblem("keylog");
+  if (why.empty() && wireshark && (!InPath("tshark") || !InPath("dumpcap")))
     why = "keylog decryption tests need tshark and dumpcap (apt-get install tshark)";
-  if (why.empty()) {
-    SkipOrFailWithoutMatrix();
-    return;
-  }
-  if (IsCi()) {
-    GTEST_FAIL() << why << "; CI=true, so this is a failure, not a skip";
-  } else {
-    GTEST_SKIP() << why;
-  }
+  SkipOrFailUnlessReady(why);
 }
 
-#define REQUIRE_KEYLOG_ENV(wireshark)                                                \
-  do {                                                                               \
-    RequireKeylogEnv(wireshark);                                                     \
-    if (::testing::Test::IsSkipped() || ::testing::Test::HasFatalFailure()) return; \
-  } while (0)
-
-std::string HostGoArch() {
-  utsname u{};
-  uname(&u);
-  std::string m = u.machine;
-  if (m == "x86_64") return "amd64";
-  if (m == "aarch64") return "arm64";
-  return m;
-}
-
-const MatrixRow* FindRow(const std::string& go_minor, const std::string& variant, const std::string& prog) {
-  for (const auto& r : ManifestRows())
-    if (r.go_minor == go_minor && r.variant == variant && r.prog == prog && r.goarch == HostGoArch()) return &r;
-  return nullptr;
-}
-
-const MatrixRow* NewestRow(const std::string& variant, const std::string& prog) {
-  const MatrixRow* best = nullptr;
-  for (const auto& r : ManifestRows())
-    if (r.variant == variant && r.prog == prog && r.goarch == HostGoArch() && (!best || r.Minor() > best->Minor()))
-      best = &r;
-  return best;
-}
-
-// Copies the row's binary into `dir` (its own inode: our uprobes see only our processes).
-std::string CopyBinary(const TempDir& dir, const MatrixRow& row) {
-  std::string to = dir.File(row.prog);
-  CopyFile(row.path, to);
-  return to;
-}
-
-// ------------------------------------------------------------------------------------------
-// Child processes
-// ------------------------------------------------------------------------------------------
-
-// A child with stdout/stderr collected by a reader thread; the destructor SIGKILLs a child
-// still running, so a failed assertion never leaves processes (or uprobes) behind.
-class Proc {
- public:
-  explicit Proc(std::vector<std::string> argv) : argv_(std::move(argv)) {
-    int out_pipe[2], err_pipe[2];
-    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 || pipe2(wake_, O_CLOEXEC) != 0)
-      throw std::runtime_error("pipe2 failed");
-    std::vector<char*> args;
-    for (auto& s : argv_) args.push_back(s.data());
-    args.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
-    if (pid_ == 0) {
-      int devnull = open("/dev/null", O_RDONLY);
-      if (devnull >= 0) dup2(devnull, 0);
-      dup2(out_pipe[1], 1);
-      dup2(err_pipe[1], 2);
-      execvp(args[0], args.data());
-      const char msg[] = "Proc: exec failed\n";
-      (void)!write(2, msg, sizeof msg - 1);
-      _exit(127);
-    }
-    close(out_pipe[1]);
-    close(err_pipe[1]);
-    out_fd_ = out_pipe[0];
-    err_fd_ = err_pipe[0];
-    reader_ = std::thread([this] { ReadLoop(); });
-  }
-
-  ~Proc() {
-    if (!Wait(milliseconds(0))) {
-      kill(pid_, SIGKILL);
-      Wait(seconds(30));
-    }
-    (void)!write(wake_[1], "x", 1);
-    reader_.join();
-    for (int fd : {out_fd_, err_fd_, wake_[0], wake_[1]})
-      if (fd >= 0) close(fd);
-  }
-  Proc(const Proc&) = delete;
-  Proc& operator=(const Proc&) = delete;
-
-  pid_t pid() const { return pid_; }
-  std::string Out() {
-    std::lock_guard<std::mutex> l(mu_);
-    return out_;
-  }
-  std::string Err() {
-    std::lock_guard<std::mutex> l(mu_);
-    return err_;
-  }
-  std::string Describe() {
-    std::lock_guard<std::mutex> l(mu_);
-    std::ostringstream os;
-    os << "[pid " << pid_ << ":";
-    for (const auto& a : argv_) os << " " << a;
-    os << "] status " << (status_ ? std::to_string(*status_) : std::string("running")) << "\n--- stdout ---\n"
-       << out_.substr(0, 4000) << "\n--- stderr ---\n"
-       << err_.substr(0, 4000);
-    return os.str();
-  }
-
-  // The first line of stdout (fd 1) or stderr (fd 2) containing `needle` at its start (or
-  // anywhere, with anywhere=true); nullopt on timeout or when the stream ends without one.
-  std::optional<std::string> WaitLine(int fd, const std::string& needle, Clock::duration timeout,
-                                      bool anywhere = false) {
-    std::unique_lock<std::mutex> l(mu_);
-    const auto deadline = Clock::now() + timeout;
-    while (true) {
-      const std::string& s = fd == 1 ? out_ : err_;
-      size_t start = 0;
-      while (true) {
-        size_t nl = s.find('\n', start);
-        if (nl == std::string::npos) break;
-        std::string line = s.substr(start, nl - start);
-        if (anywhere ? line.find(needle) != std::string::npos : line.rfind(needle, 0) == 0) return line;
-        start = nl + 1;
-      }
-      if (fd == 1 ? out_eof_ : err_eof_) return std::nullopt;
-      if (cv_.wait_until(l, deadline) == std::cv_status::timeout && Clock::now() >= deadline) return std::nullopt;
-    }
-  }
-
-  // Exit code (128+signal when killed), nullopt if still running after `timeout`.
-  std::optional<int> Wait(Clock::duration timeout) {
-    if (status_) return status_;
-    const auto deadline = Clock::now() + timeout;
-    while (true) {
-      int st = 0;
-      pid_t r = waitpid(pid_, &st, WNOHANG);
-      if (r == pid_) {
-        std::unique_lock<std::mutex> l(mu_);
-        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        cv_.wait_for(l, seconds(5), [this] { return out_eof_ && err_eof_; });
-        return status_;
-      }
-      if (r < 0 && errno != EINTR) return status_ = -1;
-      if (Clock::now() >= deadline) return std::nullopt;
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-  }
-
-  void Signal(int sig) {
-    if (!status_) kill(pid_, sig);
-  }
-
- private:
-  void ReadLoop() {
-    pollfd fds[3] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-    char buf[65536];
-    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-      if (poll(fds, 3, -1) < 0) {
-        if (errno == EINTR) continue;
-        break;
-      }
-      if (fds[2].revents) break;
-      for (int i = 0; i < 2; i++) {
-        if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-        ssize_t n = read(fds[i].fd, buf, sizeof buf);
-        std::lock_guard<std::mutex> l(mu_);
-        if (n > 0) {
-          (i == 0 ? out_ : err_).append(buf, static_cast<size_t>(n));
-        } else if (n == 0 || errno != EINTR) {
-          fds[i].fd = -1;
-          (i == 0 ? out_eof_ : err_eof_) = true;
-        }
-        cv_.notify_all();
-      }
-    }
-    std::lock_guard<std::mutex> l(mu_);
-    out_eof_ = err_eof_ = true;
-    cv_.notify_all();
-  }
-
-  std::vector<std::string> argv_;
-  pid_t pid_ = -1;
-  int out_fd_ = -1, err_fd_ = -1;
-  int wake_[2] = {-1, -1};
-  std::thread reader_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::string out_, err_;
-  bool out_eof_ = false, err_eof_ = false;
-  std::optional<int> status_;
-};
-
-// A test server on 127.0.0.1:0 (the kernel picks a free port, so no port race); ready once it
-// printed its address.
-struct Server {
-  std::unique_ptr<Proc> proc;
-  int port = 0;
-};
-
-::testing::AssertionResult StartServer(const std::string& bin, Server* s) {
-  s->proc = std::make_unique<Proc>(std::vector<std::string>{bin, "-addr", "127.0.0.1:0"});
-  auto line = s->proc->WaitLine(1, "listening 127.0.0.1:", seconds(30));
-  if (!line) return ::testing::AssertionFailure() << "server did not print `listening`: " << s->proc->Describe();
-  s->port = std::atoi(line->c_str() + strlen("listening 127.0.0.1:"));
-  if (s->port <= 0) return ::testing::AssertionFailure() << "odd address: " << *line;
-  return ::testing::AssertionSuccess();
-}
+#define REQUIRE_KEYLOG_ENV(wireshark) GOTLSCAP_REQUIRE(RequireKeylogEnv(wireshark))
 
 // ------------------------------------------------------------------------------------------
 // gotlscap keylog as a child
@@ -547,14 +328,7 @@ std::map<int, PortTally> Tshark(const std::string& pcap, const std::string& keyf
   std::map<int, PortTally> t;
   EXPECT_EQ(r.exit_code, 0) << "tshark failed: " << r.Describe();
   for (const auto& line : SplitLines(r.out)) {
-    std::vector<std::string> f;
-    size_t start = 0;
-    while (true) {
-      size_t tab = line.find('\t', start);
-      f.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
-      if (tab == std::string::npos) break;
-      start = tab + 1;
-    }
+    const std::vector<std::string> f = SplitTabs(line);
     if (f.size() != 9) {
       ADD_FAILURE() << "odd tshark line: " << line;
       continue;
@@ -614,21 +388,16 @@ ClientRun RunClient(const std::string& client, int port, const Scenario& s, cons
                                    "-mode", "all", "-keylog", reflog};
   if (s.h2) argv.push_back("-h2");
   if (s.resume) argv.push_back("-resume");
-  Proc p(argv);
+  const ProcRun p = RunToEnd(argv, seconds(120));
   ClientRun r;
-  auto code = p.Wait(seconds(120));
-  r.exit_code = code ? *code : -1;
-  r.out = p.Out();
-  r.describe = p.Describe();
+  r.exit_code = p.exit_code;
+  r.out = p.out;
+  r.describe = p.describe;
   std::smatch m;
   static const std::regex re(R"(resumed=(\d+))");
   if (std::regex_search(r.out, m, re)) r.resumed = std::stoi(m[1]);
   r.reference = reflog;
   return r;
-}
-
-void RecordSeconds(const char* key, Clock::time_point since) {
-  ::testing::Test::RecordProperty(key, std::to_string(std::chrono::duration<double>(Clock::now() - since).count()));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -649,14 +418,6 @@ std::vector<MatrixRow> KeylogMatrixRows() {
     if (r.variant == "default" || (edge && (r.variant == "pie" || r.variant == "stripped"))) rows.push_back(r);
   }
   return rows;
-}
-
-std::string RowName(const ::testing::TestParamInfo<MatrixRow>& info) {
-  std::string n = info.param.TestName();
-  const std::string suffix = "_server";
-  if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0)
-    n.resize(n.size() - suffix.size());
-  return n;
 }
 
 class KeylogMatrixTest : public ::testing::TestWithParam<MatrixRow> {};
@@ -814,7 +575,7 @@ TEST_P(KeylogMatrixTest, TsharkDecryptsEveryRequest) {
   EXPECT_EQ(ours.size(), expected_lines) << ReadFileBytes(keyfile);
 }
 
-INSTANTIATE_TEST_SUITE_P(Matrix, KeylogMatrixTest, ::testing::ValuesIn(KeylogMatrixRows()), RowName);
+INSTANTIATE_TEST_SUITE_P(Matrix, KeylogMatrixTest, ::testing::ValuesIn(KeylogMatrixRows()), ServerRowName);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(KeylogMatrixTest);
 
 // ------------------------------------------------------------------------------------------

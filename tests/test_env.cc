@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,14 +86,7 @@ std::vector<MatrixRow> ReadManifest() {
       continue;
     }
     if (line.empty()) continue;
-    std::vector<std::string> f;
-    size_t start = 0;
-    while (true) {
-      size_t tab = line.find('\t', start);
-      f.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
-      if (tab == std::string::npos) break;
-      start = tab + 1;
-    }
+    std::vector<std::string> f = SplitTabs(line);
     if (f.size() != 8)
       throw std::runtime_error(ManifestPath() + ":" + std::to_string(lineno) + ": expected 8 columns, got " +
                                std::to_string(f.size()));
@@ -223,16 +217,65 @@ std::vector<std::string> GoEnv(const MatrixRow& row) {
           "CGO_ENABLED=0"};
 }
 
-void SkipOrFailWithoutMatrix() {
-  if (ManifestExists() && !ManifestRows().empty()) return;
-  std::string why = ManifestExists() ? "Go test-program matrix manifest " + ManifestPath() + " has no rows"
-                                     : "Go test-program matrix not built: " + ManifestPath() + " missing";
-  why += " (run scripts/go-matrix.sh build, or set GOTLSCAP_CACHE)";
+std::string HostGoArch() {
+  utsname u{};
+  uname(&u);
+  std::string m = u.machine;
+  if (m == "x86_64") return "amd64";
+  if (m == "aarch64") return "arm64";
+  return m;
+}
+
+const MatrixRow* FindRow(const std::string& go_minor, const std::string& variant, const std::string& prog) {
+  for (const auto& r : ManifestRows())
+    if (r.go_minor == go_minor && r.variant == variant && r.prog == prog && r.goarch == HostGoArch()) return &r;
+  return nullptr;
+}
+
+const MatrixRow* NewestRow(const std::string& variant, const std::string& prog) {
+  const MatrixRow* best = nullptr;
+  for (const auto& r : ManifestRows())
+    if (r.variant == variant && r.prog == prog && r.goarch == HostGoArch() && (!best || r.Minor() > best->Minor()))
+      best = &r;
+  return best;
+}
+
+std::string ServerRowName(const ::testing::TestParamInfo<MatrixRow>& info) {
+  std::string n = info.param.TestName();
+  const std::string suffix = "_server";
+  if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0)
+    n.resize(n.size() - suffix.size());
+  return n;
+}
+
+void SkipOrFail(const std::string& why) {
   if (IsCi()) {
     GTEST_FAIL() << why << "; CI=true, so this is a failure, not a skip";
   } else {
     GTEST_SKIP() << why;
   }
+}
+
+void SkipOrFailWithoutMatrix() {
+  if (ManifestExists() && !ManifestRows().empty()) return;
+  std::string why = ManifestExists() ? "Go test-program matrix manifest " + ManifestPath() + " has no rows"
+                                     : "Go test-program matrix not built: " + ManifestPath() + " missing";
+  why += " (run scripts/go-matrix.sh build, or set GOTLSCAP_CACHE)";
+  SkipOrFail(why);
+}
+
+void SkipOrFailUnlessReady(const std::string& why) {
+  if (why.empty())
+    SkipOrFailWithoutMatrix();
+  else
+    SkipOrFail(why);
+}
+
+std::string BpfProblem(const std::string& who) {
+  if (geteuid() != 0) return who + " tests need root (eBPF uprobes)";
+  if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
+    return who + " tests need a kernel with BTF (/sys/kernel/btf/vmlinux missing)";
+  return "";
 }
 
 TempDir::TempDir() {
@@ -275,6 +318,14 @@ void CopyFile(const std::string& from, const std::string& to) {
   fs::permissions(to, fs::perms::owner_all, fs::perm_options::add);
 }
 
+std::string CopyBinary(const TempDir& dir, const MatrixRow& row, const std::string& subdir) {
+  std::string d = dir.File(subdir);
+  fs::create_directories(d);
+  std::string to = d + "/" + row.prog;  // keeps the name: comm is "server" / "client" / "both"
+  CopyFile(row.path, to);
+  return to;
+}
+
 std::vector<std::string> SplitLines(const std::string& s) {
   std::vector<std::string> lines;
   std::istringstream in(s);
@@ -288,6 +339,18 @@ std::vector<std::string> SplitWs(const std::string& s) {
   std::istringstream in(s);
   std::string w;
   while (in >> w) f.push_back(w);
+  return f;
+}
+
+std::vector<std::string> SplitTabs(const std::string& s) {
+  std::vector<std::string> f;
+  size_t start = 0;
+  while (true) {
+    size_t tab = s.find('\t', start);
+    f.push_back(s.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+    if (tab == std::string::npos) break;
+    start = tab + 1;
+  }
   return f;
 }
 

@@ -61,10 +61,28 @@ std::vector<std::string> GoEnv(const MatrixRow& row);
 // argv prefix "$goroot/bin/go"
 std::string GoBin(const MatrixRow& row);
 
+// This machine's GOARCH: "amd64", "arm64" (else uname's machine name).
+std::string HostGoArch();
+// The row of `prog` built by toolchain `go_minor` ("1.19") as `variant` for HostGoArch(); nullptr
+// if the matrix has none.
+const MatrixRow* FindRow(const std::string& go_minor, const std::string& variant, const std::string& prog);
+// The row of `prog` built as `variant` for HostGoArch() by the newest toolchain; nullptr if none.
+const MatrixRow* NewestRow(const std::string& variant, const std::string& prog);
+// Name of a parameterized test over server rows: MatrixRow::TestName() without "_server".
+std::string ServerRowName(const ::testing::TestParamInfo<MatrixRow>& info);
+
 // Records a skip (no manifest) or, under CI=true, a fatal failure. Use through
 // GOTLSCAP_REQUIRE_MATRIX() which also returns from the test body.
 void SkipOrFailWithoutMatrix();
 bool IsCi();
+// A skip for `why`, or under CI=true a fatal failure (the test needs what `why` says is missing).
+void SkipOrFail(const std::string& why);
+// Empty `why`: SkipOrFailWithoutMatrix(); else SkipOrFail(why). For environment checks that
+// want more than the matrix (see BpfProblem).
+void SkipOrFailUnlessReady(const std::string& why);
+// What keeps `who` tests ("capture", "keylog") from attaching eBPF uprobes (not root, no kernel
+// BTF), or "" when nothing does.
+std::string BpfProblem(const std::string& who);
 
 // Temporary directory, removed (recursively) on destruction.
 class TempDir {
@@ -80,6 +98,10 @@ class TempDir {
   std::string path_;
 };
 
+// Copies the row's binary to DIR/SUBDIR/PROG: its own inode, so the uprobes of one test see only
+// its own processes (tests may run in parallel), and the name, hence comm, stays the program's.
+std::string CopyBinary(const TempDir& dir, const MatrixRow& row, const std::string& subdir = "bin");
+
 std::string ReadFileBytes(const std::string& path);
 std::string ReadFileRange(const std::string& path, uint64_t offset, uint64_t size);
 void WriteFileBytes(const std::string& path, const std::string& data);
@@ -87,13 +109,18 @@ void CopyFile(const std::string& from, const std::string& to);
 
 std::vector<std::string> SplitLines(const std::string& s);
 std::vector<std::string> SplitWs(const std::string& s);
+std::vector<std::string> SplitTabs(const std::string& s);  // every field, empty ones too
 std::string Trim(const std::string& s);
 std::optional<uint64_t> ParseU64(const std::string& s, int base);  // whole string must parse
 
 }  // namespace gotlscap::testenv
 
-#define GOTLSCAP_REQUIRE_MATRIX()                                                    \
+// Runs `check` (a call that may record a skip or a fatal failure) and returns from the test
+// body if it did.
+#define GOTLSCAP_REQUIRE(check)                                                      \
   do {                                                                               \
-    ::gotlscap::testenv::SkipOrFailWithoutMatrix();                                  \
+    check;                                                                           \
     if (::testing::Test::IsSkipped() || ::testing::Test::HasFatalFailure()) return; \
   } while (0)
+
+#define GOTLSCAP_REQUIRE_MATRIX() GOTLSCAP_REQUIRE(::gotlscap::testenv::SkipOrFailWithoutMatrix())
