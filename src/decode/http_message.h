@@ -1,0 +1,67 @@
+// HttpMessage: one HTTP request or response decoded from a connection's captured plaintext, and
+// the interface of the per-connection protocol decoders (HTTP/1.x, HTTP/2) that produce them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace gotlscap::decode {
+
+struct HttpMessage {
+  enum class Kind { kRequest, kResponse };
+  std::string proto;      // "HTTP/1.0", "HTTP/1.1" or "HTTP/2"
+  Kind kind = Kind::kRequest;
+  uint32_t stream = 0;    // HTTP/2 stream id; 0 for HTTP/1
+  std::string method;     // requests (HTTP/2: :method)
+  std::string path;       // requests (HTTP/2: :path)
+  std::string authority;  // requests: Host header or :authority
+  int status = 0;         // responses (HTTP/2: :status)
+  std::vector<std::pair<std::string, std::string>> headers;  // as sent (HTTP/2: pseudo-headers too)
+  std::string body;             // decoded: chunked coding and Content-Encoding removed (unless raw)
+  uint64_t body_wire_len = 0;   // body bytes as they were on the wire (after chunking removed)
+  std::string content_encoding; // as sent ("gzip", "br", ...), empty if none
+  bool body_decoded = false;    // Content-Encoding was removed
+  bool body_truncated = false;  // the body exceeded the per-message cap; `body` holds its start
+  std::vector<uint64_t> grpc_messages;  // sizes of length-prefixed gRPC messages in the body
+  // A response names the request it answers (HTTP/1: the oldest unanswered request on the
+  // connection; HTTP/2: the request on the same stream).
+  std::string request_method, request_path;
+  uint64_t ts_ns = 0;  // time of the event that completed the message
+};
+
+// Direction of bytes relative to the traced process: kOut = it wrote them, kIn = it read them.
+enum class Flow { kOut, kIn };
+
+struct DecoderLimits {
+  uint64_t max_buffered = 8u << 20;  // bytes buffered per connection and direction before giving up
+  uint64_t max_body = 16u << 20;     // body bytes kept per message (the rest: body_truncated)
+  bool raw = false;                  // keep Content-Encoding as sent
+};
+
+// Callbacks of a decoder: decoded messages, and one-line notices about what could not be decoded
+// ("HTTP/2 headers on stream 5 reference HPACK state from before the capture started").
+struct DecoderSink {
+  std::function<void(HttpMessage&&)> message;
+  std::function<void(std::string_view notice)> notice;
+};
+
+// One connection's decoder. Bytes of each direction arrive in order; the two directions may
+// interleave arbitrarily. A decoder never throws, never crashes on hostile input and never
+// buffers more than DecoderLimits::max_buffered per direction (it reports and resynchronises or
+// gives up on that connection instead).
+class ConnectionDecoder {
+ public:
+  virtual ~ConnectionDecoder() = default;
+  virtual void Feed(Flow flow, std::string_view bytes, uint64_t ts_ns) = 0;
+  virtual const char* protocol() const = 0;  // "HTTP/1.1" / "HTTP/2"
+};
+
+std::unique_ptr<ConnectionDecoder> MakeHttp1Decoder(DecoderSink sink, DecoderLimits limits);
+std::unique_ptr<ConnectionDecoder> MakeHttp2Decoder(DecoderSink sink, DecoderLimits limits);
+
+}  // namespace gotlscap::decode
