@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   # build
   cmake g++ make pkg-config clang llvm
-  libelf-dev zlib1g-dev libcapstone-dev libfmt-dev nlohmann-json3-dev libcli11-dev
+  libelf-dev zlib1g-dev libbrotli-dev libcapstone-dev libfmt-dev nlohmann-json3-dev libcli11-dev libnghttp2-dev
   libbpf-dev bpftool
   # tests and benchmarks: GoogleTest/Benchmark, oracles (binutils, llvm-objdump, file),
   # Go toolchain download (apt-get download + dpkg -x), the real-binary corpus (npm)

@@ -13,6 +13,7 @@
 #include "capture/session.h"
 #include "cli/capture_common.h"
 #include "cli/exit_codes.h"
+#include "decode/http_decoder.h"
 #include "output/event_writer.h"
 
 namespace gotlscap::cli {
@@ -26,6 +27,10 @@ void RegisterText(CLI::App& app, TextOptions& o) {
   cmd->add_option("-o,--output", o.output, "Write events to FILE (created mode 0600) instead of stdout");
   cmd->add_option("--duration", o.duration, "Stop after SEC seconds")->check(CLI::NonNegativeNumber);
   cmd->add_option("--ringbuf-mb", o.ringbuf_mb, "Ring buffer size in MiB")->check(CLI::Range(1, 4096));
+  cmd->add_option("--decode", o.decode, "Decode HTTP/1.x and HTTP/2 (text: instead of raw bytes; json: as extra "
+                                        "\"http\" events)")
+      ->check(CLI::IsMember({"none", "http"}));
+  cmd->add_flag("--raw", o.raw, "Show HTTP bodies as sent (do not undo gzip/deflate/br)");
 }
 
 int RunText(const TextOptions& o) {
@@ -49,8 +54,30 @@ int RunText(const TextOptions& o) {
   so.uid = o.uid;
   so.ringbuf_bytes = o.ringbuf_mb << 20;
   InstallSignalHandlers();
+  uint64_t http_messages = 0;
+  std::unique_ptr<decode::HttpDecoder> http;
+  if (o.decode == "http") {
+    decode::DecoderLimits limits;
+    limits.raw = o.raw;
+    http = std::make_unique<decode::HttpDecoder>(
+        [&](decode::DecodedMessage&& m) {
+          http_messages++;
+          writer->WriteHttp(m);
+        },
+        [&](uint32_t pid, const std::string& comm, const capture::Connection& conn, std::string_view n) {
+          writer->WriteNotice(pid, comm, conn, n);
+        },
+        limits);
+  }
+  const bool json = o.format == "json";
   auto session = capture::CaptureSession::Start(
-      so, [&](capture::DataEvent&& ev) { writer->Write(ev); },
+      so,
+      [&](capture::DataEvent&& ev) {
+        // JSON keeps every raw event (machines may want both); text shows decoded HTTP instead.
+        if (json) writer->Write(ev);
+        const bool decoded = http && http->Feed(ev);
+        if (!json && !decoded) writer->Write(ev);
+      },
       [&](capture::SecretEvent&& s) { writer->WriteSecret(s); });
   if (!session.ok()) return Fail(session.error());
 
@@ -64,13 +91,14 @@ int RunText(const TextOptions& o) {
     }
   });
   auto s = (*session)->Finish();
+  http.reset();  // delivers messages that end with the connection, before the last flush
   if (!writer->Flush()) write_failed = true;
   const auto& c = s.counters;
   fmt::print(stderr,
              "summary: {} events, {} bytes, {} lost, {} truncated (lost bytes {}, incomplete events {}, "
-             "read faults {}, reads without entry {}, secrets {}, lost secrets {}, probe hits {})\n",
+             "read faults {}, reads without entry {}, secrets {}, lost secrets {}, probe hits {}, http messages {})\n",
              s.events, s.bytes, c.lost_chunks() + c.lost_secrets(), s.truncated, c.lost_bytes(), s.incomplete,
-             c.read_faults(), c.read_no_entry(), s.secrets, c.lost_secrets(), c.probe_hits());
+             c.read_faults(), c.read_no_entry(), s.secrets, c.lost_secrets(), c.probe_hits(), http_messages);
   if (write_failed) {
     fmt::print(stderr, "gotlscap: cannot write events to {}: {}\n", o.output.empty() ? "stdout" : o.output,
                std::strerror(errno ? errno : EIO));

@@ -21,6 +21,8 @@ struct TextOptions {
   std::string output;
   double duration = 0;
   uint64_t ringbuf_mb = 64;
+  std::string decode = "http";  // none | http
+  bool raw = false;             // keep Content-Encoding as sent
 };
 
 void RegisterText(CLI::App& app, TextOptions& opts);

@@ -7,6 +7,7 @@
 
 #include "capture/data_event.h"
 #include "capture/secret_event.h"
+#include "decode/http_decoder.h"
 
 namespace gotlscap::output {
 
@@ -15,6 +16,10 @@ class EventWriter {
   virtual ~EventWriter() = default;
   virtual void Write(const capture::DataEvent& ev) = 0;
   virtual void WriteSecret(const capture::SecretEvent& s) = 0;
+  virtual void WriteHttp(const decode::DecodedMessage& m) = 0;
+  // A decoder's remark about a connection it could not (fully) decode.
+  virtual void WriteNotice(uint32_t pid, const std::string& comm, const capture::Connection& conn,
+                           std::string_view notice) = 0;
   // false when the output cannot be written (disk full, closed pipe): the caller stops.
   virtual bool Flush() = 0;
 };

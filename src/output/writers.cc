@@ -1,5 +1,6 @@
 // Text and JSON Lines writers. Each event is formatted into one memory buffer and handed to
 // stdio in one fwrite; the FILE has a large buffer, flushed between ring-buffer polls.
+#include <algorithm>
 #include <cerrno>
 #include <set>
 #include <tuple>
@@ -28,6 +29,30 @@ class BufferedWriter : public EventWriter {
   std::set<std::tuple<uint32_t, std::string, std::string>> seen_;
 };
 
+// A body as text when it is text, else a hex dump of its start: binary bodies never garble the
+// terminal, and a multi-megabyte body does not flood it.
+void AppendBody(fmt::memory_buffer& b, const decode::HttpMessage& m) {
+  auto it = std::back_inserter(b);
+  if (m.body.empty() && m.body_wire_len == 0) return;
+  const size_t printable = std::count_if(m.body.begin(), m.body.end(), [](unsigned char c) {
+    return (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\r' || c == '\t' || c >= 0x80;
+  });
+  fmt::format_to(it, "[body: {} bytes{}{}{}{}]\n", m.body.size(),
+                 m.body_decoded ? fmt::format(", {} decoded from {} bytes", m.content_encoding, m.body_wire_len) : "",
+                 m.body_truncated ? ", truncated" : "",
+                 m.grpc_messages.empty() ? "" : fmt::format(", {} gRPC messages", m.grpc_messages.size()), "");
+  for (size_t i = 0; i < m.grpc_messages.size(); i++) fmt::format_to(it, "[gRPC message {}: {} bytes]\n", i + 1, m.grpc_messages[i]);
+  constexpr size_t kShown = 4096;
+  const std::string_view shown = std::string_view(m.body).substr(0, kShown);
+  if (printable == m.body.size()) {
+    AppendEscaped(b, shown);
+    if (!shown.empty() && shown.back() != '\n') b.push_back('\n');
+  } else {
+    AppendHexDump(b, shown.substr(0, 256));
+  }
+  if (m.body.size() > shown.size()) fmt::format_to(it, "[... {} more bytes]\n", m.body.size() - shown.size());
+}
+
 class TextWriter : public BufferedWriter {
  public:
   TextWriter(FILE* out, bool hex) : BufferedWriter(out), hex_(hex) {}
@@ -49,6 +74,41 @@ class TextWriter : public BufferedWriter {
       if (ev.payload.empty() || ev.payload.back() != '\n') b.push_back('\n');
     }
     b.push_back('\n');
+    Put(b);
+  }
+
+  // Like `curl -v`: "> " for a request's lines, "< " for a response's, then the body.
+  void WriteHttp(const decode::DecodedMessage& d) override {
+    const auto& m = d.msg;
+    const bool req = m.kind == decode::HttpMessage::Kind::kRequest;
+    fmt::memory_buffer b;
+    auto it = std::back_inserter(b);
+    AppendTimestamp(b, m.ts_ns);
+    fmt::format_to(it, " pid {} ({}) conn {} {} -> {} {} {}", d.pid, d.comm, d.conn.id,
+                   d.conn.local.empty() ? "?" : d.conn.local, d.conn.remote.empty() ? "?" : d.conn.remote, m.proto,
+                   req ? "request" : "response");
+    if (m.stream) fmt::format_to(it, " stream {}", m.stream);
+    if (!req && !m.request_method.empty()) fmt::format_to(it, " (to {} {})", m.request_method, m.request_path);
+    b.push_back('\n');
+    const char* mark = req ? "> " : "< ";
+    if (m.proto != "HTTP/2") {
+      if (req)
+        fmt::format_to(it, "{}{} {} {}\n", mark, m.method, m.path, m.proto);
+      else
+        fmt::format_to(it, "{}{} {}\n", mark, m.proto, m.status);
+    }
+    for (const auto& [k, v] : m.headers) fmt::format_to(it, "{}{}: {}\n", mark, k, v);
+    b.append(std::string_view(mark));
+    b.push_back('\n');
+    AppendBody(b, m);
+    b.push_back('\n');
+    Put(b);
+  }
+
+  void WriteNotice(uint32_t pid, const std::string& comm, const capture::Connection& conn,
+                   std::string_view notice) override {
+    fmt::memory_buffer b;
+    fmt::format_to(std::back_inserter(b), "pid {} ({}) conn {} decode: {}\n\n", pid, comm, conn.id, notice);
     Put(b);
   }
 
@@ -81,6 +141,50 @@ class JsonWriter : public BufferedWriter {
                    ev.missing, ev.conn.id, ev.conn.fd, local.dump(), remote.dump());
     AppendBase64(b, ev.payload);
     b.append(std::string_view("\"}\n"));
+    Put(b);
+  }
+
+  void WriteHttp(const decode::DecodedMessage& d) override {
+    const auto& m = d.msg;
+    const bool req = m.kind == decode::HttpMessage::Kind::kRequest;
+    nlohmann::ordered_json headers = nlohmann::ordered_json::array();
+    for (const auto& [k, v] : m.headers) headers.push_back({k, v});
+    nlohmann::ordered_json j = {{"type", "http"}, {"ts_ns", m.ts_ns}, {"pid", d.pid}, {"comm", d.comm},
+                                {"proto", m.proto}, {"kind", req ? "request" : "response"},
+                                {"conn", {{"id", d.conn.id}, {"fd", d.conn.fd}, {"local", d.conn.local}, {"remote", d.conn.remote}}}};
+    if (m.stream) j["stream"] = m.stream;
+    if (req) {
+      j["method"] = m.method;
+      j["path"] = m.path;
+      j["authority"] = m.authority;
+    } else {
+      j["status"] = m.status;
+      j["request"] = {{"method", m.request_method}, {"path", m.request_path}};
+    }
+    j["headers"] = headers;
+    j["body_len"] = m.body.size();
+    j["body_wire_len"] = m.body_wire_len;
+    if (!m.content_encoding.empty()) j["content_encoding"] = m.content_encoding;
+    j["body_decoded"] = m.body_decoded;
+    j["body_truncated"] = m.body_truncated;
+    if (!m.grpc_messages.empty()) j["grpc_messages"] = m.grpc_messages;
+    std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    line.pop_back();  // reopen the object to append the body without a second copy
+    fmt::memory_buffer b;
+    b.append(line);
+    b.append(std::string_view(",\"body_b64\":\""));
+    AppendBase64(b, m.body);
+    b.append(std::string_view("\"}\n"));
+    Put(b);
+  }
+
+  void WriteNotice(uint32_t pid, const std::string& comm, const capture::Connection& conn,
+                   std::string_view notice) override {
+    nlohmann::ordered_json j = {{"type", "notice"}, {"pid", pid}, {"comm", comm}, {"conn", {{"id", conn.id}}},
+                                {"notice", notice}};
+    fmt::memory_buffer b;
+    b.append(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    b.push_back('\n');
     Put(b);
   }
 
