@@ -21,7 +21,7 @@ if [[ -z $(ls -A "$gen" 2>/dev/null) ]]; then
 fi
 
 status=0
-for target in go_binary pclntab buildinfo; do
+for target in go_binary pclntab buildinfo http1 http2; do
   exe=
   for e in "$build/fuzz_$target" "$build/fuzz/fuzz_$target"; do [[ -x $e ]] && { exe=$e; break; }; done
   [[ -n $exe ]] || { echo "run-regressions: fuzz_$target not built in $build" >&2; status=1; continue; }

@@ -18,7 +18,7 @@ status=0
 # Fuzz targets (clang + libFuzzer + sanitizers) replay their seed and regression corpora.
 [ -f build-fuzz/CMakeCache.txt ] || cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DGOTLSCAP_FUZZ=ON -DGOTLSCAP_TESTS=OFF -DGOTLSCAP_BENCH=OFF >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_go_binary fuzz_pclntab fuzz_buildinfo >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_go_binary fuzz_pclntab fuzz_buildinfo fuzz_http1 fuzz_http2 >/dev/null
 GOTLSCAP_BIN=build/gotlscap fuzz/run-regressions.sh build-fuzz || status=1
 
 if [ "${CI:-}" = "true" ] && grep -Eq '\*\*\*Skipped|[1-9][0-9]* tests? skipped|\[  SKIPPED \]' "$log"; then
