@@ -13,7 +13,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev binutils file ca-certificates
   debian-archive-keyring gcc libc6-dev util-linux
   # keylog/pcap tests: packet capture and decryption by Wireshark's own tools
-  tshark
+  tshark openssl
+  curl
 )
 
 if [ "$(id -u)" -ne 0 ]; then

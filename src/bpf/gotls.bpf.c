@@ -378,9 +378,9 @@ static __always_inline __u64 arg_word(struct pt_regs *ctx, bool st, int i) {
 
 /* Sends one secret. `label` is a Go string in the process (writeKeyLog), or 0 for CLIENT_RANDOM. */
 static __always_inline void emit_secret(__u8 source, __u64 label, __u64 label_len, __u64 random,
-                                        __u64 random_len, __u64 secret, __u64 secret_len) {
-  if (label_len == 0 || label_len > GOTLS_LABEL_MAX || random_len > GOTLS_RANDOM_MAX || secret_len == 0 ||
-      secret_len > GOTLS_SECRET_MAX)
+                                        __u64 random_len, __u64 secret, __u64 secret_len, __u64 half_conn) {
+  if ((label_len == 0 && source != GOTLS_SECRET_TRAFFIC) || label_len > GOTLS_LABEL_MAX ||
+      random_len > GOTLS_RANDOM_MAX || secret_len == 0 || secret_len > GOTLS_SECRET_MAX)
     return;
   struct gotls_secret_event *e = bpf_ringbuf_reserve(&secrets, sizeof(*e), 0);
   if (!e) {
@@ -392,21 +392,22 @@ static __always_inline void emit_secret(__u8 source, __u64 label, __u64 label_le
   e->pid = id >> 32;
   e->tid = (__u32)id;
   e->source = source;
+  e->half_conn = half_conn;
   bpf_get_current_comm(e->comm, sizeof(e->comm));
   e->label_len = label_len;
   e->random_len = random_len;
   e->secret_len = secret_len;
   __u32 n = label_len;
   if (n > GOTLS_LABEL_MAX) n = GOTLS_LABEL_MAX;
-  if (!label) {
+  if (source == GOTLS_SECRET_MASTER) {
     __builtin_memcpy(e->label, CLIENT_RANDOM_LABEL, sizeof(CLIENT_RANDOM_LABEL));
-  } else if (bpf_probe_read_user(e->label, n, (void *)label)) {
+  } else if (label_len && bpf_probe_read_user(e->label, n, (void *)label)) {
     /* A Go string: not NUL-terminated, read exactly its length. */
     goto fail;
   }
   n = random_len;
   if (n > GOTLS_RANDOM_MAX) n = GOTLS_RANDOM_MAX;
-  if (bpf_probe_read_user(e->client_random, n, (void *)random)) goto fail;
+  if (n && bpf_probe_read_user(e->client_random, n, (void *)random)) goto fail;
   n = secret_len;
   if (n > GOTLS_SECRET_MAX) n = GOTLS_SECRET_MAX;
   if (bpf_probe_read_user(e->secret, n, (void *)secret)) goto fail;
@@ -425,7 +426,7 @@ int gotls_write_key_log(struct pt_regs *ctx) {
   if (!wanted(bpf_get_current_pid_tgid() >> 32)) return 0;
   bool st = stack_abi(ctx);
   emit_secret(GOTLS_SECRET_KEYLOG, arg_word(ctx, st, 1), arg_word(ctx, st, 2), arg_word(ctx, st, 3),
-              arg_word(ctx, st, 4), arg_word(ctx, st, 6), arg_word(ctx, st, 7));
+              arg_word(ctx, st, 4), arg_word(ctx, st, 6), arg_word(ctx, st, 7), 0);
   return 0;
 }
 
@@ -440,6 +441,27 @@ int gotls_keys_from_master(struct pt_regs *ctx) {
   __u64 random_len = arg_word(ctx, st, 6);
   if (random_len != GOTLS_RANDOM_MAX) return 0;
   emit_secret(GOTLS_SECRET_MASTER, 0, sizeof(CLIENT_RANDOM_LABEL) - 1, arg_word(ctx, st, 5), random_len,
-              arg_word(ctx, st, 2), arg_word(ctx, st, 3));
+              arg_word(ctx, st, 2), arg_word(ctx, st, 3), 0);
+  return 0;
+}
+
+/* func (hc *halfConn) setTrafficSecret(suite *cipherSuiteTLS13, [level QUICEncryptionLevel,]
+ *                                      secret []byte)
+ * Every TLS 1.3 key change of one direction of a connection, KeyUpdate included. The secret
+ * carries no label or client random: user space ties it to its connection by matching the first
+ * application secret against the one writeKeyLog reported, then counts the updates. */
+SEC("uprobe")
+int gotls_set_traffic_secret(struct pt_regs *ctx) {
+  count(GOTLS_CNT_PROBE_HITS, 1);
+  if (!wanted(bpf_get_current_pid_tgid() >> 32)) return 0;
+  bool st = stack_abi(ctx);
+  bool after_level = bpf_get_attach_cookie(ctx) & GOTLS_COOKIE_SECRET_AFTER_LEVEL;
+  /* Load all three words, then choose: a variable register index would turn into a computed
+   * offset into ctx, which the verifier refuses. */
+  __u64 w2 = arg_word(ctx, st, 2), w3 = arg_word(ctx, st, 3), w4 = arg_word(ctx, st, 4);
+  asm volatile("" : "+r"(w2), "+r"(w3), "+r"(w4));
+  __u64 secret = after_level ? w3 : w2;
+  __u64 secret_len = after_level ? w4 : w3;
+  emit_secret(GOTLS_SECRET_TRAFFIC, 0, 0, 0, 0, secret, secret_len, arg_word(ctx, st, 0));
   return 0;
 }

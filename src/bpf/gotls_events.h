@@ -28,6 +28,8 @@ typedef __s64 gt_s64;
 
 /* Attach cookie bits: how the probed binary passes arguments. */
 #define GOTLS_COOKIE_STACK_ABI 0x1
+/* setTrafficSecret gained a `level` argument in Go 1.21: its secret moved from word 2 to 3. */
+#define GOTLS_COOKIE_SECRET_AFTER_LEVEL 0x2
 
 enum gotls_dir { GOTLS_DIR_WRITE = 0, GOTLS_DIR_READ = 1 };
 
@@ -79,7 +81,11 @@ struct gotls_data_event {
 #define GOTLS_RANDOM_MAX 32
 #define GOTLS_SECRET_MAX 64
 
-enum gotls_secret_source { GOTLS_SECRET_KEYLOG = 0, GOTLS_SECRET_MASTER = 1 };
+enum gotls_secret_source {
+  GOTLS_SECRET_KEYLOG = 0,  /* writeKeyLog: label, client random, secret */
+  GOTLS_SECRET_MASTER = 1,  /* keysFromMasterSecret: CLIENT_RANDOM, client random, master secret */
+  GOTLS_SECRET_TRAFFIC = 2, /* (*halfConn).setTrafficSecret: no label, no random; `half_conn` set */
+};
 
 struct gotls_secret_event {
   gt_u64 ts_ns;
@@ -93,6 +99,7 @@ struct gotls_secret_event {
   char label[GOTLS_LABEL_MAX];
   gt_u8 client_random[GOTLS_RANDOM_MAX];
   gt_u8 secret[GOTLS_SECRET_MAX];
+  gt_u64 half_conn; /* GOTLS_SECRET_TRAFFIC: the *halfConn whose key changes */
 };
 
 #endif

@@ -90,8 +90,8 @@ GoTlsProbes::~GoTlsProbes() {
 Result<int> GoTlsProbes::Attach(const gobin::GoBinary& bin, const std::string& path) {
   const uint64_t cookie = bin.abi == gobin::Abi::kStack ? GOTLS_COOKIE_STACK_ABI : 0;
   int attached = 0;
-  auto attach = [&](bpf_program* prog, uint64_t offset) -> Result<int> {
-    LIBBPF_OPTS(bpf_uprobe_opts, o, .bpf_cookie = cookie, .retprobe = false);
+  auto attach = [&](bpf_program* prog, uint64_t offset, uint64_t extra_cookie = 0) -> Result<int> {
+    LIBBPF_OPTS(bpf_uprobe_opts, o, .bpf_cookie = cookie | extra_cookie, .retprobe = false);
     bpf_link* link = bpf_program__attach_uprobe_opts(prog, -1, path.c_str(), offset, &o);
     if (!link) {
       int err = errno;
@@ -126,6 +126,14 @@ Result<int> GoTlsProbes::Attach(const gobin::GoBinary& bin, const std::string& p
     if (const auto* kms = site("crypto/tls.keysFromMasterSecret"))
       if (auto r = attach(skel_->progs.gotls_keys_from_master, kms->file_offset + kms->body_offset); !r.ok())
         return r.error();
+    // TLS 1.3 key changes (KeyUpdate). Go 1.21 added a `level` argument before the secret.
+    if (const auto* sts = site("crypto/tls.(*halfConn).setTrafficSecret")) {
+      const bool after_level = bin.version && bin.version->AtLeast(1, 21);
+      if (auto r = attach(skel_->progs.gotls_set_traffic_secret, sts->file_offset + sts->body_offset,
+                          after_level ? GOTLS_COOKIE_SECRET_AFTER_LEVEL : 0);
+          !r.ok())
+        return r.error();
+    }
   }
   return attached;
 }

@@ -111,6 +111,13 @@ int CaptureSession::OnSecret(void* ctx, void* data, size_t size) {
   s.client_random.assign(reinterpret_cast<const char*>(e.client_random), std::min<size_t>(e.random_len, GOTLS_RANDOM_MAX));
   s.secret.assign(reinterpret_cast<const char*>(e.secret), std::min<size_t>(e.secret_len, GOTLS_SECRET_MAX));
   s.from_master_secret = e.source == GOTLS_SECRET_MASTER;
+  if (e.source == GOTLS_SECRET_TRAFFIC) {
+    auto update = self->key_updates_.OnTrafficSecret(s, e.half_conn);
+    if (!update) return 0;
+    s = std::move(*update);
+  } else {
+    self->key_updates_.OnKeyLog(s);
+  }
   self->summary_.secrets++;
   if (self->secret_sink_) self->secret_sink_(std::move(s));
   return 0;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "capture/event_assembler.h"
+#include "capture/key_update_tracker.h"
 #include "capture/probes.h"
 #include "capture/secret_event.h"
 #include "common/result.h"
@@ -72,6 +73,7 @@ class CaptureSession {
   SessionSummary summary_;
   EventAssembler::Sink sink_;
   SecretSink secret_sink_;
+  KeyUpdateTracker key_updates_;
   int64_t mono_to_epoch_ = 0;
 };
 
