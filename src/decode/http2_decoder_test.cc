@@ -3,6 +3,8 @@
 #include "decode/http2_decoder.h"
 
 #include <gtest/gtest.h>
+
+#include "testing/compress.h"
 #include <nghttp2/nghttp2.h>
 #include <zlib.h>
 
@@ -105,19 +107,7 @@ std::string Data(uint32_t stream, std::string_view body, bool end_stream) {
   return Frame(h2::kData, end_stream ? h2::kFlagEndStream : 0, stream, body);
 }
 
-std::string Gzip(std::string_view in) {
-  z_stream z{};
-  EXPECT_EQ(deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::string out(deflateBound(&z, in.size()) + 32, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
+std::string Gzip(std::string_view in) { return testing::Compress(in, 16 + MAX_WBITS); }
 
 std::string GrpcMessage(std::string_view payload) {
   return std::string(1, '\0') + U32(static_cast<uint32_t>(payload.size())) + std::string(payload);
