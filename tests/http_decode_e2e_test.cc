@@ -1,0 +1,727 @@
+// End-to-end tests of HTTP decoding (`gotlscap text`, decoding on by default): the Go test server
+// and client of the toolchain matrix talk HTTPS (HTTP/1.1 and HTTP/2) over 127.0.0.1 while
+// gotlscap traces both, and the "http" events of `--format json` are checked against what the
+// programs provably sent (testdata/go/internal/tlsprog: deterministic payloads):
+//   - every request the client made appears exactly once on each side (client wrote it, server
+//     read it) with its method, path and authority, and every response with status 200, the
+//     request it answers and the body the handler sent (chunking and gzip removed);
+//   - `--decode none` emits no http events and the same data events;
+//   - the text format shows decoded requests and responses;
+//   - requests of curl (another HTTP/1.1 and HTTP/2 implementation) to a traced Go server.
+// Needs root and BPF (skips otherwise, fails under CI=true) and the matrix (scripts/go-matrix.sh).
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_env.h"
+#include "test_process.h"
+
+namespace gotlscap::testenv {
+namespace {
+
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+
+constexpr const char* kHelloText = "hello from gotlscap test server\n";  // tlsprog.HelloText
+const char* const kAllPaths[] = {"echo", "bytes", "chunked", "gzip", "hello"};  // tlsprog.allPaths
+
+void RequireCaptureEnv() { SkipOrFailUnlessReady(BpfProblem("capture")); }
+#define REQUIRE_CAPTURE_ENV() GOTLSCAP_REQUIRE(RequireCaptureEnv())
+
+std::string PayloadBytes(size_t n, uint32_t seed) {
+  std::string out(n, '\0');
+  uint32_t x = seed;
+  for (size_t i = 0; i < n; i++) {
+    x = x * 1664525u + 1013904223u;
+    out[i] = static_cast<char>(x >> 24);
+  }
+  return out;
+}
+
+std::string Base64Decode(const std::string& in, bool* ok) {
+  static const auto table = [] {
+    std::array<int, 256> t{};
+    t.fill(-1);
+    const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; i++) t[static_cast<unsigned char>(a[i])] = i;
+    return t;
+  }();
+  *ok = in.size() % 4 == 0;
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t pad = 0;
+  for (char c : in) {
+    if (c == '=') {
+      pad++;
+      continue;
+    }
+    int v = table[static_cast<unsigned char>(c)];
+    if (v < 0 || pad) {
+      *ok = false;
+      return out;
+    }
+    acc = (acc << 6) | uint32_t(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  if (pad > 2) *ok = false;
+  return out;
+}
+
+std::string Lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------
+// Parsed output
+// ------------------------------------------------------------------------------------------
+
+struct HttpEv {
+  uint32_t pid = 0;
+  std::string comm, proto, kind;
+  uint64_t conn_id = 0;
+  std::string local, remote;
+  uint64_t stream = 0;
+  bool has_stream = false;
+  std::string method, path, authority;  // requests
+  int status = 0;                       // responses
+  std::string req_method, req_path;     // responses
+  std::vector<std::pair<std::string, std::string>> headers;
+  uint64_t body_len = 0, body_wire_len = 0;
+  std::string content_encoding;
+  bool body_decoded = false, body_truncated = false;
+  std::string body;
+  std::string line;  // the JSON line, for failure messages (body cut)
+
+  std::string Header(const std::string& name) const {  // first value, case-insensitive name
+    for (const auto& [k, v] : headers)
+      if (Lower(k) == Lower(name)) return v;
+    return "";
+  }
+  std::string Brief() const {
+    std::ostringstream os;
+    os << comm << "[" << pid << "] conn " << conn_id << " " << proto << " " << kind;
+    if (has_stream) os << " stream " << stream;
+    if (kind == "request")
+      os << " " << method << " " << path << " authority=" << authority;
+    else
+      os << " " << status << " (to " << req_method << " " << req_path << ")";
+    os << " body_len=" << body_len << " wire=" << body_wire_len;
+    return os.str();
+  }
+};
+
+struct DataEv {
+  uint32_t pid = 0, tid = 0;
+  std::string dir, local, remote, payload;
+  uint64_t conn_id = 0, len = 0;
+  int64_t fd = -1;
+  bool operator<(const DataEv& o) const {
+    return std::tie(pid, tid, conn_id, fd, local, remote, dir, len, payload) <
+           std::tie(o.pid, o.tid, o.conn_id, o.fd, o.local, o.remote, o.dir, o.len, o.payload);
+  }
+  bool operator==(const DataEv& o) const { return !(*this < o) && !(o < *this); }
+};
+
+struct Output {
+  int exit_code = -1;
+  std::string err, raw;
+  std::vector<HttpEv> http;
+  std::vector<DataEv> data;
+  std::vector<std::string> notices;
+  size_t secrets = 0;
+  std::vector<std::string> parse_errors;
+};
+
+std::string ParseHttp(const nlohmann::json& j, HttpEv* e) {
+  try {
+    e->pid = j.at("pid").get<uint32_t>();
+    e->comm = j.at("comm").get<std::string>();
+    e->proto = j.at("proto").get<std::string>();
+    e->kind = j.at("kind").get<std::string>();
+    const auto& c = j.at("conn");
+    e->conn_id = c.at("id").get<uint64_t>();
+    e->local = c.at("local").get<std::string>();
+    e->remote = c.at("remote").get<std::string>();
+    if (j.contains("stream")) {
+      e->has_stream = true;
+      e->stream = j["stream"].get<uint64_t>();
+    }
+    if (e->kind == "request") {
+      e->method = j.at("method").get<std::string>();
+      e->path = j.at("path").get<std::string>();
+      e->authority = j.at("authority").get<std::string>();
+    } else if (e->kind == "response") {
+      e->status = j.at("status").get<int>();
+      e->req_method = j.at("request").at("method").get<std::string>();
+      e->req_path = j.at("request").at("path").get<std::string>();
+    } else {
+      return "bad kind " + e->kind;
+    }
+    for (const auto& h : j.at("headers")) {
+      if (!h.is_array() || h.size() != 2) return "header is not a [name, value] pair";
+      e->headers.emplace_back(h[0].get<std::string>(), h[1].get<std::string>());
+    }
+    e->body_len = j.at("body_len").get<uint64_t>();
+    e->body_wire_len = j.at("body_wire_len").get<uint64_t>();
+    if (j.contains("content_encoding")) e->content_encoding = j["content_encoding"].get<std::string>();
+    e->body_decoded = j.at("body_decoded").get<bool>();
+    e->body_truncated = j.at("body_truncated").get<bool>();
+    bool ok = false;
+    e->body = Base64Decode(j.at("body_b64").get<std::string>(), &ok);
+    if (!ok) return "body_b64 is not valid base64";
+    if (e->body.size() != e->body_len)
+      return "body_b64 has " + std::to_string(e->body.size()) + " bytes, body_len " + std::to_string(e->body_len);
+  } catch (const std::exception& ex) {
+    return std::string("http event: ") + ex.what();
+  }
+  return "";
+}
+
+void ParseOutput(Output* o) {
+  size_t start = 0;
+  int lineno = 0;
+  while (start < o->raw.size()) {
+    size_t nl = o->raw.find('\n', start);
+    if (nl == std::string::npos) {
+      o->parse_errors.push_back("output does not end with a newline");
+      break;
+    }
+    lineno++;
+    std::string line = o->raw.substr(start, nl - start);
+    start = nl + 1;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    auto err = [&](const std::string& why) { o->parse_errors.push_back("line " + std::to_string(lineno) + ": " + why); };
+    if (j.is_discarded() || !j.is_object() || !j.contains("type") || !j["type"].is_string()) {
+      err("not a typed JSON object");
+      continue;
+    }
+    const std::string type = j["type"];
+    if (type == "http") {
+      HttpEv e;
+      std::string why = ParseHttp(j, &e);
+      if (!why.empty()) {
+        err(why);
+        continue;
+      }
+      e.line = line.substr(0, 600);
+      o->http.push_back(std::move(e));
+    } else if (type == "data") {
+      try {
+        DataEv d;
+        d.pid = j.at("pid");
+        d.tid = j.at("tid");
+        d.dir = j.at("dir");
+        d.len = j.at("len");
+        d.conn_id = j.at("conn").at("id");
+        d.fd = j.at("conn").at("fd");
+        d.local = j.at("conn").at("local");
+        d.remote = j.at("conn").at("remote");
+        bool ok = false;
+        d.payload = Base64Decode(j.at("payload_b64").get<std::string>(), &ok);
+        if (!ok) err("payload_b64 is not base64");
+        o->data.push_back(std::move(d));
+      } catch (const std::exception& ex) {
+        err(std::string("data event: ") + ex.what());
+      }
+    } else if (type == "notice") {
+      o->notices.push_back(line);
+    } else if (type == "secret") {
+      o->secrets++;
+    } else {
+      err("unknown type " + type);
+    }
+  }
+}
+
+// `gotlscap text -o FILE ARGS...` as a child (json unless `text_format`).
+class Gotlscap {
+ public:
+  Gotlscap(const TempDir& dir, const std::vector<std::string>& args, bool text_format = false) {
+    static int counter = 0;
+    out_path_ = dir.File("http-capture-" + std::to_string(++counter) + (text_format ? ".txt" : ".jsonl"));
+    unlink(out_path_.c_str());
+    std::vector<std::string> argv = {GotlscapBin(), "text"};
+    if (!text_format) argv.insert(argv.end(), {"--format", "json"});
+    argv.insert(argv.end(), {"-o", out_path_});
+    argv.insert(argv.end(), args.begin(), args.end());
+    proc_ = std::make_unique<Proc>(argv);
+  }
+
+  ::testing::AssertionResult WaitReady(Clock::duration timeout = seconds(30)) {
+    if (!proc_->WaitLine(2, "ready", timeout))
+      return ::testing::AssertionFailure() << "gotlscap did not print `ready`: " << proc_->Describe();
+    return ::testing::AssertionSuccess();
+  }
+
+  Output Stop(bool parse = true) {
+    Output o;
+    proc_->Signal(SIGINT);
+    auto code = proc_->Wait(seconds(60));
+    if (!code) {
+      o.parse_errors.push_back("gotlscap did not exit after SIGINT: " + proc_->Describe());
+      proc_->Signal(SIGKILL);
+      proc_->Wait(seconds(10));
+    }
+    o.exit_code = code ? *code : -1;
+    o.err = proc_->Err();
+    try {
+      o.raw = ReadFileBytes(out_path_);
+    } catch (const std::exception& e) {
+      o.parse_errors.push_back(e.what());
+    }
+    if (parse) ParseOutput(&o);
+    return o;
+  }
+
+ private:
+  std::string out_path_;
+  std::unique_ptr<Proc> proc_;
+};
+
+std::vector<std::string> ClientArgs(const std::string& bin, const std::string& url, int n, size_t size, uint32_t seed,
+                                    std::vector<std::string> extra) {
+  std::vector<std::string> a = {bin, "-url", url, "-mode", "all", "-n", std::to_string(n), "-size", std::to_string(size),
+                                "-seed", std::to_string(seed)};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+// ------------------------------------------------------------------------------------------
+// Expected exchanges of `client -mode all`
+// ------------------------------------------------------------------------------------------
+
+struct Exchange {
+  std::string method, path, req_body, resp_body;
+  std::string name;  // "echo", "bytes", ...
+};
+
+std::vector<Exchange> ExpectedAll(int n, size_t size, uint32_t seed0) {
+  std::vector<Exchange> v;
+  for (int i = 0; i < n; i++) {
+    const std::string name = kAllPaths[i % 5];
+    const uint32_t seed = seed0 + uint32_t(i);
+    Exchange x;
+    x.name = name;
+    if (name == "echo") {
+      x.method = "POST";
+      x.path = "/echo";
+      x.req_body = x.resp_body = PayloadBytes(size, seed);
+    } else if (name == "hello") {
+      x.method = "GET";
+      x.path = "/hello";
+      x.resp_body = kHelloText;
+    } else {
+      x.method = "GET";
+      x.path = "/" + name + "?n=" + std::to_string(size) + "&seed=" + std::to_string(seed);
+      x.resp_body = PayloadBytes(size, seed);
+    }
+    v.push_back(std::move(x));
+  }
+  return v;
+}
+
+class Problems {
+ public:
+  void Add(const std::string& what) {
+    n_++;
+    if (list_.size() < 20) list_.push_back(what);
+  }
+  size_t size() const { return n_; }
+  std::string str() const {
+    std::ostringstream os;
+    for (const auto& p : list_) os << "  - " << p << "\n";
+    if (n_ > list_.size()) os << "  ... and " << (n_ - list_.size()) << " more\n";
+    return os.str();
+  }
+
+ private:
+  size_t n_ = 0;
+  std::vector<std::string> list_;
+};
+
+// Checks one side's (client's or server's) http events of one client run: exactly one request
+// and one response event per exchange, matched as a multiset (HTTP/2 with concurrency may
+// complete them in any order).
+void CheckSide(const std::string& side, const std::vector<const HttpEv*>& evs, const std::vector<Exchange>& want,
+               const std::string& proto, const std::string& authority, Problems* p) {
+  std::vector<const HttpEv*> reqs, resps;
+  for (const HttpEv* e : evs) (e->kind == "request" ? reqs : resps).push_back(e);
+  if (reqs.size() != want.size())
+    p->Add(side + ": " + std::to_string(reqs.size()) + " request events, want " + std::to_string(want.size()));
+  if (resps.size() != want.size())
+    p->Add(side + ": " + std::to_string(resps.size()) + " response events, want " + std::to_string(want.size()));
+  for (const HttpEv* e : evs) {
+    if (e->proto != proto) p->Add(side + ": proto " + e->proto + ", want " + proto + ": " + e->Brief());
+    if (e->body_truncated) p->Add(side + ": body_truncated: " + e->Brief());
+    if (proto == "HTTP/2" && (!e->has_stream || e->stream % 2 != 1))
+      p->Add(side + ": HTTP/2 event without an odd stream id: " + e->Brief());
+    if (proto != "HTTP/2" && e->has_stream) p->Add(side + ": HTTP/1 event with a stream: " + e->Brief());
+  }
+  // HTTP/2: each response answers the request of the same stream on the same connection.
+  if (proto == "HTTP/2") {
+    std::map<std::pair<uint64_t, uint64_t>, const HttpEv*> by_stream;
+    for (const HttpEv* r : reqs)
+      if (!by_stream.emplace(std::make_pair(r->conn_id, r->stream), r).second)
+        p->Add(side + ": two requests on one stream: " + r->Brief());
+    for (const HttpEv* r : resps) {
+      auto it = by_stream.find({r->conn_id, r->stream});
+      if (it == by_stream.end())
+        p->Add(side + ": response on a stream without request: " + r->Brief());
+      else if (it->second->method != r->req_method || it->second->path != r->req_path)
+        p->Add(side + ": response names " + r->req_method + " " + r->req_path + ", stream's request is " +
+               it->second->Brief());
+    }
+  }
+  std::vector<bool> used_req(reqs.size()), used_resp(resps.size());
+  for (const Exchange& x : want) {
+    // Request
+    bool found = false;
+    for (size_t k = 0; k < reqs.size() && !found; k++) {
+      const HttpEv& e = *reqs[k];
+      if (used_req[k] || e.method != x.method || e.path != x.path || e.body != x.req_body) continue;
+      used_req[k] = found = true;
+      if (e.authority != authority) p->Add(side + ": authority " + e.authority + ", want " + authority + ": " + e.Brief());
+      if (proto == "HTTP/2") {
+        if (e.Header(":method") != x.method || e.Header(":path") != x.path || e.Header(":scheme") != "https")
+          p->Add(side + ": pseudo-headers do not match: " + e.line);
+      }
+      if (x.name == "gzip" && Lower(e.Header("accept-encoding")) != "gzip")
+        p->Add(side + ": /gzip request without Accept-Encoding: gzip: " + e.line);
+    }
+    if (!found) {
+      std::string cands;
+      for (size_t k = 0; k < reqs.size(); k++)
+        if (!used_req[k] && reqs[k]->path == x.path)
+          cands += "\n      candidate: " + reqs[k]->Brief();
+      p->Add(side + ": no request event " + x.method + " " + x.path + " with a " + std::to_string(x.req_body.size()) +
+             "-byte body" + cands);
+    }
+    // Response
+    found = false;
+    for (size_t k = 0; k < resps.size() && !found; k++) {
+      const HttpEv& e = *resps[k];
+      if (used_resp[k] || e.req_method != x.method || e.req_path != x.path || e.body != x.resp_body) continue;
+      used_resp[k] = found = true;
+      if (e.status != 200) p->Add(side + ": status " + std::to_string(e.status) + ": " + e.Brief());
+      if (proto == "HTTP/2" && e.Header(":status") != "200") p->Add(side + ": no :status 200 header: " + e.line);
+      if (x.name == "gzip") {
+        if (!e.body_decoded || e.content_encoding != "gzip" || e.body_wire_len == e.body_len ||
+            e.body_wire_len == 0)
+          p->Add(side + ": /gzip response: want content_encoding gzip, body_decoded, wire length != body length: " +
+                 e.line);
+      } else {
+        if (e.body_decoded || !e.content_encoding.empty() || e.body_wire_len != e.body_len)
+          p->Add(side + ": " + x.name + " response: want no content coding and body_wire_len == body_len: " + e.Brief());
+      }
+      if (x.name == "chunked" && proto == "HTTP/1.1" && Lower(e.Header("transfer-encoding")) != "chunked")
+        p->Add(side + ": /chunked HTTP/1.1 response without Transfer-Encoding: chunked: " + e.line);
+    }
+    if (!found) {
+      std::string cands;
+      for (size_t k = 0; k < resps.size(); k++)
+        if (!used_resp[k] && resps[k]->req_path == x.path)
+          cands += "\n      candidate: " + resps[k]->Brief() + " (body " +
+                   (resps[k]->body == x.resp_body ? "equal" : "differs") + ")";
+      p->Add(side + ": no response event to " + x.method + " " + x.path + " with the expected " +
+             std::to_string(x.resp_body.size()) + "-byte body" + cands);
+    }
+  }
+}
+
+struct ClientRun {
+  std::string label;
+  ProcRun run;
+  std::vector<Exchange> want;
+  std::string proto;
+};
+
+// Splits `o`'s http events by client run (client: its pid; server: connections whose remote
+// address is one of that client's local addresses) and checks both sides of each.
+void CheckRuns(const Output& o, pid_t server_pid, const Server& srv, const std::vector<ClientRun>& runs) {
+  Problems p;
+  std::set<std::string> claimed_server_remotes;
+  for (const auto& r : runs) {
+    std::vector<const HttpEv*> client, server;
+    std::set<std::string> locals;
+    for (const auto& d : o.data)
+      if (d.pid == uint32_t(r.run.pid)) locals.insert(d.local);
+    for (const auto& e : o.http) {
+      if (e.pid == uint32_t(r.run.pid)) {
+        client.push_back(&e);
+        if (e.remote != srv.addr) p.Add(r.label + ": client event with remote " + e.remote + ": " + e.Brief());
+      }
+      if (e.pid == uint32_t(server_pid) && locals.count(e.remote)) server.push_back(&e);
+    }
+    if (locals.empty()) p.Add(r.label + ": no data events of the client (pid " + std::to_string(r.run.pid) + ")");
+    CheckSide(r.label + " client", client, r.want, r.proto, srv.addr, &p);
+    CheckSide(r.label + " server", server, r.want, r.proto, srv.addr, &p);
+    for (const auto* e : client)
+      if (e->comm != "client") p.Add(r.label + ": comm " + e->comm);
+    for (const auto* e : server)
+      if (e->comm != "server") p.Add(r.label + ": comm " + e->comm);
+    claimed_server_remotes.insert(locals.begin(), locals.end());
+  }
+  // Nothing else: no http events of other processes or connections.
+  size_t other = 0;
+  for (const auto& e : o.http) {
+    bool ours = false;
+    for (const auto& r : runs) ours |= e.pid == uint32_t(r.run.pid);
+    ours |= e.pid == uint32_t(server_pid) && claimed_server_remotes.count(e.remote);
+    if (!ours && other++ < 3) p.Add("unexpected http event: " + e.Brief());
+  }
+  EXPECT_EQ(p.size(), 0u) << p.str();
+}
+
+void ExpectCleanOutput(const Output& o) {
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_TRUE(o.parse_errors.empty()) << ::testing::PrintToString(o.parse_errors);
+  EXPECT_THAT(o.err, HasSubstr(" 0 lost,")) << o.err;
+}
+
+struct Programs {
+  TempDir dir;
+  std::string server, client;
+};
+
+// Copies server and client of `go_minor` (the newest toolchain when empty), or records a failure.
+::testing::AssertionResult CopyPrograms(const std::string& go_minor, Programs* p) {
+  const MatrixRow* srow = go_minor.empty() ? NewestRow("default", "server") : FindRow(go_minor, "default", "server");
+  if (!srow) return ::testing::AssertionFailure() << "no default server row for go" << go_minor;
+  const MatrixRow* crow = FindRow(srow->go_minor, "default", "client");
+  if (!crow) return ::testing::AssertionFailure() << "no default client row for go" << srow->go_minor;
+  p->server = CopyBinary(p->dir, *srow);
+  p->client = CopyBinary(p->dir, *crow);
+  return ::testing::AssertionSuccess();
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. Every exchange of `client -mode all`, both sides, HTTP/1.1 and HTTP/2, three toolchains
+// ------------------------------------------------------------------------------------------
+
+std::vector<MatrixRow> DecodeRows() {
+  std::vector<MatrixRow> rows;
+  const MatrixRow* newest = NewestRow("default", "server");
+  for (const auto& r : ManifestRows())
+    if (r.prog == "server" && r.variant == "default" && r.goarch == HostGoArch() &&
+        (r.go_minor == "1.15" || r.go_minor == "1.19" || &r == newest))
+      rows.push_back(r);
+  return rows;
+}
+
+class HttpDecodeMatrixTest : public ::testing::TestWithParam<MatrixRow> {};
+
+TEST_P(HttpDecodeMatrixTest, EveryExchangeDecodedOnBothSides) {
+  REQUIRE_CAPTURE_ENV();
+  const auto start = Clock::now();
+  Programs p;
+  ASSERT_TRUE(CopyPrograms(GetParam().go_minor, &p));
+  Gotlscap cap(p.dir, {"-e", p.server, "-e", p.client});
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  const size_t kSize = 10000;  // > 4096: /chunked sends 3 chunks
+  std::vector<ClientRun> runs;
+  auto run = [&](const std::string& label, uint32_t seed, std::vector<std::string> extra, const std::string& proto) {
+    ClientRun r{label, RunToEnd(ClientArgs(p.client, srv.url(), 10, kSize, seed, extra)), ExpectedAll(10, kSize, seed),
+                proto};
+    EXPECT_EQ(r.run.exit_code, 0) << r.run.describe;
+    runs.push_back(std::move(r));
+  };
+  run("h1/tls1.3", 1, {"-tls", "1.3"}, "HTTP/1.1");
+  run("h1/tls1.2", 100, {"-tls", "1.2"}, "HTTP/1.1");
+  run("h2", 200, {"-h2", "-tls", "1.3"}, "HTTP/2");
+  run("h2/concurrency4", 300, {"-h2", "-concurrency", "4", "-tls", "1.2"}, "HTTP/2");
+  ASSERT_FALSE(HasFailure());
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  Output o = cap.Stop();
+  RecordSeconds("total_seconds", start);
+  ExpectCleanOutput(o);
+  // Only RST_STREAM(CANCEL) notices are expected: Go 1.15's HTTP/2 client really resets streams
+  // whose response body it closed (e.g. /gzip) before seeing END_STREAM.
+  std::vector<std::string> unexpected;
+  for (const auto& n : o.notices)
+    if (n.find("reset by the client (CANCEL)") == std::string::npos) unexpected.push_back(n);
+  EXPECT_TRUE(unexpected.empty()) << ::testing::PrintToString(unexpected);
+  EXPECT_EQ(o.http.size(), 4u * 10u * 2u * 2u) << "runs x requests x (request, response) x sides";
+  CheckRuns(o, srv.pid(), srv, runs);
+}
+
+INSTANTIATE_TEST_SUITE_P(Toolchains, HttpDecodeMatrixTest, ::testing::ValuesIn(DecodeRows()), ServerRowName);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(HttpDecodeMatrixTest);
+
+// ------------------------------------------------------------------------------------------
+// 2. --decode none: no http events, the same data events as with decoding
+// ------------------------------------------------------------------------------------------
+
+TEST(HttpDecodeE2E, DecodeNoneEmitsOnlyDataEvents) {
+  REQUIRE_CAPTURE_ENV();
+  GOTLSCAP_REQUIRE_MATRIX();
+  Programs p;
+  ASSERT_TRUE(CopyPrograms("", &p));
+  // Two captures of the same programs at once: one decoding, one not.
+  Gotlscap none(p.dir, {"--decode", "none", "-e", p.server, "-e", p.client});
+  Gotlscap http(p.dir, {"-e", p.server, "-e", p.client});
+  ASSERT_TRUE(none.WaitReady());
+  ASSERT_TRUE(http.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  ProcRun h1 = RunToEnd(ClientArgs(p.client, srv.url(), 5, 6000, 7, {"-tls", "1.3"}));
+  ASSERT_EQ(h1.exit_code, 0) << h1.describe;
+  ProcRun h2 = RunToEnd(ClientArgs(p.client, srv.url(), 5, 6000, 70, {"-h2", "-tls", "1.3"}));
+  ASSERT_EQ(h2.exit_code, 0) << h2.describe;
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  Output a = none.Stop(), b = http.Stop();
+  ExpectCleanOutput(a);
+  ExpectCleanOutput(b);
+  EXPECT_TRUE(a.http.empty()) << a.http.size() << " http events with --decode none, first: " << a.http.front().line;
+  EXPECT_TRUE(a.notices.empty()) << a.notices.size() << " notices with --decode none";
+  EXPECT_EQ(b.http.size(), 2u * 5u * 2u * 2u);
+  ASSERT_FALSE(a.data.empty());
+  // The data events: the same multiset (the two captures' connection ids are their own, so they
+  // are compared without them; payload, pid, tid, fd and addresses identify each call).
+  auto key = [](std::vector<DataEv> v) {
+    for (auto& d : v) d.conn_id = 0;
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  auto ka = key(a.data), kb = key(b.data);
+  EXPECT_EQ(ka.size(), kb.size());
+  EXPECT_TRUE(ka == kb) << "data events differ between --decode none and --decode http";
+  uint64_t bytes_a = 0, bytes_b = 0;
+  for (const auto& d : a.data) bytes_a += d.payload.size();
+  for (const auto& d : b.data) bytes_b += d.payload.size();
+  EXPECT_EQ(bytes_a, bytes_b);
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. Text format shows the decoded messages
+// ------------------------------------------------------------------------------------------
+
+TEST(HttpDecodeE2E, TextFormatShowsDecodedMessages) {
+  REQUIRE_CAPTURE_ENV();
+  GOTLSCAP_REQUIRE_MATRIX();
+  Programs p;
+  ASSERT_TRUE(CopyPrograms("", &p));
+  Gotlscap cap(p.dir, {"-e", p.server, "-e", p.client}, /*text_format=*/true);
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  ProcRun h1 = RunToEnd(ClientArgs(p.client, srv.url(), 5, 3000, 11, {"-tls", "1.3"}));
+  ASSERT_EQ(h1.exit_code, 0) << h1.describe;
+  ProcRun h2 = RunToEnd(ClientArgs(p.client, srv.url(), 5, 3000, 12, {"-h2", "-tls", "1.3"}));
+  ASSERT_EQ(h2.exit_code, 0) << h2.describe;
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  Output o = cap.Stop(/*parse=*/false);
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  const std::string& t = o.raw;
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (size_t pos = t.find(needle); pos != std::string::npos; pos = t.find(needle, pos + 1)) n++;
+    return n;
+  };
+  const std::string head = t.substr(0, 3000);
+  // -n 5 -mode all: echo, bytes, chunked, gzip, hello, each shown by both sides.
+  EXPECT_EQ(count("\n> POST /echo HTTP/1.1\n"), 2u) << head;
+  EXPECT_EQ(count("\n< HTTP/1.1 200\n"), 10u) << head;
+  EXPECT_EQ(count("\n> GET /hello HTTP/1.1\n"), 2u) << head;
+  EXPECT_THAT(t, HasSubstr("\n> Host: " + srv.addr + "\n"));
+  // HTTP/2: pseudo-headers as header lines.
+  EXPECT_EQ(count("\n> :method: GET\n"), 8u) << head;
+  EXPECT_EQ(count("\n> :method: POST\n"), 2u) << head;
+  EXPECT_EQ(count("\n< :status: 200\n"), 10u) << head;
+  EXPECT_THAT(t, HasSubstr("\n> :authority: " + srv.addr + "\n"));
+  EXPECT_THAT(t, HasSubstr("HTTP/2 response stream "));
+  EXPECT_THAT(t, HasSubstr(kHelloText));
+}
+
+// ------------------------------------------------------------------------------------------
+// 4. curl (HTTP/1.1 and HTTP/2) against a traced Go server
+// ------------------------------------------------------------------------------------------
+
+TEST(HttpDecodeE2E, CurlRequestsToTracedServer) {
+  REQUIRE_CAPTURE_ENV();
+  GOTLSCAP_REQUIRE_MATRIX();
+  CommandResult ver = RunCommand({"curl", "--version"});
+  if (ver.exit_code != 0) GOTLSCAP_REQUIRE(SkipOrFail("curl is not installed (scripts/install-deps.sh)"));
+  const bool curl_h2 = ver.out.find("HTTP2") != std::string::npos;
+  std::string ua = "curl/";
+  {
+    auto w = SplitWs(ver.out);
+    ASSERT_GE(w.size(), 2u) << ver.Describe();
+    ua += w[1];  // "curl 7.88.1 (...)"
+  }
+  Programs p;
+  ASSERT_TRUE(CopyPrograms("", &p));
+  Gotlscap cap(p.dir, {"-e", p.server});
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  const std::string post_body = "curl says hello over h2";
+  CommandResult c1 = RunCommand({"curl", "-sk", "--http1.1", "-o", "/dev/null", "-w", "%{http_version}", srv.url() + "/hello"});
+  EXPECT_EQ(c1.exit_code, 0) << c1.Describe();
+  EXPECT_EQ(c1.out, "1.1");
+  CommandResult c2;
+  if (curl_h2) {
+    c2 = RunCommand({"curl", "-sk", "--http2", "--data-binary", post_body, "-o", "/dev/null", "-w", "%{http_version}",
+                     srv.url() + "/echo?from=curl"});
+    EXPECT_EQ(c2.exit_code, 0) << c2.Describe();
+    EXPECT_EQ(c2.out, "2");
+  }
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  Output o = cap.Stop();
+  ExpectCleanOutput(o);
+  EXPECT_TRUE(o.notices.empty()) << o.notices.size() << " notices, first: " << o.notices.front();
+  Problems pr;
+  auto check = [&](const std::string& proto, const std::string& method, const std::string& path,
+                   const std::string& req_body, const std::string& resp_body) {
+    int nreq = 0, nresp = 0;
+    for (const auto& e : o.http) {
+      if (e.proto != proto) continue;
+      if (e.pid != uint32_t(srv.pid())) pr.Add("event of another process: " + e.Brief());
+      if (e.kind == "request") {
+        nreq++;
+        if (e.method != method || e.path != path || e.authority != srv.addr || e.body != req_body)
+          pr.Add(proto + " request: want " + method + " " + path + " authority " + srv.addr + ": " + e.Brief());
+        if (e.Header("user-agent") != ua) pr.Add(proto + " request: user-agent '" + e.Header("user-agent") + "', want " + ua);
+        if (e.Header("accept") != "*/*") pr.Add(proto + " request: accept '" + e.Header("accept") + "'");
+      } else {
+        nresp++;
+        if (e.status != 200 || e.req_method != method || e.req_path != path || e.body != resp_body)
+          pr.Add(proto + " response: " + e.Brief());
+      }
+    }
+    if (nreq != 1 || nresp != 1)
+      pr.Add(proto + ": " + std::to_string(nreq) + " requests and " + std::to_string(nresp) + " responses, want 1 and 1");
+  };
+  check("HTTP/1.1", "GET", "/hello", "", kHelloText);
+  if (curl_h2) check("HTTP/2", "POST", "/echo?from=curl", post_body, post_body);
+  EXPECT_EQ(pr.size(), 0u) << pr.str();
+  EXPECT_EQ(o.http.size(), curl_h2 ? 4u : 2u);
+}
+
+}  // namespace
+}  // namespace gotlscap::testenv
