@@ -63,15 +63,6 @@ void RequireCaptureEnv() { SkipOrFailUnlessReady(BpfProblem("capture")); }
 // Deterministic payloads (testdata/go/internal/tlsprog/payload.go)
 // ------------------------------------------------------------------------------------------
 
-std::string PayloadBytes(size_t n, uint32_t seed) {
-  std::string out(n, '\0');
-  uint32_t x = seed;
-  for (size_t i = 0; i < n; i++) {
-    x = x * 1664525u + 1013904223u;
-    out[i] = static_cast<char>(x >> 24);
-  }
-  return out;
-}
 
 size_t Find(const std::string& hay, const std::string& needle, size_t from = 0) {
   if (needle.empty()) return from;
@@ -93,40 +84,6 @@ std::string DescribeDiff(const std::string& a, const std::string& b) {
   return os.str();
 }
 
-std::string Base64Decode(const std::string& in, bool* ok) {
-  static const auto table = [] {
-    std::array<int, 256> t{};
-    t.fill(-1);
-    const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (int i = 0; i < 64; i++) t[static_cast<unsigned char>(a[i])] = i;
-    return t;
-  }();
-  *ok = in.size() % 4 == 0;
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t pad = 0;
-  for (char c : in) {
-    if (c == '=') {
-      pad++;
-      continue;
-    }
-    int v = table[static_cast<unsigned char>(c)];
-    if (v < 0 || pad) {
-      *ok = false;
-      return out;
-    }
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  if (pad > 2) *ok = false;
-  return out;
-}
 
 // ------------------------------------------------------------------------------------------
 // gotlscap as a child

@@ -42,49 +42,7 @@ const char* const kAllPaths[] = {"echo", "bytes", "chunked", "gzip", "hello"};  
 void RequireCaptureEnv() { SkipOrFailUnlessReady(BpfProblem("capture")); }
 #define REQUIRE_CAPTURE_ENV() GOTLSCAP_REQUIRE(RequireCaptureEnv())
 
-std::string PayloadBytes(size_t n, uint32_t seed) {
-  std::string out(n, '\0');
-  uint32_t x = seed;
-  for (size_t i = 0; i < n; i++) {
-    x = x * 1664525u + 1013904223u;
-    out[i] = static_cast<char>(x >> 24);
-  }
-  return out;
-}
 
-std::string Base64Decode(const std::string& in, bool* ok) {
-  static const auto table = [] {
-    std::array<int, 256> t{};
-    t.fill(-1);
-    const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (int i = 0; i < 64; i++) t[static_cast<unsigned char>(a[i])] = i;
-    return t;
-  }();
-  *ok = in.size() % 4 == 0;
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t pad = 0;
-  for (char c : in) {
-    if (c == '=') {
-      pad++;
-      continue;
-    }
-    int v = table[static_cast<unsigned char>(c)];
-    if (v < 0 || pad) {
-      *ok = false;
-      return out;
-    }
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  if (pad > 2) *ok = false;
-  return out;
-}
 
 std::string Lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

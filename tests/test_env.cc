@@ -1,3 +1,4 @@
+#include <array>
 #include "test_env.h"
 
 #include <fcntl.h>
@@ -368,6 +369,51 @@ std::optional<uint64_t> ParseU64(const std::string& s, int base) {
   unsigned long long v = std::strtoull(s.c_str(), &end, base);
   if (errno != 0 || end != s.c_str() + s.size()) return std::nullopt;
   return static_cast<uint64_t>(v);
+}
+
+std::string PayloadBytes(size_t n, uint32_t seed) {
+  std::string out(n, '\0');
+  uint32_t x = seed;
+  for (size_t i = 0; i < n; i++) {
+    x = x * 1664525u + 1013904223u;
+    out[i] = static_cast<char>(x >> 24);
+  }
+  return out;
+}
+
+std::string Base64Decode(const std::string& in, bool* ok) {
+  static const auto table = [] {
+    std::array<int, 256> t{};
+    t.fill(-1);
+    const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; i++) t[static_cast<unsigned char>(a[i])] = i;
+    return t;
+  }();
+  *ok = in.size() % 4 == 0;
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t pad = 0;
+  for (char c : in) {
+    if (c == '=') {
+      pad++;
+      continue;
+    }
+    int v = table[static_cast<unsigned char>(c)];
+    if (v < 0 || pad) {
+      *ok = false;
+      return out;
+    }
+    acc = (acc << 6) | uint32_t(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  if (pad > 2) *ok = false;
+  return out;
 }
 
 }  // namespace gotlscap::testenv

@@ -113,6 +113,12 @@ std::vector<std::string> SplitTabs(const std::string& s);  // every field, empty
 std::string Trim(const std::string& s);
 std::optional<uint64_t> ParseU64(const std::string& s, int base);  // whole string must parse
 
+// The test programs' deterministic payload (testdata/go/internal/tlsprog/payload.go): a 32-bit
+// LCG, x = x*1664525 + 1013904223, each byte the top 8 bits.
+std::string PayloadBytes(size_t n, uint32_t seed);
+// Standard base64 (the JSON output's payload_b64/body_b64); *ok false on malformed input.
+std::string Base64Decode(const std::string& in, bool* ok);
+
 }  // namespace gotlscap::testenv
 
 // Runs `check` (a call that may record a skip or a fatal failure) and returns from the test
