@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -17,6 +16,7 @@
 #include "output/event_writer.h"
 
 namespace gotlscap::cli {
+
 void RegisterText(CLI::App& app, TextOptions& o) {
   auto* cmd = app.add_subcommand("text", "Capture the plaintext Go programs write and read over TLS");
   cmd->add_option("-e,--elfpath", o.elf_paths, "Go binary to trace (every process running it); repeatable");
