@@ -26,8 +26,13 @@ log=$(mktemp)
 trap 'kill "$srv" "$cap" 2>/dev/null || true; rm -f "$log"' EXIT
 build/gotlscap text -e "$EX/server" -e "$EX/client" --duration 8 2>"$log" &
 cap=$!
-for _ in $(seq 100); do grep -q '^ready' "$log" && break; sleep 0.1; done
-grep -q '^ready' "$log" || { cat "$log" >&2; exit 1; }
+for _ in $(seq 100); do grep -q '^ready' "$log" && break; kill -0 "$cap" 2>/dev/null || break; sleep 0.1; done
+if ! grep -q '^ready' "$log"; then
+  # The build is done; only the live demo needs a BPF-capable kernel with /sys (not every chroot
+  # or container has them).
+  echo "== Capture demo skipped: $(tail -n 1 "$log")" >&2
+  exit 0
+fi
 "$EX/server" -addr 127.0.0.1:0 >"$log.srv" 2>&1 &
 srv=$!
 for _ in $(seq 50); do grep -q listening "$log.srv" && break; sleep 0.1; done
