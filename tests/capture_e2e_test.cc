@@ -266,26 +266,6 @@ class Gotlscap {
 // Checks
 // ------------------------------------------------------------------------------------------
 
-// Collects failure messages and reports at most a few of them, so one broken capture does not
-// print thousands of lines.
-class Problems {
- public:
-  void Add(const std::string& what) {
-    n_++;
-    if (list_.size() < 15) list_.push_back(what);
-  }
-  size_t size() const { return n_; }
-  std::string str() const {
-    std::ostringstream os;
-    for (const auto& p : list_) os << "  - " << p << "\n";
-    if (n_ > list_.size()) os << "  ... and " << (n_ - list_.size()) << " more\n";
-    return os.str();
-  }
-
- private:
-  size_t n_ = 0;
-  std::vector<std::string> list_;
-};
 
 std::string EventStr(const Event& e) {
   std::ostringstream os;

@@ -298,24 +298,6 @@ std::vector<Exchange> ExpectedAll(int n, size_t size, uint32_t seed0) {
   return v;
 }
 
-class Problems {
- public:
-  void Add(const std::string& what) {
-    n_++;
-    if (list_.size() < 20) list_.push_back(what);
-  }
-  size_t size() const { return n_; }
-  std::string str() const {
-    std::ostringstream os;
-    for (const auto& p : list_) os << "  - " << p << "\n";
-    if (n_ > list_.size()) os << "  ... and " << (n_ - list_.size()) << " more\n";
-    return os.str();
-  }
-
- private:
-  size_t n_ = 0;
-  std::vector<std::string> list_;
-};
 
 // Checks one side's (client's or server's) http events of one client run: exactly one request
 // and one response event per exchange, matched as a multiset (HTTP/2 with concurrency may
@@ -416,7 +398,7 @@ struct ClientRun {
 // Splits `o`'s http events by client run (client: its pid; server: connections whose remote
 // address is one of that client's local addresses) and checks both sides of each.
 void CheckRuns(const Output& o, pid_t server_pid, const Server& srv, const std::vector<ClientRun>& runs) {
-  Problems p;
+  Problems p(20);
   std::set<std::string> claimed_server_remotes;
   for (const auto& r : runs) {
     std::vector<const HttpEv*> client, server;
@@ -653,7 +635,7 @@ TEST(HttpDecodeE2E, CurlRequestsToTracedServer) {
   Output o = cap.Stop();
   ExpectCleanOutput(o);
   EXPECT_TRUE(o.notices.empty()) << o.notices.size() << " notices, first: " << o.notices.front();
-  Problems pr;
+  Problems pr(20);
   auto check = [&](const std::string& proto, const std::string& method, const std::string& path,
                    const std::string& req_body, const std::string& resp_body) {
     int nreq = 0, nresp = 0;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -118,6 +119,29 @@ std::optional<uint64_t> ParseU64(const std::string& s, int base);  // whole stri
 std::string PayloadBytes(size_t n, uint32_t seed);
 // Standard base64 (the JSON output's payload_b64/body_b64); *ok false on malformed input.
 std::string Base64Decode(const std::string& in, bool* ok);
+
+// Collects failure messages and reports at most `keep` of them, so one broken capture does not
+// print thousands of lines.
+class Problems {
+ public:
+  explicit Problems(size_t keep = 15) : keep_(keep) {}
+  void Add(const std::string& what) {
+    n_++;
+    if (list_.size() < keep_) list_.push_back(what);
+  }
+  size_t size() const { return n_; }
+  std::string str() const {
+    std::ostringstream os;
+    for (const auto& p : list_) os << "  - " << p << "\n";
+    if (n_ > list_.size()) os << "  ... and " << (n_ - list_.size()) << " more\n";
+    return os.str();
+  }
+
+ private:
+  size_t keep_;
+  size_t n_ = 0;
+  std::vector<std::string> list_;
+};
 
 }  // namespace gotlscap::testenv
 
