@@ -602,15 +602,6 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CaptureMatrixTest);
 // HTTP/2 with 4 concurrent streams on one connection (TLS 1.3), then TLS 1.2 with session
 // resumption (a new, resumed connection per request): on the stack-ABI toolchain (1.15), an
 // early register-ABI one (1.19) and the newest.
-std::vector<MatrixRow> ProtocolRows() {
-  std::vector<MatrixRow> rows;
-  const MatrixRow* newest = NewestRow("default", "server");
-  for (const auto& r : ManifestRows())
-    if (r.prog == "server" && r.variant == "default" && r.goarch == HostGoArch() &&
-        (r.go_minor == "1.15" || r.go_minor == "1.19" || &r == newest))
-      rows.push_back(r);
-  return rows;
-}
 
 class CaptureProtocolTest : public ::testing::TestWithParam<MatrixRow> {};
 
@@ -656,7 +647,7 @@ TEST_P(CaptureProtocolTest, Http2ConcurrentAndTls12Resumption) {
   CheckClientPayloads(sr.client_wrote, sr.client_read, sr.server_wrote, "all", 5, kResumeSize, 300, false);
 }
 
-INSTANTIATE_TEST_SUITE_P(Protocols, CaptureProtocolTest, ::testing::ValuesIn(ProtocolRows()), ServerRowName);
+INSTANTIATE_TEST_SUITE_P(Protocols, CaptureProtocolTest, ::testing::ValuesIn(AbiSpanServerRows()), ServerRowName);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CaptureProtocolTest);
 
 // ------------------------------------------------------------------------------------------
@@ -692,12 +683,10 @@ TEST(CaptureE2E, BothEndsInOneProcess) {
 // -e client only (a) / -e server only (b): the other program runs untraced; only the traced
 // program's events appear, and they still carry everything it sent and received.
 void OneSideOnly(bool trace_client) {
-  const MatrixRow* srow = NewestRow("default", "server");
-  ASSERT_NE(srow, nullptr);
-  const MatrixRow* crow = FindRow(srow->go_minor, "default", "client");
-  ASSERT_NE(crow, nullptr);
-  TempDir dir;
-  const std::string server_bin = CopyBinary(dir, *srow), client_bin = CopyBinary(dir, *crow);
+  Programs progs;
+  ASSERT_TRUE(CopyPrograms("", &progs));
+  const TempDir& dir = progs.dir;
+  const std::string &server_bin = progs.server, &client_bin = progs.client;
   const uint64_t t0 = WallNs();
   Gotlscap cap(dir, {"-e", trace_client ? client_bin : server_bin});
   ASSERT_TRUE(cap.WaitReady());
@@ -748,12 +737,10 @@ TEST(CaptureE2E, ServerOnlyTrace) {
 // (otherwise seen now and then) happen in practically every run.
 TEST(CaptureE2E, ConnIdIsPerTcpConnection) {
   REQUIRE_CAPTURE_ENV();
-  const MatrixRow* srow = NewestRow("default", "server");
-  ASSERT_NE(srow, nullptr);
-  const MatrixRow* crow = FindRow(srow->go_minor, "default", "client");
-  ASSERT_NE(crow, nullptr);
-  TempDir dir;
-  const std::string server_bin = CopyBinary(dir, *srow), client_bin = CopyBinary(dir, *crow);
+  Programs progs;
+  ASSERT_TRUE(CopyPrograms("", &progs));
+  const TempDir& dir = progs.dir;
+  const std::string &server_bin = progs.server, &client_bin = progs.client;
   const uint64_t t0 = WallNs();
   Gotlscap cap(dir, {"-e", server_bin});
   ASSERT_TRUE(cap.WaitReady());
@@ -781,12 +768,10 @@ TEST(CaptureE2E, ConnIdIsPerTcpConnection) {
 // each) carry the whole body. A 20 MB echo in the same capture is not truncated at all.
 TEST(CaptureE2E, CallsOver32MiBAreTruncated) {
   REQUIRE_CAPTURE_ENV();
-  const MatrixRow* srow = NewestRow("default", "server");
-  ASSERT_NE(srow, nullptr);
-  const MatrixRow* crow = FindRow(srow->go_minor, "default", "client");
-  ASSERT_NE(crow, nullptr);
-  TempDir dir;
-  const std::string server_bin = CopyBinary(dir, *srow), client_bin = CopyBinary(dir, *crow);
+  Programs progs;
+  ASSERT_TRUE(CopyPrograms("", &progs));
+  const TempDir& dir = progs.dir;
+  const std::string &server_bin = progs.server, &client_bin = progs.client;
   const uint64_t t0 = WallNs();
   // 256 MiB ring buffer: a 32 MiB call plus the other side's reads of the same body can overflow
   // the default 64 MiB while the consumer is still encoding (seen: ~1 run in 3 loses chunks).

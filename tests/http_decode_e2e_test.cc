@@ -438,35 +438,11 @@ void ExpectCleanOutput(const Output& o) {
   EXPECT_THAT(o.err, HasSubstr(" 0 lost,")) << o.err;
 }
 
-struct Programs {
-  TempDir dir;
-  std::string server, client;
-};
-
-// Copies server and client of `go_minor` (the newest toolchain when empty), or records a failure.
-::testing::AssertionResult CopyPrograms(const std::string& go_minor, Programs* p) {
-  const MatrixRow* srow = go_minor.empty() ? NewestRow("default", "server") : FindRow(go_minor, "default", "server");
-  if (!srow) return ::testing::AssertionFailure() << "no default server row for go" << go_minor;
-  const MatrixRow* crow = FindRow(srow->go_minor, "default", "client");
-  if (!crow) return ::testing::AssertionFailure() << "no default client row for go" << srow->go_minor;
-  p->server = CopyBinary(p->dir, *srow);
-  p->client = CopyBinary(p->dir, *crow);
-  return ::testing::AssertionSuccess();
-}
 
 // ------------------------------------------------------------------------------------------
 // 1. Every exchange of `client -mode all`, both sides, HTTP/1.1 and HTTP/2, three toolchains
 // ------------------------------------------------------------------------------------------
 
-std::vector<MatrixRow> DecodeRows() {
-  std::vector<MatrixRow> rows;
-  const MatrixRow* newest = NewestRow("default", "server");
-  for (const auto& r : ManifestRows())
-    if (r.prog == "server" && r.variant == "default" && r.goarch == HostGoArch() &&
-        (r.go_minor == "1.15" || r.go_minor == "1.19" || &r == newest))
-      rows.push_back(r);
-  return rows;
-}
 
 class HttpDecodeMatrixTest : public ::testing::TestWithParam<MatrixRow> {};
 
@@ -507,7 +483,7 @@ TEST_P(HttpDecodeMatrixTest, EveryExchangeDecodedOnBothSides) {
   CheckRuns(o, srv.pid(), srv, runs);
 }
 
-INSTANTIATE_TEST_SUITE_P(Toolchains, HttpDecodeMatrixTest, ::testing::ValuesIn(DecodeRows()), ServerRowName);
+INSTANTIATE_TEST_SUITE_P(Toolchains, HttpDecodeMatrixTest, ::testing::ValuesIn(AbiSpanServerRows()), ServerRowName);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(HttpDecodeMatrixTest);
 
 // ------------------------------------------------------------------------------------------

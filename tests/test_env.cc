@@ -416,4 +416,24 @@ std::string Base64Decode(const std::string& in, bool* ok) {
   return out;
 }
 
+::testing::AssertionResult CopyPrograms(const std::string& go_minor, Programs* p) {
+  const MatrixRow* srow = go_minor.empty() ? NewestRow("default", "server") : FindRow(go_minor, "default", "server");
+  if (!srow) return ::testing::AssertionFailure() << "no default server row for go" << go_minor;
+  const MatrixRow* crow = FindRow(srow->go_minor, "default", "client");
+  if (!crow) return ::testing::AssertionFailure() << "no default client row for go" << srow->go_minor;
+  p->server = CopyBinary(p->dir, *srow);
+  p->client = CopyBinary(p->dir, *crow);
+  return ::testing::AssertionSuccess();
+}
+
+std::vector<MatrixRow> AbiSpanServerRows() {
+  std::vector<MatrixRow> rows;
+  const MatrixRow* newest = NewestRow("default", "server");
+  for (const auto& r : ManifestRows())
+    if (r.prog == "server" && r.variant == "default" && r.goarch == HostGoArch() &&
+        (r.go_minor == "1.15" || r.go_minor == "1.19" || &r == newest))
+      rows.push_back(r);
+  return rows;
+}
+
 }  // namespace gotlscap::testenv

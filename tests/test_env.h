@@ -143,6 +143,18 @@ class Problems {
   std::vector<std::string> list_;
 };
 
+// Server and client of one toolchain (`go_minor`, or the newest when empty), default build,
+// copied into their own directory (uprobes belong to a file: a test sees only its processes).
+struct Programs {
+  TempDir dir;
+  std::string server, client;
+};
+
+::testing::AssertionResult CopyPrograms(const std::string& go_minor, Programs* p);
+// The default servers of the stack-ABI toolchain (1.15), an early register-ABI one (1.19) and the
+// newest: where protocol-level tests run.
+std::vector<MatrixRow> AbiSpanServerRows();
+
 }  // namespace gotlscap::testenv
 
 // Runs `check` (a call that may record a skip or a fatal failure) and returns from the test
