@@ -12,12 +12,10 @@ namespace {
 
 constexpr uint8_t kArm64Ret[4] = {0xc0, 0x03, 0x5f, 0xd6};  // RET X30
 
-struct CsHandle {
-  csh h = 0;
-  ~CsHandle() {
-    if (h) cs_close(&h);
-  }
-};
+using InsnPtr = std::unique_ptr<cs_insn, void (*)(cs_insn*)>;
+InsnPtr NewInsn(csh h) {
+  return InsnPtr(cs_malloc(h), [](cs_insn* i) { cs_free(i, 1); });
+}
 
 bool OnlyPadding(std::span<const uint8_t> rest) {
   return std::all_of(rest.begin(), rest.end(), [](uint8_t b) { return b == 0xcc || b == 0x00; });
@@ -25,12 +23,35 @@ bool OnlyPadding(std::span<const uint8_t> rest) {
 
 }  // namespace
 
-Result<RetScan> FindReturns(elf::Machine machine, std::span<const uint8_t> code, uint64_t entry) {
+Result<Disassembler> Disassembler::Create(elf::Machine machine) {
   const bool x86 = machine == elf::Machine::kAmd64;
-  CsHandle cs;
-  if (cs_open(x86 ? CS_ARCH_X86 : CS_ARCH_ARM64, x86 ? CS_MODE_64 : CS_MODE_ARM, &cs.h) != CS_ERR_OK)
+  Disassembler d(x86);
+  csh plain = 0, detailed = 0;
+  if (cs_open(x86 ? CS_ARCH_X86 : CS_ARCH_ARM64, x86 ? CS_MODE_64 : CS_MODE_ARM, &plain) != CS_ERR_OK)
     return MakeError(ErrorKind::kInternal, "cannot initialise the Capstone disassembler");
-  std::unique_ptr<cs_insn, void (*)(cs_insn*)> insn(cs_malloc(cs.h), [](cs_insn* i) { cs_free(i, 1); });
+  d.plain_ = plain;
+  if (cs_open(x86 ? CS_ARCH_X86 : CS_ARCH_ARM64, x86 ? CS_MODE_64 : CS_MODE_ARM, &detailed) != CS_ERR_OK)
+    return MakeError(ErrorKind::kInternal, "cannot initialise the Capstone disassembler");
+  d.detailed_ = detailed;
+  cs_option(detailed, CS_OPT_DETAIL, CS_OPT_ON);
+  return d;
+}
+
+Disassembler::Disassembler(Disassembler&& o) noexcept : x86_(o.x86_), plain_(o.plain_), detailed_(o.detailed_) {
+  o.plain_ = o.detailed_ = 0;
+}
+
+Disassembler::~Disassembler() {
+  for (size_t h : {plain_, detailed_}) {
+    csh c = h;
+    if (c) cs_close(&c);
+  }
+}
+
+Result<RetScan> Disassembler::FindReturns(std::span<const uint8_t> code, uint64_t entry) const {
+  const bool x86 = x86_;
+  const csh h = plain_;
+  InsnPtr insn = NewInsn(h);
 
   RetScan out;
   const uint8_t* p = code.data();
@@ -38,7 +59,7 @@ Result<RetScan> FindReturns(elf::Machine machine, std::span<const uint8_t> code,
   uint64_t addr = entry;
   while (left > 0) {
     const uint8_t* before = p;
-    if (cs_disasm_iter(cs.h, &p, &left, &addr, insn.get())) {
+    if (cs_disasm_iter(h, &p, &left, &addr, insn.get())) {
       out.instructions++;
       bool is_ret = x86 ? insn->id == X86_INS_RET
                         : insn->id == ARM64_INS_RET && std::equal(kArm64Ret, kArm64Ret + 4, insn->bytes);
@@ -59,17 +80,15 @@ Result<RetScan> FindReturns(elf::Machine machine, std::span<const uint8_t> code,
   return out;
 }
 
-uint64_t FindBodyStart(elf::Machine machine, std::span<const uint8_t> code, uint64_t entry) {
-  const bool x86 = machine == elf::Machine::kAmd64;
-  CsHandle cs;
-  if (cs_open(x86 ? CS_ARCH_X86 : CS_ARCH_ARM64, x86 ? CS_MODE_64 : CS_MODE_ARM, &cs.h) != CS_ERR_OK) return 0;
-  cs_option(cs.h, CS_OPT_DETAIL, CS_OPT_ON);
-  std::unique_ptr<cs_insn, void (*)(cs_insn*)> insn(cs_malloc(cs.h), [](cs_insn* i) { cs_free(i, 1); });
+uint64_t Disassembler::FindBodyStart(std::span<const uint8_t> code, uint64_t entry) const {
+  const bool x86 = x86_;
+  const csh h = detailed_;
+  InsnPtr insn = NewInsn(h);
 
   // Target of a direct branch, and whether it is conditional.
   auto branch = [&](const cs_insn* i, uint64_t* target, bool* conditional) {
     if (x86) {
-      if (!cs_insn_group(cs.h, i, CS_GRP_JUMP) || i->detail->x86.op_count != 1 ||
+      if (!cs_insn_group(h, i, CS_GRP_JUMP) || i->detail->x86.op_count != 1 ||
           i->detail->x86.operands[0].type != X86_OP_IMM)
         return false;
       *target = static_cast<uint64_t>(i->detail->x86.operands[0].imm);
@@ -90,8 +109,8 @@ uint64_t FindBodyStart(elf::Machine machine, std::span<const uint8_t> code, uint
     uint64_t addr = target;
     // The block spills the register arguments, calls morestack, reloads them and jumps back:
     // up to ~40 instructions with 16 arguments on arm64. A return on the way means it is not it.
-    for (int n = 0; n < 64 && cs_disasm_iter(cs.h, &p, &left, &addr, insn.get()); n++) {
-      if (cs_insn_group(cs.h, insn.get(), CS_GRP_RET)) return false;
+    for (int n = 0; n < 64 && cs_disasm_iter(h, &p, &left, &addr, insn.get()); n++) {
+      if (cs_insn_group(h, insn.get(), CS_GRP_RET)) return false;
       uint64_t t;
       bool cond;
       if (branch(insn.get(), &t, &cond) && !cond) return t == entry;
@@ -105,20 +124,14 @@ uint64_t FindBodyStart(elf::Machine machine, std::span<const uint8_t> code, uint
   const uint8_t* p = code.data();
   size_t left = code.size();
   uint64_t addr = entry;
-  for (int n = 0; n < 16 && cs_disasm_iter(cs.h, &p, &left, &addr, insn.get()); n++) {
-    if (cs_insn_group(cs.h, insn.get(), CS_GRP_CALL)) break;
+  for (int n = 0; n < 16 && cs_disasm_iter(h, &p, &left, &addr, insn.get()); n++) {
+    if (cs_insn_group(h, insn.get(), CS_GRP_CALL)) break;
     uint64_t target;
     bool cond;
     if (!branch(insn.get(), &target, &cond)) continue;
     if (!cond) break;
-    const uint64_t next = insn->address + insn->size;  // `insn` is reused below
-    const uint8_t* saved_p = p;
-    const size_t saved_left = left;
-    const uint64_t saved_addr = addr;
+    const uint64_t next = insn->address + insn->size;  // returns_to_entry reuses `insn`
     if (returns_to_entry(target)) body = next - entry;
-    p = saved_p;
-    left = saved_left;
-    addr = saved_addr;
   }
   return body;
 }

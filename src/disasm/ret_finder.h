@@ -18,19 +18,37 @@ struct RetScan {
   uint64_t instructions = 0;          // instructions decoded (for tests and diagnostics)
 };
 
-// Linear sweep over `code` (the function's bytes, from its entry to the next function). Go puts
-// no data in function text (jump tables live in .rodata), so a sweep stays in sync. On arm64 only
-// `RET` (= RET X30) counts: Go 1.27 wrappers tail-call with `RET Xn`, which does not return to the
-// caller. Trailing alignment padding (INT3 / zero words) is skipped. kCorrupt if x86 code cannot be
-// decoded before the padding.
-Result<RetScan> FindReturns(elf::Machine machine, std::span<const uint8_t> code, uint64_t entry);
+// One per analysed binary: the Capstone handles are opened once (opening them per function was
+// a large part of analysing a small binary), the decoder chosen from the target's ELF machine.
+class Disassembler {
+ public:
+  static Result<Disassembler> Create(elf::Machine machine);
+  ~Disassembler();
+  Disassembler(Disassembler&& o) noexcept;
+  Disassembler(const Disassembler&) = delete;
+  Disassembler& operator=(const Disassembler&) = delete;
+  Disassembler& operator=(Disassembler&&) = delete;
 
-// Offset of the first instruction after the prologue's stack-bound check, or 0 when the function
-// has none (NOSPLIT). When a goroutine's stack must grow, the check branches to a block that calls
-// runtime.morestack and then jumps back to the entry, so an entry uprobe fires twice for one call;
-// a uprobe here fires once. The arguments are still untouched there (the check reads only SP and
-// g). Recognised by its shape: a forward conditional branch in the first instructions whose target
-// block jumps back to the entry.
-uint64_t FindBodyStart(elf::Machine machine, std::span<const uint8_t> code, uint64_t entry);
+  // Linear sweep over `code` (the function's bytes, from its entry to the next function). Go puts
+  // no data in function text (jump tables live in .rodata), so a sweep stays in sync. On arm64
+  // only `RET` (= RET X30) counts: Go 1.27 wrappers tail-call with `RET Xn`, which does not return
+  // to the caller. Trailing alignment padding (INT3 / zero words) is skipped. kCorrupt if x86 code
+  // cannot be decoded before the padding.
+  Result<RetScan> FindReturns(std::span<const uint8_t> code, uint64_t entry) const;
+
+  // Offset of the first instruction after the prologue's stack-bound check, or 0 when the
+  // function has none (NOSPLIT). When a goroutine's stack must grow, the check branches to a
+  // block that calls runtime.morestack and then jumps back to the entry, so an entry uprobe fires
+  // twice for one call; a uprobe here fires once. The arguments are still untouched there (the
+  // check reads only SP and g). Recognised by its shape: a forward conditional branch in the first
+  // instructions whose target block jumps back to the entry.
+  uint64_t FindBodyStart(std::span<const uint8_t> code, uint64_t entry) const;
+
+ private:
+  explicit Disassembler(bool x86) : x86_(x86) {}
+  bool x86_;
+  size_t plain_ = 0;     // csh: no instruction details (the RET sweep)
+  size_t detailed_ = 0;  // csh: with operands (branch targets in the prologue)
+};
 
 }  // namespace gotlscap::disasm

@@ -6,6 +6,8 @@
 namespace gotlscap::disasm {
 namespace {
 
+Disassembler Dis(elf::Machine m) { return std::move(Disassembler::Create(m)).value(); }
+
 TEST(RetFinder, X86IgnoresC3InsideOtherInstructions) {
   const std::vector<uint8_t> code = {
       0x48, 0x89, 0xc3,                    // mov %rax,%rbx   (ModRM byte 0xc3)
@@ -16,7 +18,7 @@ TEST(RetFinder, X86IgnoresC3InsideOtherInstructions) {
       0xc3,                                // ret             <- offset 18
       0xcc, 0xcc, 0xcc, 0xcc,              // int3 padding
   };
-  auto r = FindReturns(elf::Machine::kAmd64, code, 0x1000);
+  auto r = Dis(elf::Machine::kAmd64).FindReturns(code, 0x1000);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->ret_offsets, (std::vector<uint64_t>{10, 18}));
 }
@@ -29,7 +31,7 @@ TEST(RetFinder, Arm64OnlyPlainRetReturnsToCaller) {
       0xc0, 0x03, 0x5f, 0xd6,  // ret            <- offset 12
       0x00, 0x00, 0x00, 0x00,  // padding
   };
-  auto r = FindReturns(elf::Machine::kArm64, code, 0x2000);
+  auto r = Dis(elf::Machine::kArm64).FindReturns(code, 0x2000);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->ret_offsets, (std::vector<uint64_t>{4, 12}));
 }
@@ -37,7 +39,7 @@ TEST(RetFinder, Arm64OnlyPlainRetReturnsToCaller) {
 TEST(RetFinder, X86UndecodableCodeIsAnError) {
   const std::vector<uint8_t> code = {0x90, 0x0f, 0x0b, 0x0f, 0xff, 0xff, 0xff, 0xff, 0xc3};
   // 0f 0b = ud2 decodes; 0f ff is invalid and followed by non-padding bytes.
-  auto r = FindReturns(elf::Machine::kAmd64, code, 0);
+  auto r = Dis(elf::Machine::kAmd64).FindReturns(code, 0);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().kind, ErrorKind::kCorrupt);
 }
@@ -54,11 +56,11 @@ TEST(BodyStart, X86AfterTheStackCheck) {
       0xe8, 0x00, 0x00, 0x00, 0x00,  // b: call (morestack)
       0xeb, 0xee,                    // 10: jmp 0 (the entry)
   };
-  EXPECT_EQ(FindBodyStart(elf::Machine::kAmd64, code, 0x1000), 6u);
+  EXPECT_EQ(Dis(elf::Machine::kAmd64).FindBodyStart(code, 0x1000), 6u);
   // The same branch to a block that returns is not a stack check.
   auto no_check = code;
   no_check[0xb] = 0xc3;  // ret before the jump back
-  EXPECT_EQ(FindBodyStart(elf::Machine::kAmd64, no_check, 0x1000), 0u);
+  EXPECT_EQ(Dis(elf::Machine::kAmd64).FindBodyStart(no_check, 0x1000), 0u);
 }
 
 TEST(BodyStart, Arm64AfterTheStackCheck) {
@@ -74,7 +76,7 @@ TEST(BodyStart, Arm64AfterTheStackCheck) {
       0x00, 0x00, 0x00, 0x94,  // 20: bl (morestack)
       0xf7, 0xff, 0xff, 0x17,  // 24: b 0 (the entry)
   };
-  EXPECT_EQ(FindBodyStart(elf::Machine::kArm64, code, 0x2000), 0xcu);
+  EXPECT_EQ(Dis(elf::Machine::kArm64).FindBodyStart(code, 0x2000), 0xcu);
 }
 
 }  // namespace

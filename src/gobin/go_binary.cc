@@ -88,6 +88,7 @@ Result<GoBinary> AnalyzeGoBinary(const elf::ElfFile& f, const std::string& path)
   std::vector<std::string> names;
   for (const auto& t : HookTargets()) names.emplace_back(t.name);
   ASSIGN_OR_RETURN(auto found, table->Lookup(names));
+  ASSIGN_OR_RETURN(disasm::Disassembler dis, disasm::Disassembler::Create(f.machine()));
   for (size_t i = 0; i < names.size(); i++) {
     const HookTarget& target = HookTargets()[i];
     if (!found[i]) {
@@ -109,12 +110,12 @@ Result<GoBinary> AnalyzeGoBinary(const elf::ElfFile& f, const std::string& path)
     auto code = f.BytesAtVaddr(site.address, site.size);
     if (code.size() != site.size)
       return MakeError(ErrorKind::kCorrupt, fmt::format("{} extends past its segment", site.name));
-    ASSIGN_OR_RETURN(auto scan, disasm::FindReturns(f.machine(), code, site.address));
+    ASSIGN_OR_RETURN(auto scan, dis.FindReturns(code, site.address));
     if (scan.ret_offsets.empty() && target.required)
       return MakeError(ErrorKind::kNoReturn, fmt::format("no return instruction found in {} at {:#x} ({})", site.name,
                                                          site.address, out.version_string));
     site.ret_offsets = std::move(scan.ret_offsets);
-    site.body_offset = disasm::FindBodyStart(f.machine(), code, site.address);
+    site.body_offset = dis.FindBodyStart(code, site.address);
     out.functions.push_back(std::move(site));
   }
   out.abi = out.version ? AbiForVersion(out.machine, *out.version) : AbiFromFrame(out.pclntab_format, out.functions);
