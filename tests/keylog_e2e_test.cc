@@ -14,18 +14,14 @@
 // under CI=true. Every test copies the binaries it traces into its own temporary directory
 // (uprobes attach to an inode), so tests running in parallel never see each other's processes.
 #include <fcntl.h>
-#include <arpa/inet.h>
 #include <linux/fs.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <future>
 #include <iostream>
@@ -37,7 +33,6 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -45,12 +40,12 @@
 
 #include "test_env.h"
 #include "test_process.h"
+#include "tls_traffic.h"
 
 namespace gotlscap::testenv {
 namespace {
 
 namespace fs = std::filesystem;
-using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -61,15 +56,6 @@ constexpr int kExitUsage = 2, kExitIo = 3;
 // ------------------------------------------------------------------------------------------
 // Environment
 // ------------------------------------------------------------------------------------------
-
-bool InPath(const std::string& tool) {
-  const char* p = std::getenv("PATH");
-  std::stringstream ss(p ? p : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(ss, dir, ':'))
-    if (!dir.empty() && access((dir + "/" + tool).c_str(), X_OK) == 0) return true;
-  return false;
-}
 
 // Root + BTF (+ tshark and dumpcap) + the matrix, or a skip (a failure under CI=true).
 void RequireKeylogEnv(bool wireshark) {
@@ -179,225 +165,6 @@ std::vector<KeyLine> ReadKeyFile(const std::string& path) {
     if (!seen.emplace(k.label, k.random).second) errors.push_back("duplicate " + k.label + " " + k.random);
   for (const auto& e : errors) ADD_FAILURE() << path << ": " << e;
   return lines;
-}
-
-mode_t FileMode(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return 0;
-  return st.st_mode & 07777;
-}
-
-// Counts the TCP packets to or from `port` in a pcapng file that dumpcap may still be writing
-// (a truncated last block ends the walk). Handles what dumpcap writes for `lo`: Ethernet
-// (linktype 1) or Linux cooked (113, 276) framing of IPv4, in this machine's byte order.
-int CountTcpPackets(const std::string& path, int port) {
-  std::string f;
-  try {
-    f = ReadFileBytes(path);
-  } catch (...) {
-    return 0;
-  }
-  auto u32 = [&](size_t off) {
-    uint32_t v;
-    memcpy(&v, f.data() + off, 4);
-    return v;
-  };
-  auto be16 = [&](size_t off) { return (uint8_t(f[off]) << 8) | uint8_t(f[off + 1]); };
-  std::vector<uint16_t> linktypes;
-  int n = 0;
-  for (size_t off = 0; off + 12 <= f.size();) {
-    const uint32_t type = u32(off), len = u32(off + 4);
-    if (len < 12 || len % 4 != 0 || off + len > f.size()) break;
-    if (type == 0x0A0D0D0A) {
-      linktypes.clear();  // new section
-    } else if (type == 1 && len >= 20) {
-      uint16_t lt;
-      memcpy(&lt, f.data() + off + 8, 2);
-      linktypes.push_back(lt);
-    } else if (type == 6 && len >= 32) {
-      const uint32_t iface = u32(off + 8), caplen = u32(off + 20);
-      const size_t data = off + 28;
-      if (iface < linktypes.size() && data + caplen <= off + len) {
-        const uint16_t lt = linktypes[iface];
-        size_t ip = lt == 1 ? 14 : lt == 113 ? 16 : lt == 276 ? 20 : SIZE_MAX;
-        size_t ethertype_at = lt == 1 ? 12 : lt == 113 ? 14 : 0;
-        if (ip != SIZE_MAX && caplen >= ip + 24 && be16(data + ethertype_at) == 0x0800) {
-          const size_t ihl = (uint8_t(f[data + ip]) & 15) * 4;
-          if (uint8_t(f[data + ip + 9]) == 6 && caplen >= ip + ihl + 4) {
-            const int sp = be16(data + ip + ihl), dp = be16(data + ip + ihl + 2);
-            n += sp == port || dp == port;
-          }
-        }
-      }
-    }
-    off += len;
-  }
-  return n;
-}
-
-// A TCP listener of our own whose port is in the capture filter: connecting to it makes
-// packets that, once they are in the pcap file, prove that everything before them is too
-// (dumpcap writes what the kernel hands it in batches, and its "Capturing on" line comes
-// before the capture is really running).
-class Sentinel {
- public:
-  Sentinel() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t al = sizeof a;
-    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd_, 64) != 0 ||
-        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &al) != 0)
-      throw std::runtime_error("sentinel listener failed");
-    port_ = ntohs(a.sin_port);
-  }
-  ~Sentinel() { close(fd_); }
-  int port() const { return port_; }
-
-  // Connects and closes until a packet of ours is in `pcap` (false after `timeout`).
-  bool WaitCaptured(const std::string& pcap, Clock::duration timeout) {
-    const int before = CountTcpPackets(pcap, port_);
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      Ping();
-      for (int i = 0; i < 10; i++) {
-        std::this_thread::sleep_for(milliseconds(20));
-        if (CountTcpPackets(pcap, port_) > before) return true;
-      }
-    }
-    return false;
-  }
-
- private:
-  void Ping() {
-    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port_));
-    if (c >= 0 && connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-      int s = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (s >= 0) close(s);
-    }
-    if (c >= 0) close(c);
-  }
-  int fd_ = -1, port_ = 0;
-};
-
-// ------------------------------------------------------------------------------------------
-// tshark
-// ------------------------------------------------------------------------------------------
-
-// What tshark decrypted for one server port.
-struct PortTally {
-  int http1_requests = 0, http1_responses = 0, http1_ok = 0;
-  int h2_requests = 0, h2_responses = 0, h2_ok = 0;
-  std::set<int> streams_with_request;        // TCP streams in which a request was decrypted
-  std::vector<std::string> client_randoms;    // of every ClientHello to the port
-  std::set<int> hello_streams;
-};
-
-std::vector<std::string> SplitComma(const std::string& s) {
-  std::vector<std::string> out;
-  if (s.empty()) return out;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ',')) out.push_back(x);
-  return out;
-}
-
-// Runs tshark over `pcap` with `keyfile` ("" = no keys) and tallies, per server port, the
-// decrypted HTTP/1.1 and HTTP/2 requests and responses and the ClientHellos.
-std::map<int, PortTally> Tshark(const std::string& pcap, const std::string& keyfile, const std::vector<int>& ports,
-                                std::string* raw) {
-  std::vector<std::string> argv = {"tshark", "-n", "-r", pcap, "-o", "tls.keylog_file:" + keyfile};
-  for (int p : ports) {
-    argv.push_back("-d");
-    argv.push_back("tcp.port==" + std::to_string(p) + ",tls");
-  }
-  for (const char* a : {"-Y", "http.request or http.response or http2.type == 1 or tls.handshake.type == 1", "-T",
-                        "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-e", "tcp.srcport", "-e", "tcp.dstport",
-                        "-e", "tcp.stream", "-e", "tls.handshake.type", "-e", "tls.handshake.random", "-e",
-                        "http.request.method", "-e", "http.response.code", "-e", "http2.headers.method", "-e",
-                        "http2.headers.status"})
-    argv.push_back(a);
-  // No personal preferences (an SSLKEYLOGFILE set in a profile would decrypt without our keys).
-  CommandResult r = RunCommand(argv, {"WIRESHARK_CONFIG_DIR=/nonexistent-gotlscap-test", "HOME=/nonexistent"});
-  *raw = r.out;
-  std::map<int, PortTally> t;
-  EXPECT_EQ(r.exit_code, 0) << "tshark failed: " << r.Describe();
-  for (const auto& line : SplitLines(r.out)) {
-    const std::vector<std::string> f = SplitTabs(line);
-    if (f.size() != 9) {
-      ADD_FAILURE() << "odd tshark line: " << line;
-      continue;
-    }
-    const int src = std::atoi(f[0].c_str()), dst = std::atoi(f[1].c_str()), stream = std::atoi(f[2].c_str());
-    const bool to_server = std::find(ports.begin(), ports.end(), dst) != ports.end();
-    PortTally& p = t[to_server ? dst : src];
-    auto hs_types = SplitComma(f[3]);
-    auto randoms = SplitComma(f[4]);
-    if (to_server && !hs_types.empty() && hs_types[0] == "1" && !randoms.empty()) {
-      p.client_randoms.push_back(randoms[0]);
-      p.hello_streams.insert(stream);
-    }
-    const auto m1 = SplitComma(f[5]), c1 = SplitComma(f[6]), m2 = SplitComma(f[7]), c2 = SplitComma(f[8]);
-    if (to_server) {
-      p.http1_requests += static_cast<int>(m1.size());
-      p.h2_requests += static_cast<int>(m2.size());
-      if (!m1.empty() || !m2.empty()) p.streams_with_request.insert(stream);
-    } else {
-      p.http1_responses += static_cast<int>(c1.size());
-      p.h2_responses += static_cast<int>(c2.size());
-      for (const auto& c : c1) p.http1_ok += c == "200";
-      for (const auto& c : c2) p.h2_ok += c == "200";
-    }
-  }
-  return t;
-}
-
-// ------------------------------------------------------------------------------------------
-// Client runs
-// ------------------------------------------------------------------------------------------
-
-struct Scenario {
-  const char* name;
-  const char* tls;  // pinned version
-  bool h2, resume;
-  int n;  // requests, cycling echo, bytes, chunked, gzip, hello (-mode all)
-};
-const Scenario kScenarios[] = {
-    {"http1_tls12", "1.2", false, false, 5},
-    {"http1_tls13", "1.3", false, false, 5},
-    {"http2_tls13", "1.3", true, false, 5},
-    {"http1_tls12_resume", "1.2", false, true, 5},
-};
-constexpr int kBodySize = 10000;  // > one TLS record for chunked/gzip; several DATA frames
-
-struct ClientRun {
-  int exit_code = -1;
-  std::string out, describe;
-  int resumed = -1;
-  std::string reference;  // the client's own -keylog file
-};
-
-ClientRun RunClient(const std::string& client, int port, const Scenario& s, const std::string& reflog) {
-  std::vector<std::string> argv = {client, "-url", "https://127.0.0.1:" + std::to_string(port), "-n",
-                                   std::to_string(s.n), "-size", std::to_string(kBodySize), "-tls", s.tls,
-                                   "-mode", "all", "-keylog", reflog};
-  if (s.h2) argv.push_back("-h2");
-  if (s.resume) argv.push_back("-resume");
-  const ProcRun p = RunToEnd(argv, seconds(120));
-  ClientRun r;
-  r.exit_code = p.exit_code;
-  r.out = p.out;
-  r.describe = p.describe;
-  std::smatch m;
-  static const std::regex re(R"(resumed=(\d+))");
-  if (std::regex_search(r.out, m, re)) r.resumed = std::stoi(m[1]);
-  r.reference = reflog;
-  return r;
 }
 
 // ------------------------------------------------------------------------------------------
