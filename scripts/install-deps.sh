@@ -7,7 +7,7 @@ PACKAGES=(
   # build
   cmake g++ make pkg-config clang llvm
   libelf-dev zlib1g-dev libbrotli-dev libcapstone-dev libfmt-dev nlohmann-json3-dev libcli11-dev libnghttp2-dev
-  libbpf-dev bpftool
+  libbpf-dev bpftool libpcap-dev
   # tests and benchmarks: GoogleTest/Benchmark, oracles (binutils, llvm-objdump, file),
   # Go toolchain download (apt-get download + dpkg -x), the real-binary corpus (npm)
   libgtest-dev libgmock-dev libbenchmark-dev binutils file ca-certificates
