@@ -37,6 +37,8 @@ uint64_t RoundUpPow2(uint64_t v) {
 
 // Loading needs CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN). Checked up front because the kernel
 // answers EPERM/EACCES both for missing privileges and for a verifier rejection.
+}  // namespace
+
 bool HasBpfPrivileges() {
   FILE* f = fopen("/proc/self/status", "r");
   if (!f) return geteuid() == 0;
@@ -49,11 +51,11 @@ bool HasBpfPrivileges() {
   return has(21 /*CAP_SYS_ADMIN*/) || (has(39 /*CAP_BPF*/) && has(38 /*CAP_PERFMON*/));
 }
 
-Error PermissionError() {
+static Error PermissionError() {
   return MakeError(ErrorKind::kPermission, "capturing needs root (or the CAP_BPF and CAP_PERFMON capabilities)");
 }
 
-Error LoadError(int err) {
+Error BpfLoadError(int err) {
   if ((err == -EPERM || err == -EACCES) && !HasBpfPrivileges()) return PermissionError();
   // The last libbpf line names the failing step; the full verifier log is behind GOTLSCAP_LIBBPF_DEBUG=1.
   std::string last = g_last_libbpf_warning.substr(0, g_last_libbpf_warning.find('\n'));
@@ -61,20 +63,18 @@ Error LoadError(int err) {
                                                      "GOTLSCAP_LIBBPF_DEBUG=1)", std::strerror(-err), last));
 }
 
-}  // namespace
-
 Result<std::unique_ptr<GoTlsProbes>> GoTlsProbes::Load(const ProbeOptions& opts) {
   libbpf_set_print(LibbpfPrint);
   if (!HasBpfPrivileges()) return PermissionError();
   auto p = std::unique_ptr<GoTlsProbes>(new GoTlsProbes());
   p->opts_ = opts;
   p->skel_ = gotls_bpf__open();
-  if (!p->skel_) return LoadError(-errno);
+  if (!p->skel_) return BpfLoadError(-errno);
   if (opts.uid) p->skel_->rodata->filter_uid = *opts.uid;
   p->skel_->rodata->filter_pids = !opts.pids.empty();
   // Without data probes the data ring buffer stays minimal.
   bpf_map__set_max_entries(p->skel_->maps.events, opts.data ? RoundUpPow2(opts.ringbuf_bytes) : 4096);
-  if (int err = gotls_bpf__load(p->skel_)) return LoadError(err);
+  if (int err = gotls_bpf__load(p->skel_)) return BpfLoadError(err);
   for (uint32_t pid : opts.pids) {
     uint8_t one = 1;
     bpf_map__update_elem(p->skel_->maps.target_pids, &pid, sizeof pid, &one, sizeof one, BPF_ANY);

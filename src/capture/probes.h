@@ -37,6 +37,12 @@ struct ProbeCounters {
   uint64_t lost_secrets() const { return v[GOTLS_CNT_LOST_SECRETS]; }
 };
 
+// Root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN also does).
+bool HasBpfPrivileges();
+// A libbpf load failure as a one-line error: kPermission when privileges are missing, else the
+// verifier's verdict (kInternal).
+Error BpfLoadError(int err);
+
 class GoTlsProbes {
  public:
   // Loads the programs. kPermission without root / CAP_BPF+CAP_PERFMON.

@@ -7,12 +7,13 @@
 #include "cli/exit_codes.h"
 #include "cli/inspect_command.h"
 #include "cli/keylog_command.h"
+#include "cli/pcap_command.h"
 #include "cli/text_command.h"
 
 int main(int argc, char** argv) {
   using namespace gotlscap::cli;
   CLI::App app{"gotlscap: capture the TLS plaintext and secrets of Go programs with eBPF", "gotlscap"};
-  app.set_version_flag("--version", "gotlscap 0.1.0");
+  app.set_version_flag("--version", "gotlscap " GOTLSCAP_VERSION);
   app.require_subcommand(1);
   InspectOptions inspect;
   RegisterInspect(app, inspect);
@@ -20,6 +21,8 @@ int main(int argc, char** argv) {
   RegisterText(app, text);
   KeylogOptions keylog;
   RegisterKeylog(app, keylog);
+  PcapOptions pcap;
+  RegisterPcap(app, pcap);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -37,5 +40,6 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("inspect")) return RunInspect(inspect);
   if (app.got_subcommand("text")) return RunText(text);
   if (app.got_subcommand("keylog")) return RunKeylog(keylog);
+  if (app.got_subcommand("pcap")) return RunPcap(pcap);
   return ExitCodeFor(gotlscap::ErrorKind::kUsage);
 }

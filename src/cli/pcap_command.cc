@@ -1,0 +1,184 @@
+#include "cli/pcap_command.h"
+
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cstring>
+#include <map>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "capture/session.h"
+#include "cli/capture_common.h"
+#include "cli/exit_codes.h"
+#include "output/pcapng_writer.h"
+#include "packet/net_interface.h"
+#include "packet/packet_capture.h"
+#include "packet/packet_sequencer.h"
+#include "packet/pcap_filter.h"
+#include "packet/socket_owner.h"
+
+namespace gotlscap::cli {
+namespace {
+
+// CLOCK_REALTIME - CLOCK_MONOTONIC: BPF stamps packets with the monotonic clock, pcapng wants
+// wall-clock time.
+int64_t MonoToEpochNs() {
+  timespec rt{}, mono{};
+  clock_gettime(CLOCK_REALTIME, &rt);
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  return (int64_t{rt.tv_sec} - mono.tv_sec) * 1000000000 + (rt.tv_nsec - mono.tv_nsec);
+}
+
+// Owner lookup for connections the secrets did not name: among the -p pids and every process
+// running a -e binary (looked up at each call: processes come and go).
+class TargetOwners {
+ public:
+  TargetOwners(const capture::CaptureSession& session, const std::vector<uint32_t>& pids) : pids_(pids) {
+    for (const auto& t : session.targets()) {
+      struct stat st {};
+      if (stat(t.path.c_str(), &st) == 0) files_.emplace_back(st.st_dev, st.st_ino);
+    }
+  }
+  std::optional<packet::Owner> Find(const packet::ConnKey& key) const {
+    std::vector<uint32_t> pids = pids_;
+    if (pids.empty()) pids = packet::PidsRunning(files_);
+    return packet::FindSocketOwner(key, pids);
+  }
+
+ private:
+  std::vector<uint32_t> pids_;
+  std::vector<std::pair<dev_t, ino_t>> files_;
+};
+
+}  // namespace
+
+void RegisterPcap(CLI::App& app, PcapOptions& o) {
+  auto* cmd = app.add_subcommand(
+      "pcap", "Write packets and the TLS secrets of Go programs to a pcapng file Wireshark decrypts by itself");
+  // One value per flag: the trailing words are the filter, not more interfaces or paths.
+  auto one_each = [](CLI::Option* opt) { opt->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll); };
+  one_each(cmd->add_option("-i,--ifname", o.interfaces, "Network interface to capture on; repeatable")->required());
+  cmd->add_option("-w,--pcapfile", o.file, "pcapng file to write ('-' for stdout; created mode 0600)")->required();
+  one_each(cmd->add_option("-e,--elfpath", o.elf_paths, "Go binary to trace (every process running it); repeatable"));
+  one_each(cmd->add_option("-p,--pid", o.pids, "Only these processes; alone, traces /proc/PID/exe; repeatable"));
+  cmd->add_option("-u,--uid", o.uid, "Only processes of this user id");
+  cmd->add_option("-s,--snaplen", o.snaplen, "Bytes kept of each packet (default: whole packets, up to 262144)")
+      ->check(CLI::Range(1u, 262144u));
+  cmd->add_option("--duration", o.duration, "Stop after SEC seconds")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--ringbuf-mb", o.ringbuf_mb, "Packet ring buffer size in MiB")->check(CLI::Range(1u, 4096u));
+  cmd->add_option("filter", o.filter, "pcap-filter expression, as tcpdump takes it (e.g. tcp port 443)");
+}
+
+int RunPcap(const PcapOptions& o) {
+  if (o.elf_paths.empty() && o.pids.empty())
+    return Fail(MakeError(ErrorKind::kUsage, "pcap: give -e PATH or -p PID (see --help)"));
+  std::string filter;
+  for (const auto& w : o.filter) filter += (filter.empty() ? "" : " ") + w;
+
+  // Everything that can be checked before attaching is checked first: interfaces, the filter
+  // (against each interface's link type), the output file.
+  std::vector<packet::NetInterface> itfs;
+  for (const auto& name : o.interfaces) {
+    auto itf = packet::LookupInterface(name);
+    if (!itf.ok()) return Fail(itf.error());
+    auto compiled = packet::CompilePcapFilter(filter, itf->linktype, o.snaplen);
+    if (!compiled.ok()) return Fail(compiled.error());
+    itfs.push_back(*itf);
+  }
+  auto writer = output::PcapngWriter::Open(o.file);
+  if (!writer.ok()) return Fail(writer.error());
+  output::PcapngWriter& out = **writer;
+
+  std::map<uint32_t, std::pair<uint32_t, int>> interface_of;  // ifindex -> (pcapng interface id, link type)
+  for (const auto& itf : itfs)
+    interface_of[itf.ifindex] = {out.AddInterface({itf.name, itf.linktype, o.snaplen, ""}), itf.linktype};
+
+  packet::SequencerOptions sopts;
+  sopts.targets_only = true;
+  std::unique_ptr<TargetOwners> owners;
+  sopts.lookup_owner = [&](const packet::ConnKey& key) -> std::optional<packet::Owner> {
+    return owners ? owners->Find(key) : std::nullopt;
+  };
+  packet::PacketSequencer seq(
+      sopts,
+      [&](packet::Packet&& p) {
+        out.WritePacket(p.interface_id, p.ts_ns, p.data, p.orig_len,
+                        p.egress ? output::PcapngWriter::Dir::kOutbound : output::PcapngWriter::Dir::kInbound,
+                        p.comment);
+      },
+      [&](std::string_view keylog) { out.WriteSecrets(keylog); });
+
+  const int64_t mono_to_epoch = MonoToEpochNs();
+  uint64_t cut_by_snaplen = 0;
+  capture::SessionOptions so;
+  so.data = false;  // secrets only: packets carry the data
+  so.elf_paths = o.elf_paths;
+  so.pids = o.pids;
+  so.uid = o.uid;
+  InstallSignalHandlers();
+  auto session = capture::CaptureSession::Start(so, [](capture::DataEvent&&) {}, [&](capture::SecretEvent&& s) {
+    seq.AddSecret(s);
+  });
+  if (!session.ok()) return Fail(session.error());
+  owners = std::make_unique<TargetOwners>(**session, o.pids);
+
+  packet::PacketCaptureOptions popts;
+  popts.snaplen = o.snaplen;
+  popts.ringbuf_bytes = uint64_t{o.ringbuf_mb} << 20;
+  auto pc = packet::PacketCapture::Open(popts, [&](const packet::RawPacket& r) {
+    auto itf = interface_of.find(r.ifindex);
+    if (itf == interface_of.end()) return;
+    packet::Packet p;
+    p.ts_ns = static_cast<uint64_t>(static_cast<int64_t>(r.mono_ns) + mono_to_epoch);
+    p.interface_id = itf->second.first;
+    p.linktype = itf->second.second;
+    p.orig_len = r.orig_len;
+    p.egress = r.egress;
+    p.data.assign(r.data);
+    if (r.orig_len > r.data.size()) ++cut_by_snaplen;
+    seq.AddPacket(std::move(p));
+  });
+  if (!pc.ok()) return Fail(pc.error());
+  for (const auto& itf : itfs) {
+    auto n = (*pc)->Attach(itf, filter);
+    if (!n.ok()) return Fail(n.error());
+  }
+  std::string names;
+  for (const auto& itf : itfs) names += (names.empty() ? "" : ",") + itf.name;
+  fmt::print(stderr, "capturing on {}{}{}\n", names, filter.empty() ? "" : ", filter: ", filter);
+  PrintReady(**session);
+
+  auto now_epoch = [&] { return capture::MonotonicNowNs() + mono_to_epoch; };
+  (*session)->Run(StopFlag(), DeadlineFor(o.duration), [&] {
+    (*pc)->Consume();
+    seq.Poll(now_epoch());
+    if (!out.Flush()) StopFlag().store(true);
+  });
+  // Drain in dependency order: packets still in the ring, then the secrets (Finish), and only
+  // then release every held packet, so no packet is written before a secret that was on its way.
+  (*pc)->DetachAll();
+  (*pc)->Consume();
+  auto s = (*session)->Finish();
+  seq.Flush();
+  out.Flush();
+
+  const auto pcnt = (*pc)->ReadCounters();
+  const auto& c = seq.counters();
+  fmt::print(stderr,
+             "summary: {} packets written to {}, {} secrets, {} lost (ring buffer full {}, load faults {}, "
+             "lost secrets {}) ({} packets captured, {} not of the targets, {} written before their keys, "
+             "{} cut by the snap length)\n",
+             c.packets_written, o.file == "-" ? "stdout" : o.file, c.secrets_written,
+             pcnt.lost() + pcnt.load_faults() + s.counters.lost_secrets(), pcnt.lost(), pcnt.load_faults(),
+             s.counters.lost_secrets(), pcnt.packets(), c.packets_dropped_not_target,
+             c.released_unsettled + c.released_over_memory, cut_by_snaplen);
+  if (out.failed()) {
+    fmt::print(stderr, "gotlscap: cannot write to {}: {}\n", o.file, std::strerror(out.last_errno()));
+    return ExitCodeFor(ErrorKind::kIo);
+  }
+  return 0;
+}
+
+}  // namespace gotlscap::cli

@@ -1,0 +1,31 @@
+// `gotlscap pcap`: the packets of an interface and the TLS secrets of Go programs in one pcapng
+// that Wireshark opens already decrypted.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace gotlscap::cli {
+
+struct PcapOptions {
+  std::vector<std::string> interfaces;
+  std::string file;  // "-": stdout
+  std::vector<std::string> elf_paths;
+  std::vector<uint32_t> pids;
+  std::optional<uint32_t> uid;
+  uint32_t snaplen = 262144;
+  double duration = 0;
+  uint32_t ringbuf_mb = 64;
+  std::vector<std::string> filter;  // pcap-filter words, joined with spaces
+};
+
+void RegisterPcap(CLI::App& app, PcapOptions& opts);
+int RunPcap(const PcapOptions& opts);
+
+}  // namespace gotlscap::cli

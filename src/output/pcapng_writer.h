@@ -1,0 +1,66 @@
+// PcapngWriter: the pcapng file of `gotlscap pcap` — Section Header, one Interface Description
+// per interface, Enhanced Packet Blocks, and Decryption Secrets Blocks carrying TLS key log lines
+// so Wireshark decrypts with no key file. Written by hand: libpcap writes only classic pcap, and
+// the blocks are a few dozen lines (pcapng spec, draft-ietf-opsawg-pcapng).
+//
+// Blocks are built in memory and written by Flush() (called every poll, ~10 ms), so a reader of
+// `-w -` sees them promptly while a busy capture still makes few write(2) calls.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace gotlscap::output {
+
+class PcapngWriter {
+ public:
+  // "-" is stdout. A file is created (or truncated, as tcpdump -w does) with mode 0600: it
+  // holds secrets. Errors name the path and the reason.
+  static Result<std::unique_ptr<PcapngWriter>> Open(const std::string& path);
+  ~PcapngWriter();
+
+  struct Interface {
+    std::string name;
+    int linktype = 1;  // LINKTYPE_ETHERNET
+    uint32_t snaplen = 262144;
+    std::string description;  // optional, e.g. "network namespace 4026531840"
+  };
+  // Returns the interface id packets refer to.
+  uint32_t AddInterface(const Interface& itf);
+
+  enum class Dir { kUnknown, kInbound, kOutbound };
+  void WritePacket(uint32_t interface_id, uint64_t ts_ns, std::string_view data, uint32_t orig_len, Dir dir,
+                   std::string_view comment);
+  // `keylog` is one or more NSS key log lines, each ending in '\n'.
+  void WriteSecrets(std::string_view keylog);
+
+  // Writes what is buffered. False (and failed()) on a write error such as a full disk.
+  bool Flush();
+  bool failed() const { return failed_; }
+  int last_errno() const { return errno_; }
+  uint64_t packets() const { return packets_; }
+  uint64_t secret_blocks() const { return secret_blocks_; }
+  uint64_t bytes_written() const { return bytes_written_; }
+
+ private:
+  PcapngWriter() = default;
+  void BeginBlock(uint32_t type);
+  void EndBlock();
+  void Option(uint16_t code, std::string_view value);
+  void Pad();
+
+  int fd_ = -1;
+  bool owns_fd_ = false;
+  std::string buf_;
+  size_t block_start_ = 0;
+  uint32_t interfaces_ = 0;
+  uint64_t packets_ = 0, secret_blocks_ = 0, bytes_written_ = 0;
+  bool failed_ = false;
+  int errno_ = 0;
+};
+
+}  // namespace gotlscap::output

@@ -1,0 +1,156 @@
+#include "packet/packet_capture.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fmt/format.h>
+
+#include "capture/probes.h"
+#include "packet/cbpf_to_ebpf.h"
+#include "packet/pcap_filter.h"
+#include "pcap.skel.h"
+
+namespace gotlscap::packet {
+namespace {
+
+uint64_t RoundUpPow2(uint64_t v) {
+  uint64_t p = 4096;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+Error LibbpfError(const char* what, int err) {
+  err = err < 0 ? -err : err;
+  ErrorKind kind = (err == EPERM || err == EACCES) ? ErrorKind::kPermission : ErrorKind::kInternal;
+  std::string hint = kind == ErrorKind::kPermission ? " (pcap mode needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)" : "";
+  return MakeError(kind, fmt::format("{}: {}{}", what, std::strerror(err), hint));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<PacketCapture>> PacketCapture::Open(const PacketCaptureOptions& opts, Sink sink) {
+  std::unique_ptr<PacketCapture> pc(new PacketCapture());
+  pc->opts_ = opts;
+  pc->sink_ = std::move(sink);
+  if (!capture::HasBpfPrivileges()) return LibbpfError("cannot load the packet-capture programs", EPERM);
+  pc->skel_ = pcap_bpf__open();
+  if (!pc->skel_) return capture::BpfLoadError(-errno);
+  pc->skel_->rodata->snaplen = opts.snaplen;
+  bpf_map__set_max_entries(pc->skel_->maps.packets, static_cast<uint32_t>(RoundUpPow2(opts.ringbuf_bytes)));
+  if (int err = pcap_bpf__load(pc->skel_)) return capture::BpfLoadError(err);
+
+  // Filter programs jump here on a match (see bpf/pcap.bpf.c).
+  uint32_t zero = 0;
+  int in_fd = bpf_program__fd(pc->skel_->progs.capture_ingress);
+  int out_fd = bpf_program__fd(pc->skel_->progs.capture_egress);
+  if (bpf_map__update_elem(pc->skel_->maps.ingress_jump, &zero, sizeof(zero), &in_fd, sizeof(in_fd), BPF_ANY) ||
+      bpf_map__update_elem(pc->skel_->maps.egress_jump, &zero, sizeof(zero), &out_fd, sizeof(out_fd), BPF_ANY))
+    return LibbpfError("cannot link the filter to the capture programs", errno);
+
+  pc->rb_ = ring_buffer__new(bpf_map__fd(pc->skel_->maps.packets), OnRecord, pc.get(), nullptr);
+  if (!pc->rb_) return LibbpfError("cannot open the packet ring buffer", errno);
+  return pc;
+}
+
+PacketCapture::~PacketCapture() {
+  DetachAll();
+  if (rb_) ring_buffer__free(rb_);
+  if (skel_) pcap_bpf__destroy(skel_);
+}
+
+Result<int> PacketCapture::Attach(const NetInterface& itf, const std::string& filter) {
+  ASSIGN_OR_RETURN(auto cbpf, CompilePcapFilter(filter, itf.linktype, opts_.snaplen));
+  int attached = 0;
+  for (int point : {BPF_TC_EGRESS, BPF_TC_INGRESS}) {
+    if (point == BPF_TC_INGRESS && itf.loopback) continue;
+    bpf_map* jump = point == BPF_TC_INGRESS ? skel_->maps.ingress_jump : skel_->maps.egress_jump;
+    ASSIGN_OR_RETURN(auto insns, TranslateCbpf(cbpf, CbpfEpilogue::TailCall(bpf_map__fd(jump))));
+    ASSIGN_OR_RETURN(int prog_fd, LoadFilterProgram(insns, "gotlscap_filter"));
+
+    Hook h{itf.ifindex, point, 0, 0, prog_fd, false};
+    bpf_tc_hook hook{};
+    hook.sz = sizeof(hook);
+    hook.ifindex = static_cast<int>(itf.ifindex);
+    hook.attach_point = static_cast<bpf_tc_attach_point>(point);
+    int err = bpf_tc_hook_create(&hook);  // the clsact qdisc; -EEXIST when already there
+    if (err && err != -EEXIST) {
+      close(prog_fd);
+      return LibbpfError(fmt::format("cannot add a clsact qdisc to {}", itf.name).c_str(), err);
+    }
+    h.created_qdisc = err == 0;
+    bpf_tc_opts topts{};
+    topts.sz = sizeof(topts);
+    topts.prog_fd = prog_fd;
+    err = bpf_tc_attach(&hook, &topts);
+    if (err) {
+      close(prog_fd);
+      return LibbpfError(fmt::format("cannot attach to {}", itf.name).c_str(), err);
+    }
+    h.handle = topts.handle;
+    h.priority = topts.priority;
+    hooks_.push_back(h);
+    ++attached;
+  }
+  return attached;
+}
+
+void PacketCapture::DetachAll() {
+  for (const Hook& h : hooks_) {
+    bpf_tc_hook hook{};
+    hook.sz = sizeof(hook);
+    hook.ifindex = static_cast<int>(h.ifindex);
+    hook.attach_point = static_cast<bpf_tc_attach_point>(h.attach_point);
+    bpf_tc_opts topts{};
+    topts.sz = sizeof(topts);
+    topts.handle = h.handle;
+    topts.priority = h.priority;
+    bpf_tc_detach(&hook, &topts);
+    close(h.prog_fd);
+    if (h.created_qdisc) {
+      // Destroying the hook removes the qdisc, hence both directions: only the creator does it.
+      hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
+      bpf_tc_hook_destroy(&hook);
+    }
+  }
+  hooks_.clear();
+}
+
+int PacketCapture::Consume() { return rb_ ? ring_buffer__consume(rb_) : 0; }
+
+int PacketCapture::OnRecord(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<PacketCapture*>(ctx);
+  if (size < sizeof(pcap_packet_event)) return 0;
+  const auto* e = static_cast<const pcap_packet_event*>(data);
+  RawPacket p;
+  p.mono_ns = e->ts_ns;
+  p.ifindex = e->ifindex;
+  p.orig_len = e->orig_len;
+  p.egress = e->egress != 0;
+  size_t n = e->cap_len;
+  if (n > size - sizeof(*e)) n = size - sizeof(*e);
+  p.data = std::string_view(static_cast<const char*>(data) + sizeof(*e), n);
+  self->sink_(p);
+  return 0;
+}
+
+PacketCounters PacketCapture::ReadCounters() const {
+  PacketCounters out;
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return out;
+  struct Row {
+    uint64_t v[PCAP_CNT_MAX];
+  };
+  std::vector<Row> rows(static_cast<size_t>(ncpu));
+  uint32_t zero = 0;
+  if (bpf_map__lookup_elem(skel_->maps.counters, &zero, sizeof(zero), rows.data(), rows.size() * sizeof(Row), 0))
+    return out;
+  for (const Row& r : rows)
+    for (int i = 0; i < PCAP_CNT_MAX; ++i) out.v[i] += r.v[i];
+  return out;
+}
+
+}  // namespace gotlscap::packet

@@ -1,0 +1,78 @@
+// PacketCapture: the TC side of `gotlscap pcap`. Loads the capture programs (libbpf skeleton of
+// bpf/pcap.bpf.c), and for each interface compiles the user's pcap-filter expression, translates
+// it to an eBPF filter program (packet/cbpf_to_ebpf) that tail-calls the capture program on a
+// match, and attaches it to the interface's clsact hooks. Loopback gets the egress hook only:
+// each packet crosses lo twice, and tcpdump shows it once.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bpf/pcap_events.h"
+#include "common/result.h"
+#include "packet/net_interface.h"
+
+struct pcap_bpf;
+struct ring_buffer;
+
+namespace gotlscap::packet {
+
+struct PacketCaptureOptions {
+  uint32_t snaplen = PCAP_MAX_SNAPLEN;
+  uint64_t ringbuf_bytes = 64ull << 20;  // rounded up to a power of two
+};
+
+struct RawPacket {
+  uint64_t mono_ns = 0;  // CLOCK_MONOTONIC
+  uint32_t ifindex = 0;
+  uint32_t orig_len = 0;
+  bool egress = false;
+  std::string_view data;  // valid during the sink call only
+};
+
+struct PacketCounters {
+  uint64_t v[PCAP_CNT_MAX] = {};
+  uint64_t packets() const { return v[PCAP_CNT_PACKETS]; }
+  uint64_t lost() const { return v[PCAP_CNT_LOST]; }
+  uint64_t load_faults() const { return v[PCAP_CNT_LOAD_FAULTS]; }
+};
+
+class PacketCapture {
+ public:
+  using Sink = std::function<void(const RawPacket&)>;
+  // kPermission without root / CAP_BPF+CAP_NET_ADMIN.
+  static Result<std::unique_ptr<PacketCapture>> Open(const PacketCaptureOptions& opts, Sink sink);
+  ~PacketCapture();
+
+  // Checks `filter` against the interface's link type (a bad expression fails here, with
+  // libpcap's message) and attaches. Returns the number of hooks attached (1 or 2).
+  Result<int> Attach(const NetInterface& itf, const std::string& filter);
+  // Removes every filter this capture attached, and the clsact qdiscs it created.
+  void DetachAll();
+  // Delivers every record in the ring buffer to the sink; never blocks.
+  int Consume();
+  PacketCounters ReadCounters() const;
+
+ private:
+  PacketCapture() = default;
+  static int OnRecord(void* ctx, void* data, size_t size);
+
+  struct Hook {
+    uint32_t ifindex;
+    int attach_point;  // BPF_TC_INGRESS / BPF_TC_EGRESS
+    uint32_t handle, priority;
+    int prog_fd;
+    bool created_qdisc;
+  };
+  PacketCaptureOptions opts_;
+  Sink sink_;
+  pcap_bpf* skel_ = nullptr;
+  ring_buffer* rb_ = nullptr;
+  std::vector<Hook> hooks_;
+};
+
+}  // namespace gotlscap::packet
