@@ -86,6 +86,9 @@ static __always_inline __u64 wakeup_flag(void) {
     r->hdr.orig_len = skb->len;                                                               \
     r->hdr.cap_len = (__u32)n;                                                                    \
     r->hdr.egress = egress;                                                                   \
+    r->hdr.vlan_present = skb->vlan_present ? 1 : 0;                                          \
+    r->hdr.vlan_tci = (__u16)skb->vlan_tci;                                                   \
+    r->hdr.vlan_proto = (__u16)skb->vlan_proto;                                               \
     if (bpf_skb_load_bytes(skb, 0, r->data, n)) {                                             \
       count(PCAP_CNT_LOAD_FAULTS, 1);                                                         \
       bpf_ringbuf_discard(r, 0);                                                              \

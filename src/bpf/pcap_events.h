@@ -6,10 +6,12 @@
 #ifdef __cplusplus
 #include <cstdint>
 typedef uint8_t pc_u8;
+typedef uint16_t pc_u16;
 typedef uint32_t pc_u32;
 typedef uint64_t pc_u64;
 #else
 typedef __u8 pc_u8;
+typedef __u16 pc_u16;
 typedef __u32 pc_u32;
 typedef __u64 pc_u64;
 #endif
@@ -33,7 +35,12 @@ struct pcap_packet_event {
   pc_u32 orig_len; /* skb->len: the packet as the stack holds it (GSO packets whole) */
   pc_u32 cap_len;  /* bytes that follow */
   pc_u8 egress;
-  pc_u8 pad[3];
+  /* A VLAN tag the device keeps out of the packet data (offloaded): user space puts it back, as
+   * libpcap does, so the packet reads as it was on the wire. */
+  pc_u8 vlan_present;
+  pc_u16 vlan_tci;
+  pc_u16 vlan_proto; /* network byte order, as in the skb */
+  pc_u8 pad[6];
   /* followed by cap_len packet bytes */
 };
 

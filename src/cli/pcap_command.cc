@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <map>
@@ -90,6 +91,12 @@ int RunPcap(const PcapOptions& o) {
   auto writer = output::PcapngWriter::Open(o.file);
   if (!writer.ok()) return Fail(writer.error());
   output::PcapngWriter& out = **writer;
+  // A capture that never started leaves no file behind (a header-only file would pass for an
+  // empty capture).
+  auto fail_before_start = [&](const Error& e) {
+    if (o.file != "-") unlink(o.file.c_str());
+    return Fail(e);
+  };
 
   std::map<uint32_t, std::pair<uint32_t, int>> interface_of;  // ifindex -> (pcapng interface id, link type)
   for (const auto& itf : itfs)
@@ -121,7 +128,7 @@ int RunPcap(const PcapOptions& o) {
   auto session = capture::CaptureSession::Start(so, [](capture::DataEvent&&) {}, [&](capture::SecretEvent&& s) {
     seq.AddSecret(s);
   });
-  if (!session.ok()) return Fail(session.error());
+  if (!session.ok()) return fail_before_start(session.error());
   owners = std::make_unique<TargetOwners>(**session, o.pids);
 
   packet::PacketCaptureOptions popts;
@@ -137,13 +144,20 @@ int RunPcap(const PcapOptions& o) {
     p.orig_len = r.orig_len;
     p.egress = r.egress;
     p.data.assign(r.data);
+    if (r.vlan_present && p.linktype == 1 && p.data.size() >= 12) {
+      // Re-insert the 802.1Q tag the device offloaded, as libpcap does for tcpdump.
+      const char tag[4] = {static_cast<char>(r.vlan_proto_be & 0xff), static_cast<char>(r.vlan_proto_be >> 8),
+                           static_cast<char>(r.vlan_tci >> 8), static_cast<char>(r.vlan_tci & 0xff)};
+      p.data.insert(12, tag, 4);
+      p.orig_len += 4;
+    }
     if (r.orig_len > r.data.size()) ++cut_by_snaplen;
     seq.AddPacket(std::move(p));
   });
-  if (!pc.ok()) return Fail(pc.error());
+  if (!pc.ok()) return fail_before_start(pc.error());
   for (const auto& itf : itfs) {
     auto n = (*pc)->Attach(itf, filter);
-    if (!n.ok()) return Fail(n.error());
+    if (!n.ok()) return fail_before_start(n.error());
   }
   std::string names;
   for (const auto& itf : itfs) names += (names.empty() ? "" : ",") + itf.name;

@@ -130,6 +130,9 @@ int PacketCapture::OnRecord(void* ctx, void* data, size_t size) {
   p.ifindex = e->ifindex;
   p.orig_len = e->orig_len;
   p.egress = e->egress != 0;
+  p.vlan_present = e->vlan_present != 0;
+  p.vlan_tci = e->vlan_tci;
+  p.vlan_proto_be = e->vlan_proto;
   size_t n = e->cap_len;
   if (n > size - sizeof(*e)) n = size - sizeof(*e);
   p.data = std::string_view(static_cast<const char*>(data) + sizeof(*e), n);

@@ -32,6 +32,9 @@ struct RawPacket {
   uint32_t orig_len = 0;
   bool egress = false;
   std::string_view data;  // valid during the sink call only
+  bool vlan_present = false;  // an offloaded tag to put back after the MAC addresses
+  uint16_t vlan_tci = 0;
+  uint16_t vlan_proto_be = 0;
 };
 
 struct PacketCounters {
