@@ -150,9 +150,8 @@ std::vector<std::string> SplitComma(const std::string& s) {
   return out;
 }
 
-std::map<int, PortTally> Tshark(const std::string& pcap, const std::string& keyfile, const std::vector<int>& ports,
-                                std::string* raw) {
-  std::vector<std::string> argv = {"tshark", "-n", "-r", pcap};
+std::vector<std::string> TsharkTallyArgs(const std::string& keyfile, const std::vector<int>& ports) {
+  std::vector<std::string> argv = {"-n"};
   if (!keyfile.empty()) {
     argv.push_back("-o");
     argv.push_back("tls.keylog_file:" + keyfile);
@@ -167,15 +166,22 @@ std::map<int, PortTally> Tshark(const std::string& pcap, const std::string& keyf
                         "http.request.method", "-e", "http.response.code", "-e", "http2.headers.method", "-e",
                         "http2.headers.status"})
     argv.push_back(a);
+  return argv;
+}
+
+const std::vector<std::string>& TsharkEnv() {
   // No personal preferences (an SSLKEYLOGFILE set in a profile would decrypt without our keys).
-  CommandResult r = RunCommand(argv, {"WIRESHARK_CONFIG_DIR=/nonexistent-gotlscap-test", "HOME=/nonexistent"});
-  *raw = r.out;
+  static const std::vector<std::string> env = {"WIRESHARK_CONFIG_DIR=/nonexistent-gotlscap-test",
+                                               "HOME=/nonexistent"};
+  return env;
+}
+
+std::map<int, PortTally> TallyTsharkFields(const std::string& out, const std::vector<int>& ports, bool report_odd) {
   std::map<int, PortTally> t;
-  EXPECT_EQ(r.exit_code, 0) << "tshark failed: " << r.Describe();
-  for (const auto& line : SplitLines(r.out)) {
+  for (const auto& line : SplitLines(out)) {
     const std::vector<std::string> f = SplitTabs(line);
     if (f.size() != 9) {
-      ADD_FAILURE() << "odd tshark line: " << line;
+      if (report_odd) ADD_FAILURE() << "odd tshark line: " << line;
       continue;
     }
     const int src = std::atoi(f[0].c_str()), dst = std::atoi(f[1].c_str()), stream = std::atoi(f[2].c_str());
@@ -200,6 +206,16 @@ std::map<int, PortTally> Tshark(const std::string& pcap, const std::string& keyf
     }
   }
   return t;
+}
+
+std::map<int, PortTally> Tshark(const std::string& pcap, const std::string& keyfile, const std::vector<int>& ports,
+                                std::string* raw) {
+  std::vector<std::string> argv = {"tshark", "-r", pcap};
+  for (auto& a : TsharkTallyArgs(keyfile, ports)) argv.push_back(std::move(a));
+  CommandResult r = RunCommand(argv, TsharkEnv());
+  *raw = r.out;
+  EXPECT_EQ(r.exit_code, 0) << "tshark failed: " << r.Describe();
+  return TallyTsharkFields(r.out, ports);
 }
 
 // ------------------------------------------------------------------------------------------

@@ -69,6 +69,15 @@ struct PortTally {
 
 std::vector<std::string> SplitComma(const std::string& s);
 
+// The pieces of Tshark() for a tshark run by other means (reading a pipe): its arguments after
+// the input ("-r FILE"), its environment, and the tally of its output.
+std::vector<std::string> TsharkTallyArgs(const std::string& keyfile, const std::vector<int>& ports);
+const std::vector<std::string>& TsharkEnv();
+// report_odd: a line that is not tshark's 9 fields is a test failure (false while tshark is
+// still writing: the last line may be cut).
+std::map<int, PortTally> TallyTsharkFields(const std::string& out, const std::vector<int>& ports,
+                                           bool report_odd = true);
+
 // Runs tshark over `pcap` and tallies, per server port, the decrypted HTTP/1.1 and HTTP/2
 // requests and responses and the ClientHellos. `keyfile` is an NSS key log for tshark, or ""
 // for none: then only secrets inside the file (pcapng Decryption Secrets Blocks) can decrypt.
