@@ -7,7 +7,11 @@
 //     request it answers and the body the handler sent (chunking and gzip removed);
 //   - `--decode none` emits no http events and the same data events;
 //   - the text format shows decoded requests and responses;
-//   - requests of curl (another HTTP/1.1 and HTTP/2 implementation) to a traced Go server.
+//   - requests of curl (another HTTP/1.1 and HTTP/2 implementation) to a traced Go server;
+//   - HTTP/2 header blocks over 16 KiB (HEADERS + CONTINUATION) both ways, and a header repeated
+//     on every request (HPACK dynamic-table references), with the frames checked in the capture;
+//   - a gRPC-style exchange (length-prefixed messages, grpc-status trailers), JSON and text;
+//   - the Go client against openssl s_server (a non-Go TLS server), HTTP/1.1.
 // Needs root and BPF (skips otherwise, fails under CI=true) and the matrix (scripts/go-matrix.sh).
 #include <signal.h>
 #include <unistd.h>
@@ -17,6 +21,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -63,7 +68,8 @@ struct HttpEv {
   std::string method, path, authority;  // requests
   int status = 0;                       // responses
   std::string req_method, req_path;     // responses
-  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::pair<std::string, std::string>> headers, trailers;
+  std::vector<uint64_t> grpc_messages;
   uint64_t body_len = 0, body_wire_len = 0;
   std::string content_encoding;
   bool body_decoded = false, body_truncated = false;
@@ -139,6 +145,12 @@ std::string ParseHttp(const nlohmann::json& j, HttpEv* e) {
       if (!h.is_array() || h.size() != 2) return "header is not a [name, value] pair";
       e->headers.emplace_back(h[0].get<std::string>(), h[1].get<std::string>());
     }
+    if (j.contains("trailers"))
+      for (const auto& h : j["trailers"]) {
+        if (!h.is_array() || h.size() != 2) return "trailer is not a [name, value] pair";
+        e->trailers.emplace_back(h[0].get<std::string>(), h[1].get<std::string>());
+      }
+    if (j.contains("grpc_messages")) e->grpc_messages = j["grpc_messages"].get<std::vector<uint64_t>>();
     e->body_len = j.at("body_len").get<uint64_t>();
     e->body_wire_len = j.at("body_wire_len").get<uint64_t>();
     if (j.contains("content_encoding")) e->content_encoding = j["content_encoding"].get<std::string>();
@@ -637,6 +649,401 @@ TEST(HttpDecodeE2E, CurlRequestsToTracedServer) {
   if (curl_h2) check("HTTP/2", "POST", "/echo?from=curl", post_body, post_body);
   EXPECT_EQ(pr.size(), 0u) << pr.str();
   EXPECT_EQ(o.http.size(), curl_h2 ? 4u : 2u);
+}
+
+
+// ------------------------------------------------------------------------------------------
+// Helpers of the header, gRPC and openssl tests
+// ------------------------------------------------------------------------------------------
+
+// tlsprog.HeaderValue: the payload mapped onto [a-z0-9].
+std::string HeaderValue(size_t n, uint32_t seed) {
+  static const std::string kAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789";  // tlsprog.headerAlphabet
+  std::string v = PayloadBytes(n, seed);
+  for (char& c : v) c = kAlphabet[static_cast<unsigned char>(c) % kAlphabet.size()];
+  return v;
+}
+const size_t kRepeatLen = 300;                                             // tlsprog.RepeatLen
+const std::string& RepeatValue() {
+  static const std::string v = HeaderValue(kRepeatLen, 0x5eed);  // tlsprog.RepeatValue
+  return v;
+}
+
+// One length-prefixed gRPC message (compressed flag 0, 4-byte big-endian length).
+std::string GrpcFrame(const std::string& m) {
+  const uint32_t n = static_cast<uint32_t>(m.size());
+  std::string f = {'\0', char(n >> 24), char(n >> 16), char(n >> 8), char(n)};
+  return f + m;
+}
+std::vector<uint64_t> GrpcSizes(size_t size) { return {3, size, 0, 17}; }  // tlsprog.GrpcSizes
+
+// Requests of `client -mode headers -header-size hs`.
+std::vector<Exchange> ExpectedHeaders(int n, size_t hs, uint32_t seed0) {
+  std::vector<Exchange> v;
+  for (int i = 0; i < n; i++) {
+    const uint32_t seed = seed0 + uint32_t(i);
+    v.push_back({"GET", "/headers?n=" + std::to_string(hs) + "&seed=" + std::to_string(seed), "",
+                 hs ? HeaderValue(hs, seed) : "", "headers"});
+  }
+  return v;
+}
+
+// Requests of `client -mode grpc -size size`: message j is Payload(GrpcSizes[j], seed+j); the
+// server answers each with "ok:" + message.
+std::vector<Exchange> ExpectedGrpc(int n, size_t size, uint32_t seed0) {
+  std::vector<Exchange> v;
+  for (int i = 0; i < n; i++) {
+    const uint32_t seed = seed0 + uint32_t(i);
+    Exchange x{"POST", "/grpc", "", "", "grpc"};
+    const auto sizes = GrpcSizes(size);
+    for (size_t j = 0; j < sizes.size(); j++) {
+      const std::string m = PayloadBytes(sizes[j], seed + uint32_t(j));
+      x.req_body += GrpcFrame(m);
+      x.resp_body += GrpcFrame("ok:" + m);
+    }
+    v.push_back(std::move(x));
+  }
+  return v;
+}
+
+// The http events of one client run: the client's own, and the server's on the connections
+// whose remote address is one of the client's local addresses.
+std::vector<const HttpEv*> RunEvents(const Output& o, pid_t server_pid, const ProcRun& run) {
+  std::set<std::string> locals;
+  for (const auto& d : o.data)
+    if (d.pid == uint32_t(run.pid)) locals.insert(d.local);
+  std::vector<const HttpEv*> v;
+  for (const auto& e : o.http)
+    if (e.pid == uint32_t(run.pid) || (e.pid == uint32_t(server_pid) && locals.count(e.remote))) v.push_back(&e);
+  return v;
+}
+
+// The HTTP/2 frames one process wrote on one connection (its write events, in order).
+struct WrittenH2 {
+  std::vector<uint64_t> header_blocks;  // header block fragment bytes of each HEADERS + CONTINUATIONs
+  size_t headers = 0, continuations = 0;
+  std::string error;
+};
+
+WrittenH2 WrittenFrames(const Output& o, uint32_t pid, uint64_t conn_id) {
+  std::string b;
+  for (const auto& d : o.data)
+    if (d.pid == pid && d.conn_id == conn_id && d.dir == "write") b += d.payload;
+  static const std::string kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  WrittenH2 w;
+  size_t pos = b.compare(0, kPreface.size(), kPreface) == 0 ? kPreface.size() : 0;
+  while (pos + 9 <= b.size()) {
+    const auto* p = reinterpret_cast<const uint8_t*>(b.data()) + pos;
+    const uint32_t len = (uint32_t{p[0]} << 16) | (uint32_t{p[1]} << 8) | p[2];
+    const uint8_t type = p[3], flags = p[4];
+    if (pos + 9 + len > b.size()) break;
+    if (type == 1) {  // HEADERS
+      uint64_t frag = len;
+      if (flags & 0x8) frag -= 1 + p[9];
+      if (flags & 0x20) frag -= 5;
+      w.headers++;
+      w.header_blocks.push_back(frag);
+    } else if (type == 9) {  // CONTINUATION
+      w.continuations++;
+      if (w.header_blocks.empty()) w.error = "CONTINUATION before HEADERS";
+      else w.header_blocks.back() += len;
+    }
+    pos += 9 + len;
+  }
+  if (pos != b.size()) w.error = std::to_string(b.size() - pos) + " bytes after the last whole frame";
+  return w;
+}
+
+// The connections (ids) of `pid` among `evs`.
+std::set<uint64_t> ConnsOf(const std::vector<const HttpEv*>& evs, uint32_t pid) {
+  std::set<uint64_t> c;
+  for (const HttpEv* e : evs)
+    if (e->pid == pid) c.insert(e->conn_id);
+  return c;
+}
+
+// ------------------------------------------------------------------------------------------
+// 5. HTTP/2 header blocks > 16 KiB (CONTINUATION) and HPACK dynamic-table reuse
+// ------------------------------------------------------------------------------------------
+
+// `client -mode headers`: every request carries a big header (40 000 characters: its HPACK block
+// exceeds the default SETTINGS_MAX_FRAME_SIZE, so it is split into HEADERS + CONTINUATION) and/or
+// the same 300-character header on every request (indexed by Go's HPACK encoder: later requests
+// refer to the dynamic table); the server answers with a big header of its own and echoes the
+// repeated one (its encoder indexes it too). Every decoded request and response, on both sides,
+// must carry exactly the values sent. The frames in the captured plaintext prove the shapes:
+// Go's server splits header blocks at 16 KiB; Go's client splits at the server's announced
+// frame size, which only Go >= 1.24 lets the test server set to 16 KiB (-h2-max-frame).
+TEST_P(HttpDecodeMatrixTest, LargeHeadersContinuationAndHpackReuse) {
+  REQUIRE_CAPTURE_ENV();
+  const auto start = Clock::now();
+  const bool client_continuation = GetParam().Minor() >= 24;
+  Programs p;
+  ASSERT_TRUE(CopyPrograms(GetParam().go_minor, &p));
+  Gotlscap cap(p.dir, {"-e", p.server, "-e", p.client});
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv,
+                          client_continuation ? std::vector<std::string>{"-h2-max-frame", "16384"}
+                                              : std::vector<std::string>{}));
+  const size_t kBig = 40000;
+  struct Run {
+    ClientRun r;
+    size_t header_size;
+    bool repeat;
+  };
+  std::vector<Run> runs;
+  auto run = [&](const std::string& label, int n, size_t hs, bool repeat, uint32_t seed, std::vector<std::string> extra,
+                 const std::string& proto) {
+    std::vector<std::string> a = {p.client, "-url", srv.url(), "-mode", "headers", "-n", std::to_string(n),
+                                  "-header-size", std::to_string(hs), "-seed", std::to_string(seed), "-tls", "1.3"};
+    if (repeat) a.push_back("-repeat-header");
+    a.insert(a.end(), extra.begin(), extra.end());
+    Run r{ClientRun{label, RunToEnd(a), ExpectedHeaders(n, hs, seed), proto}, hs, repeat};
+    EXPECT_EQ(r.r.run.exit_code, 0) << r.r.run.describe;
+    runs.push_back(std::move(r));
+  };
+  run("h2/big+repeat", 3, kBig, true, 10, {"-h2"}, "HTTP/2");
+  run("h2/repeat", 5, 0, true, 20, {"-h2"}, "HTTP/2");
+  run("h1/big+repeat", 2, kBig, true, 30, {}, "HTTP/1.1");
+  ASSERT_FALSE(HasFailure());
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  Output o = cap.Stop();
+  RecordSeconds("total_seconds", start);
+  ExpectCleanOutput(o);
+  EXPECT_TRUE(o.notices.empty()) << o.notices.size() << " notices, first: " << o.notices.front();
+  {
+    std::vector<ClientRun> plain;
+    for (const auto& r : runs) plain.push_back(r.r);
+    CheckRuns(o, srv.pid(), srv, plain);  // paths, bodies (the echoed big header), both sides
+  }
+  Problems pr(20);
+  for (const Run& r : runs) {
+    const auto evs = RunEvents(o, srv.pid(), r.r.run);
+    for (const HttpEv* e : evs) {
+      const std::string side = r.r.label + (e->pid == uint32_t(srv.pid()) ? " server" : " client");
+      const auto q = e->kind == "request" ? e->path : e->req_path;
+      const size_t at = q.find("&seed=");
+      const auto seed = at == std::string::npos ? std::nullopt : ParseU64(q.substr(at + 6), 10);
+      if (!seed) {
+        pr.Add(side + ": no seed in " + q);
+        continue;
+      }
+      const std::string big_name = e->kind == "request" ? "x-gotlscap-big" : "x-gotlscap-big-response";
+      const std::string big = r.header_size ? HeaderValue(r.header_size, e->kind == "request" ? uint32_t(*seed)
+                                                                                              : ~uint32_t(*seed))
+                                            : "";
+      if (e->Header(big_name) != big)
+        pr.Add(side + " " + e->kind + ": " + big_name + " has " + std::to_string(e->Header(big_name).size()) +
+               " bytes, want the " + std::to_string(big.size()) + " sent: " + e->Brief());
+      if (e->Header("x-gotlscap-repeat") != (r.repeat ? RepeatValue() : ""))
+        pr.Add(side + " " + e->kind + ": x-gotlscap-repeat is '" + e->Header("x-gotlscap-repeat").substr(0, 40) +
+               "...', want the repeated value: " + e->Brief());
+    }
+    if (r.r.proto != "HTTP/2") continue;
+    // The frames: CONTINUATION where the blocks exceed 16 KiB; with the repeated header alone,
+    // the first block of each side holds its value (>= 188 bytes even Huffman-coded: 5 bits at
+    // least per character) and every later block is smaller than that: an index reference.
+    const auto client_conns = ConnsOf(evs, uint32_t(r.r.run.pid)), server_conns = ConnsOf(evs, uint32_t(srv.pid()));
+    if (client_conns.size() != 1 || server_conns.size() != 1) {
+      pr.Add(r.r.label + ": " + std::to_string(client_conns.size()) + " client and " +
+             std::to_string(server_conns.size()) + " server connections, want 1 and 1");
+      continue;
+    }
+    const WrittenH2 cw = WrittenFrames(o, uint32_t(r.r.run.pid), *client_conns.begin());
+    const WrittenH2 sw = WrittenFrames(o, uint32_t(srv.pid()), *server_conns.begin());
+    for (const auto* w : {&cw, &sw})
+      if (!w->error.empty()) pr.Add(r.r.label + ": frames written: " + w->error);
+    const size_t n = r.r.want.size();
+    if (cw.headers != n || sw.headers != n)
+      pr.Add(r.r.label + ": " + std::to_string(cw.headers) + " request and " + std::to_string(sw.headers) +
+             " response HEADERS frames, want " + std::to_string(n));
+    if (r.header_size) {
+      if (sw.continuations < n)
+        pr.Add(r.r.label + ": server wrote " + std::to_string(sw.continuations) + " CONTINUATION frames, want >= " +
+               std::to_string(n));
+      if (client_continuation && cw.continuations < n)
+        pr.Add(r.r.label + ": client wrote " + std::to_string(cw.continuations) + " CONTINUATION frames, want >= " +
+               std::to_string(n));
+    } else {
+      for (const auto* w : {&cw, &sw}) {
+        const bool ok = w->header_blocks.size() == n && w->header_blocks[0] >= kRepeatLen * 5 / 8 &&
+                        std::all_of(w->header_blocks.begin() + 1, w->header_blocks.end(),
+                                    [](uint64_t b) { return b < kRepeatLen * 5 / 8; });
+        if (!ok)
+          pr.Add(r.r.label + ": " + (w == &cw ? "request" : "response") +
+                 " header block sizes do not show the repeated header indexed: " +
+                 ::testing::PrintToString(w->header_blocks));
+      }
+    }
+  }
+  EXPECT_EQ(pr.size(), 0u) << pr.str();
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. gRPC-style exchange: length-prefixed messages, trailers
+// ------------------------------------------------------------------------------------------
+
+// `client -mode grpc -h2`: POST /grpc, content-type application/grpc, body = 4 length-prefixed
+// messages (3, 20000, 0 and 17 bytes: the large one spans DATA frames); the server answers each
+// with "ok:" + message and ends with the trailers grpc-message and grpc-status. JSON: the message
+// sizes in "grpc_messages", the trailers in "trailers" (not in "headers"); text (a second capture
+// at the same time): one "[gRPC message i: N bytes]" line per message, trailers after the body.
+TEST_P(HttpDecodeMatrixTest, GrpcStyleMessagesAndTrailers) {
+  REQUIRE_CAPTURE_ENV();
+  const auto start = Clock::now();
+  Programs p;
+  ASSERT_TRUE(CopyPrograms(GetParam().go_minor, &p));
+  Gotlscap cap(p.dir, {"-e", p.server, "-e", p.client});
+  Gotlscap text(p.dir, {"-e", p.server, "-e", p.client}, /*text_format=*/true);
+  ASSERT_TRUE(cap.WaitReady());
+  ASSERT_TRUE(text.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  const size_t kSize = 20000;
+  const int kN = 4;
+  std::vector<std::string> a = {p.client, "-url", srv.url(), "-mode", "grpc", "-h2", "-n", std::to_string(kN),
+                                "-concurrency", "2", "-size", std::to_string(kSize), "-seed", "40", "-tls", "1.3"};
+  ClientRun r{"grpc", RunToEnd(a), ExpectedGrpc(kN, kSize, 40), "HTTP/2"};
+  ASSERT_EQ(r.run.exit_code, 0) << r.run.describe;
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  Output o = cap.Stop();
+  Output t = text.Stop(/*parse=*/false);
+  RecordSeconds("total_seconds", start);
+  ExpectCleanOutput(o);
+  // As in EveryExchangeDecodedOnBothSides: Go 1.15's client resets (CANCEL) streams whose body it
+  // has read to the end before seeing END_STREAM; nothing else is expected.
+  std::vector<std::string> unexpected;
+  for (const auto& n : o.notices)
+    if (n.find("reset by the client (CANCEL)") == std::string::npos) unexpected.push_back(n);
+  EXPECT_TRUE(unexpected.empty()) << ::testing::PrintToString(unexpected);
+  CheckRuns(o, srv.pid(), srv, {r});  // bodies byte for byte, both sides
+  EXPECT_EQ(o.http.size(), size_t(kN) * 2 * 2);
+  std::vector<uint64_t> req_sizes = GrpcSizes(kSize), resp_sizes;
+  for (uint64_t n : req_sizes) resp_sizes.push_back(n + 3);
+  // In the order Go writes them (sorted by name).
+  const std::vector<std::pair<std::string, std::string>> trailers = {
+      {"grpc-message", std::to_string(req_sizes.size()) + " messages"}, {"grpc-status", "0"}};
+  Problems pr(20);
+  for (const auto& e : o.http) {
+    const bool req = e.kind == "request";
+    const std::string what = (e.pid == uint32_t(srv.pid()) ? "server " : "client ") + e.kind + ": ";
+    if (e.grpc_messages != (req ? req_sizes : resp_sizes))
+      pr.Add(what + "grpc_messages " + ::testing::PrintToString(e.grpc_messages) + ": " + e.Brief());
+    if (e.Header("content-type") != "application/grpc") pr.Add(what + "content-type: " + e.line);
+    if (req && e.Header("te") != "trailers") pr.Add(what + "te: " + e.line);
+    if (e.trailers != (req ? decltype(trailers){} : trailers))
+      pr.Add(what + "trailers " + ::testing::PrintToString(e.trailers));
+    if (!e.Header("grpc-status").empty()) pr.Add(what + "grpc-status among the headers: " + e.line);
+  }
+  EXPECT_EQ(pr.size(), 0u) << pr.str();
+  // Text: both sides show every message's boundaries and the trailers.
+  EXPECT_EQ(t.exit_code, 0) << t.err;
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (size_t pos = t.raw.find(needle); pos != std::string::npos; pos = t.raw.find(needle, pos + 1)) n++;
+    return n;
+  };
+  const std::string head = t.raw.substr(0, 3000);
+  EXPECT_EQ(count(", 4 gRPC messages]\n"), size_t(kN) * 4) << head;
+  EXPECT_EQ(count("\n[gRPC message 2: 20000 bytes]\n"), size_t(kN) * 2) << head;
+  EXPECT_EQ(count("\n[gRPC message 2: 20003 bytes]\n"), size_t(kN) * 2) << head;
+  EXPECT_EQ(count("\n[gRPC message 4: 17 bytes]\n"), size_t(kN) * 2) << head;
+  EXPECT_EQ(count("\n< grpc-message: 4 messages\n< grpc-status: 0\n\n"), size_t(kN) * 2) << head;
+}
+
+// ------------------------------------------------------------------------------------------
+// 7. The Go client against a non-Go TLS server: openssl s_server -HTTP
+// ------------------------------------------------------------------------------------------
+
+// openssl s_server -HTTP serves files of its working directory as whole HTTP responses: a file
+// per request path (`bytes?n=20000&seed=S`), each an HTTP/1.1 response with a 20000-byte body.
+// Only the client is traced: its decoded requests and responses must be exactly what it sent and
+// what the files hold. TLS 1.3 and 1.2 (openssl's own stack on the other end).
+TEST(HttpDecodeE2E, GoClientAgainstOpensslServer) {
+  REQUIRE_CAPTURE_ENV();
+  GOTLSCAP_REQUIRE_MATRIX();
+  CommandResult ver = RunCommand({"openssl", "version"});
+  if (ver.exit_code != 0) GOTLSCAP_REQUIRE(SkipOrFail("openssl is not installed (scripts/install-deps.sh)"));
+  Programs p;
+  ASSERT_TRUE(CopyPrograms("", &p));
+  TempDir www;
+  CommandResult key = RunCommand({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                                  "-nodes", "-keyout", www.File("key.pem"), "-out", www.File("cert.pem"), "-subj",
+                                  "/CN=localhost", "-days", "1"});
+  ASSERT_EQ(key.exit_code, 0) << key.Describe();
+  const size_t kSize = 20000;
+  const int kN = 3;
+  const uint32_t kSeeds[2] = {50, 60};  // TLS 1.3 run, TLS 1.2 run
+  auto response_head = [&](size_t len) {
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: " + std::to_string(len) +
+           "\r\nX-Served-By: openssl s_server\r\nConnection: close\r\n\r\n";
+  };
+  for (uint32_t s0 : kSeeds)
+    for (int i = 0; i < kN; i++)
+      WriteFileBytes(www.File("bytes?n=" + std::to_string(kSize) + "&seed=" + std::to_string(s0 + i)),
+                     response_head(kSize) + PayloadBytes(kSize, s0 + i));
+  Gotlscap cap(p.dir, {"-e", p.client});
+  ASSERT_TRUE(cap.WaitReady());
+  // env -C: s_server serves files relative to its working directory (env execs it: same pid).
+  Proc ossl({"env", "-C", www.path(), "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", "cert.pem", "-key",
+             "key.pem", "-HTTP"});
+  auto line = ossl.WaitLine(1, "ACCEPT 127.0.0.1:", seconds(30));
+  ASSERT_TRUE(line) << ossl.Describe();
+  const std::string addr = line->substr(std::string("ACCEPT ").size());
+  std::vector<ProcRun> runs;
+  for (const char* tls : {"1.3", "1.2"}) {
+    const uint32_t s0 = kSeeds[runs.size()];
+    runs.push_back(RunToEnd({p.client, "-url", "https://" + addr, "-mode", "bytes", "-n", std::to_string(kN), "-size",
+                             std::to_string(kSize), "-seed", std::to_string(s0), "-tls", tls}));
+    EXPECT_EQ(runs.back().exit_code, 0) << runs.back().describe;
+  }
+  ossl.Signal(SIGTERM);
+  ossl.Wait(seconds(10));
+  Output o = cap.Stop();
+  ExpectCleanOutput(o);
+  EXPECT_TRUE(o.notices.empty()) << o.notices.size() << " notices, first: " << o.notices.front();
+  Problems pr(20);
+  const std::vector<std::pair<std::string, std::string>> want_resp_headers = {
+      {"Content-Type", "application/octet-stream"},
+      {"Content-Length", std::to_string(kSize)},
+      {"X-Served-By", "openssl s_server"},
+      {"Connection", "close"}};
+  size_t nreq = 0, nresp = 0;
+  for (size_t k = 0; k < runs.size(); k++) {
+    std::set<std::string> seen_req, seen_resp;
+    for (const auto& e : o.http) {
+      if (e.pid != uint32_t(runs[k].pid)) continue;
+      if (e.proto != "HTTP/1.1" || e.remote != addr || e.comm != "client") pr.Add("odd event: " + e.Brief());
+      const std::string& path = e.kind == "request" ? e.path : e.req_path;
+      const size_t at = path.find("&seed=");
+      const auto seed = at == std::string::npos ? std::nullopt : ParseU64(path.substr(at + 6), 10);
+      if (path.rfind("/bytes?n=" + std::to_string(kSize) + "&seed=", 0) != 0 || !seed || *seed < kSeeds[k] ||
+          *seed >= kSeeds[k] + kN) {
+        pr.Add("unexpected path: " + e.Brief());
+        continue;
+      }
+      if (e.kind == "request") {
+        nreq++;
+        if (!seen_req.insert(path).second) pr.Add("request twice: " + e.Brief());
+        if (e.method != "GET" || e.authority != addr || !e.body.empty() || e.Header("Host") != addr ||
+            e.Header("User-Agent") != "Go-http-client/1.1")
+          pr.Add("request: " + e.line);
+      } else {
+        nresp++;
+        if (!seen_resp.insert(path).second) pr.Add("response twice: " + e.Brief());
+        if (e.status != 200 || e.req_method != "GET" || e.headers != want_resp_headers ||
+            e.body != PayloadBytes(kSize, uint32_t(*seed)) || e.body_wire_len != kSize || e.body_decoded)
+          pr.Add("response: " + e.line);
+      }
+    }
+  }
+  EXPECT_EQ(nreq, runs.size() * kN);
+  EXPECT_EQ(nresp, runs.size() * kN);
+  EXPECT_EQ(o.http.size(), runs.size() * kN * 2);
+  EXPECT_EQ(pr.size(), 0u) << pr.str();
 }
 
 }  // namespace

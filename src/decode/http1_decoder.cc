@@ -570,7 +570,7 @@ class Http1Decoder final : public ConnectionDecoder {
               Notice(d, fmt::format("chunked trailer: {}", why), St::kResync);
               continue;
             }
-            for (auto& t : trailers) d.cur.headers.push_back(std::move(t));
+            for (auto& t : trailers) d.cur.trailers.push_back(std::move(t));
           }
           Consume(d, end);
           Complete(d);

@@ -3,7 +3,7 @@
 // Which direction carries requests is learned from the first start line seen (request line
 // `METHOD SP target SP HTTP/1.x` or status line `HTTP/1.x SP 3DIGIT`), so the traced process may be
 // the client or the server. Per direction, bytes are framed as RFC 9112 says:
-//   - requests: Transfer-Encoding chunked (trailers are appended to `headers`), Content-Length,
+//   - requests: Transfer-Encoding chunked (trailer fields go to `trailers`), Content-Length,
 //     else no body; a Transfer-Encoding other than chunked is invalid;
 //   - responses: none for 1xx / 204 / 304 and for answers to HEAD; chunked; Content-Length; else,
 //     for HTTP/1.0 or `Connection: close` (or a non-chunked Transfer-Encoding), the body runs to

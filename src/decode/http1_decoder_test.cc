@@ -38,6 +38,8 @@ std::string Summary(const HttpMessage& m) {
   std::string s = m.proto + "|" + (m.kind == Kind::kRequest ? "req" : "resp") + "|" + m.method + "|" + m.path + "|" +
                   m.authority + "|" + std::to_string(m.status) + "|";
   for (const auto& [k, v] : m.headers) s += k + "=" + v + ";";
+  s += "|";
+  for (const auto& [k, v] : m.trailers) s += k + "=" + v + ";";
   s += "|" + m.body + "|" + std::to_string(m.body_wire_len) + "|" + m.content_encoding + "|" +
        std::to_string(m.body_decoded) + std::to_string(m.body_truncated) + "|" + m.request_method + " " + m.request_path;
   return s;
@@ -198,8 +200,9 @@ TEST(Http1Decoder, MixedExchangeUnderAllChunkings) {
   EXPECT_EQ(upload.method, "POST");
   EXPECT_EQ(upload.body, "Wikipedia in\r\n\r\nchunks.");
   EXPECT_EQ(upload.body_wire_len, upload.body.size());
-  EXPECT_EQ(upload.headers.back().first, "X-Sum");
-  EXPECT_EQ(upload.headers.back().second, "42");
+  EXPECT_EQ(upload.headers.back().first, "Trailer");
+  ASSERT_EQ(upload.trailers.size(), 1u);
+  EXPECT_EQ(upload.trailers[0], (std::pair<std::string, std::string>("X-Sum", "42")));
   EXPECT_EQ(c.msgs[3].body, "abc");
   EXPECT_EQ(c.msgs[3].request_path, "/upload");
 

@@ -883,7 +883,7 @@ class Http2Decoder final : public ConnectionDecoder {
       }
     } else {
       // Trailers (or headers after a body whose headers were not captured).
-      for (auto& kv : b.headers) h.msg.headers.push_back(std::move(kv));
+      for (auto& kv : b.headers) h.msg.trailers.push_back(std::move(kv));
       h.held += b.size;
       held_ += b.size;
     }

@@ -497,8 +497,10 @@ TEST(Http2Decoder, GrpcLengthPrefixedMessages) {
   EXPECT_EQ(r.messages[0].body, body);
   const HttpMessage& resp = r.messages[1];
   EXPECT_EQ(resp.grpc_messages, (std::vector<uint64_t>{70000}));
-  ASSERT_EQ(resp.headers.size(), 4u);  // trailers appended
-  EXPECT_EQ(resp.headers[2], (std::pair<std::string, std::string>("grpc-status", "0")));
+  ASSERT_EQ(resp.headers.size(), 2u);
+  ASSERT_EQ(resp.trailers.size(), 2u);
+  EXPECT_EQ(resp.trailers[0], (std::pair<std::string, std::string>("grpc-status", "0")));
+  EXPECT_EQ(resp.trailers[1], (std::pair<std::string, std::string>("grpc-message", "")));
   EXPECT_EQ(resp.request_path, "/pkg.Svc/Method");
 }
 
@@ -545,6 +547,7 @@ TEST(Http2Decoder, PushPromiseHeaderBlockIsDecoded) {
 bool SameMessage(const HttpMessage& a, const HttpMessage& b) {
   return a.proto == b.proto && a.kind == b.kind && a.stream == b.stream && a.method == b.method &&
          a.path == b.path && a.authority == b.authority && a.status == b.status && a.headers == b.headers &&
+         a.trailers == b.trailers &&
          a.body == b.body && a.body_wire_len == b.body_wire_len && a.content_encoding == b.content_encoding &&
          a.body_decoded == b.body_decoded && a.body_truncated == b.body_truncated &&
          a.grpc_messages == b.grpc_messages && a.request_method == b.request_method &&

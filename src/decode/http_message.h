@@ -22,12 +22,18 @@ struct HttpMessage {
   std::string authority;  // requests: Host header or :authority
   int status = 0;         // responses (HTTP/2: :status)
   std::vector<std::pair<std::string, std::string>> headers;  // as sent (HTTP/2: pseudo-headers too)
+  // Fields sent after the body: HTTP/1 chunked trailer fields, HTTP/2 trailing HEADERS
+  // (gRPC's grpc-status and grpc-message).
+  std::vector<std::pair<std::string, std::string>> trailers;
   std::string body;             // decoded: chunked coding and Content-Encoding removed (unless raw)
   uint64_t body_wire_len = 0;   // body bytes as they were on the wire (after chunking removed)
   std::string content_encoding; // as sent ("gzip", "br", ...), empty if none
   bool body_decoded = false;    // Content-Encoding was removed
   bool body_truncated = false;  // the body exceeded the per-message cap; `body` holds its start
-  std::vector<uint64_t> grpc_messages;  // sizes of length-prefixed gRPC messages in the body
+  // Sizes of the length-prefixed messages (1-byte compressed flag, 4-byte big-endian length,
+  // message) of a body whose content-type is application/grpc* (HTTP/2 only), in order; empty
+  // otherwise. A message cut short by the end of the body is not listed.
+  std::vector<uint64_t> grpc_messages;
   // A response names the request it answers (HTTP/1: the oldest unanswered request on the
   // connection; HTTP/2: the request on the same stream).
   std::string request_method, request_path;

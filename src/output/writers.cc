@@ -41,7 +41,12 @@ void AppendBody(fmt::memory_buffer& b, const decode::HttpMessage& m) {
                  m.body_decoded ? fmt::format(", {} decoded from {} bytes", m.content_encoding, m.body_wire_len) : "",
                  m.body_truncated ? ", truncated" : "",
                  m.grpc_messages.empty() ? "" : fmt::format(", {} gRPC messages", m.grpc_messages.size()), "");
-  for (size_t i = 0; i < m.grpc_messages.size(); i++) fmt::format_to(it, "[gRPC message {}: {} bytes]\n", i + 1, m.grpc_messages[i]);
+  // gRPC message boundaries: one line per message, the first kGrpcShown of them.
+  constexpr size_t kGrpcShown = 64;
+  for (size_t i = 0; i < m.grpc_messages.size() && i < kGrpcShown; i++)
+    fmt::format_to(it, "[gRPC message {}: {} bytes]\n", i + 1, m.grpc_messages[i]);
+  if (m.grpc_messages.size() > kGrpcShown)
+    fmt::format_to(it, "[... {} more gRPC messages]\n", m.grpc_messages.size() - kGrpcShown);
   constexpr size_t kShown = 4096;
   const std::string_view shown = std::string_view(m.body).substr(0, kShown);
   if (printable == m.body.size()) {
@@ -101,6 +106,8 @@ class TextWriter : public BufferedWriter {
     b.append(std::string_view(mark));
     b.push_back('\n');
     AppendBody(b, m);
+    // Trailers after the body, as they were sent.
+    for (const auto& [k, v] : m.trailers) fmt::format_to(it, "{}{}: {}\n", mark, k, v);
     b.push_back('\n');
     Put(b);
   }
@@ -162,6 +169,11 @@ class JsonWriter : public BufferedWriter {
       j["request"] = {{"method", m.request_method}, {"path", m.request_path}};
     }
     j["headers"] = headers;
+    if (!m.trailers.empty()) {
+      nlohmann::ordered_json trailers = nlohmann::ordered_json::array();
+      for (const auto& [k, v] : m.trailers) trailers.push_back({k, v});
+      j["trailers"] = trailers;
+    }
     j["body_len"] = m.body.size();
     j["body_wire_len"] = m.body_wire_len;
     if (!m.content_encoding.empty()) j["content_encoding"] = m.content_encoding;

@@ -27,8 +27,14 @@ type ClientConfig struct {
 	Insecure    bool   // skip certificate verification (self-signed server)
 	Concurrency int
 	WaitReady   time.Duration // retry TCP connect for this long before starting
-	Mode        string        // "echo" (POST /echo only) or "all" (cycle all endpoints)
-	KeyLog      io.Writer
+	// "echo" (POST /echo only), "all" (cycle allPaths), "headers", "grpc", or one endpoint of
+	// allPaths ("bytes": GET /bytes?n=Size&seed=S only, ...)
+	Mode string
+	// HeaderSize > 0: every request carries BigHeader: HeaderValue(HeaderSize, seed).
+	HeaderSize int
+	// RepeatHeader: every request carries RepeatHeader: RepeatValue.
+	RepeatHeader bool
+	KeyLog       io.Writer
 }
 
 // Result summarises a run; Sent/Received count HTTP body bytes (what a
@@ -107,8 +113,8 @@ func RunClient(c ClientConfig) (Result, error) {
 	if c.Concurrency < 1 {
 		c.Concurrency = 1
 	}
-	if c.Mode != "echo" && c.Mode != "all" {
-		return res, fmt.Errorf("bad mode %q (want echo or all)", c.Mode)
+	if !validMode(c.Mode) {
+		return res, fmt.Errorf("bad mode %q (want echo, all, headers, grpc or one of %v)", c.Mode, allPaths)
 	}
 	if c.WaitReady > 0 {
 		if err := waitReady(c.URL, c.WaitReady); err != nil {
@@ -150,8 +156,20 @@ func RunClient(c ClientConfig) (Result, error) {
 	return res, firstErr
 }
 
+func validMode(m string) bool {
+	if m == "all" || m == "headers" || m == "grpc" {
+		return true
+	}
+	for _, p := range allPaths {
+		if m == p {
+			return true
+		}
+	}
+	return false
+}
+
 func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mutex) error {
-	path := "echo"
+	path := c.Mode // echo, headers, grpc, or one endpoint of allPaths
 	if c.Mode == "all" {
 		path = allPaths[i%len(allPaths)]
 	}
@@ -166,6 +184,24 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 	case "hello":
 		want = []byte(HelloText)
 		req, err = http.NewRequest("GET", c.URL+"/hello", nil)
+	case "headers":
+		// The server echoes the big request header as the body.
+		if c.HeaderSize > 0 {
+			want = []byte(HeaderValue(c.HeaderSize, seed))
+		}
+		req, err = http.NewRequest("GET", fmt.Sprintf("%s/headers?n=%d&seed=%d", c.URL, c.HeaderSize, seed), nil)
+	case "grpc":
+		var reqBody []byte
+		for j, n := range GrpcSizes(c.Size) {
+			m := Payload(n, seed+uint32(j))
+			reqBody = GrpcFrame(reqBody, m)
+			want = GrpcFrame(want, append([]byte(GrpcReplyPrefix), m...))
+		}
+		req, err = http.NewRequest("POST", c.URL+"/grpc", bytes.NewReader(reqBody))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/grpc")
+			req.Header.Set("Te", "trailers")
+		}
 	default: // bytes, chunked, gzip: all return Payload(Size, seed)
 		want = Payload(c.Size, seed)
 		req, err = http.NewRequest("GET", fmt.Sprintf("%s/%s?n=%d&seed=%d", c.URL, path, c.Size, seed), nil)
@@ -175,6 +211,12 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 	}
 	if err != nil {
 		return err
+	}
+	if c.HeaderSize > 0 {
+		req.Header.Set(BigHeader, HeaderValue(c.HeaderSize, seed))
+	}
+	if c.RepeatHeader {
+		req.Header.Set(RepeatHeader, RepeatValue)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -206,6 +248,23 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 	}
 	if !bytes.Equal(body, want) {
 		return fmt.Errorf("/%s: body mismatch (got %d bytes, want %d)", path, len(body), len(want))
+	}
+	if path == "headers" {
+		if c.HeaderSize > 0 && resp.Header.Get(BigResponseHeader) != HeaderValue(c.HeaderSize, ^seed) {
+			return fmt.Errorf("/headers: %s mismatch (%d bytes)", BigResponseHeader, len(resp.Header.Get(BigResponseHeader)))
+		}
+		if c.RepeatHeader && resp.Header.Get(RepeatHeader) != RepeatValue {
+			return fmt.Errorf("/headers: %s not echoed", RepeatHeader)
+		}
+	}
+	if path == "grpc" {
+		// Trailers are known once the body was read to its end.
+		if got := resp.Trailer.Get("Grpc-Status"); got != "0" {
+			return fmt.Errorf("/grpc: trailer grpc-status %q, want 0", got)
+		}
+		if got, w := resp.Trailer.Get("Grpc-Message"), fmt.Sprintf("%d messages", len(GrpcSizes(c.Size))); got != w {
+			return fmt.Errorf("/grpc: trailer grpc-message %q, want %q", got, w)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -22,7 +22,11 @@ func ClientFlags(withURL bool) func() ClientConfig {
 	flag.BoolVar(&c.Insecure, "insecure", true, "skip certificate verification (the test server is self-signed)")
 	flag.IntVar(&c.Concurrency, "concurrency", 1, "parallel requests")
 	wait := flag.Int("wait-ready", 0, "retry connecting to the server for up to this many seconds")
-	flag.StringVar(&c.Mode, "mode", "echo", "echo: POST /echo only; all: cycle echo, bytes, chunked, gzip, hello")
+	flag.StringVar(&c.Mode, "mode", "echo", "echo: POST /echo only; all: cycle echo, bytes, chunked, gzip, hello; "+
+		"headers: GET /headers?n=HEADER-SIZE (large headers both ways); grpc: gRPC-style POST /grpc with trailers; "+
+		"bytes, chunked, gzip or hello: that endpoint only")
+	flag.IntVar(&c.HeaderSize, "header-size", 0, "add header "+BigHeader+" of this many bytes to every request")
+	flag.BoolVar(&c.RepeatHeader, "repeat-header", false, "add header "+RepeatHeader+" (the same value) to every request")
 	return func() ClientConfig {
 		c.URL = url
 		c.Seed = uint32(*seed)

@@ -15,6 +15,10 @@ import (
 type ServerConfig struct {
 	MaxVersion uint16    // 0: crypto/tls default
 	KeyLog     io.Writer // optional NSS key log
+	// H2MaxFrame: SETTINGS_MAX_FRAME_SIZE the HTTP/2 server announces (0:
+	// Go's default, 1 MiB). 16384 makes clients split large header blocks
+	// into CONTINUATION frames. Needs Go 1.24 (http.Server.HTTP2).
+	H2MaxFrame int
 }
 
 // Handler serves the test endpoints. Everything a test might want to check
@@ -27,6 +31,15 @@ type ServerConfig struct {
 //	                       (default 4096), flushed after each piece: on
 //	                       HTTP/1.1 this is Transfer-Encoding: chunked
 //	/gzip?n=N&seed=S       gzip(Payload(N, S)), Content-Encoding: gzip
+//	/headers?n=N&seed=S    response header X-Gotlscap-Big-Response:
+//	                       HeaderValue(N, ^S) (none if N is 0), the request's
+//	                       X-Gotlscap-Repeat header echoed, and as body the
+//	                       request's X-Gotlscap-Big header value
+//	/grpc                  gRPC-style: the body is length-prefixed messages;
+//	                       the answer (content-type application/grpc) holds
+//	                       GrpcReplyPrefix+m for each message m, then the
+//	                       trailers grpc-status: 0 and grpc-message:
+//	                       "N messages"
 func Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
@@ -83,6 +96,41 @@ func Handler() http.Handler {
 		zw.Write(Payload(n, seed))
 		zw.Close()
 	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		n, seed := intParam(r, "n", 0), uint32(intParam(r, "seed", 0))
+		if n > 0 {
+			w.Header().Set(BigResponseHeader, HeaderValue(n, ^seed))
+		}
+		if v := r.Header.Get(RepeatHeader); v != "" {
+			w.Header().Set(RepeatHeader, v)
+		}
+		body := r.Header.Get(BigHeader)
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		io.WriteString(w, body)
+	})
+	mux.HandleFunc("/grpc", func(w http.ResponseWriter, r *http.Request) {
+		body, err := ioutil.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		msgs, ok := GrpcSplit(body)
+		if !ok || r.Header.Get("Content-Type") != "application/grpc" {
+			http.Error(w, "not a gRPC-style request", http.StatusBadRequest)
+			return
+		}
+		var out []byte
+		for _, m := range msgs {
+			out = GrpcFrame(out, append([]byte(GrpcReplyPrefix), m...))
+		}
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
+		w.WriteHeader(http.StatusOK)
+		w.Write(out)
+		w.Header().Set("Grpc-Status", "0")
+		w.Header().Set("Grpc-Message", fmt.Sprintf("%d messages", len(msgs)))
+	})
 	return mux
 }
 
@@ -119,6 +167,12 @@ func Listen(addr string, cfg ServerConfig) (net.Listener, *http.Server, error) {
 			// versions we test (1.15+).
 			NextProtos: []string{"h2", "http/1.1"},
 		},
+	}
+	if cfg.H2MaxFrame != 0 {
+		if err := setH2MaxFrame(srv, cfg.H2MaxFrame); err != nil {
+			ln.Close()
+			return nil, nil, err
+		}
 	}
 	return ln, srv, nil
 }
