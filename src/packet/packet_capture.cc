@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include <bpf/bpf.h>
@@ -16,6 +17,10 @@
 
 namespace gotlscap::packet {
 namespace {
+
+// BPF_TCX_INGRESS / BPF_TCX_EGRESS (Linux 6.6), newer than Debian 12's uapi headers.
+constexpr int kTcxIngress = 46;
+constexpr int kTcxEgress = 47;
 
 uint64_t RoundUpPow2(uint64_t v) {
   uint64_t p = 4096;
@@ -71,27 +76,37 @@ Result<int> PacketCapture::Attach(const NetInterface& itf, const std::string& fi
     ASSIGN_OR_RETURN(auto insns, TranslateCbpf(cbpf, CbpfEpilogue::TailCall(bpf_map__fd(jump))));
     ASSIGN_OR_RETURN(int prog_fd, LoadFilterProgram(insns, "gotlscap_filter"));
 
-    Hook h{itf.ifindex, point, 0, 0, prog_fd, false};
-    bpf_tc_hook hook{};
-    hook.sz = sizeof(hook);
-    hook.ifindex = static_cast<int>(itf.ifindex);
-    hook.attach_point = static_cast<bpf_tc_attach_point>(point);
-    int err = bpf_tc_hook_create(&hook);  // the clsact qdisc; -EEXIST when already there
-    if (err && err != -EEXIST) {
-      close(prog_fd);
-      return LibbpfError(fmt::format("cannot add a clsact qdisc to {}", itf.name).c_str(), err);
+    Hook h{itf.ifindex, point, 0, 0, prog_fd, -1};
+    // tcx (kernel 6.6+): a link owned by this process, so several captures can share an
+    // interface and a killed gotlscap leaves nothing attached. Older kernels: a clsact filter.
+    // GOTLSCAP_TC_CLSACT=1 forces the fallback, so tests cover it on new kernels too.
+    static const bool force_clsact = std::getenv("GOTLSCAP_TC_CLSACT") != nullptr;
+    h.link_fd = force_clsact ? -1
+                             : bpf_link_create(prog_fd, static_cast<int>(itf.ifindex),
+                                               static_cast<bpf_attach_type>(point == BPF_TC_INGRESS ? kTcxIngress
+                                                                                                    : kTcxEgress),
+                                               nullptr);
+    if (h.link_fd < 0) {
+      bpf_tc_hook hook{};
+      hook.sz = sizeof(hook);
+      hook.ifindex = static_cast<int>(itf.ifindex);
+      hook.attach_point = static_cast<bpf_tc_attach_point>(point);
+      int err = bpf_tc_hook_create(&hook);  // the clsact qdisc; -EEXIST when already there
+      if (err && err != -EEXIST) {
+        close(prog_fd);
+        return LibbpfError(fmt::format("cannot add a clsact qdisc to {}", itf.name).c_str(), err);
+      }
+      bpf_tc_opts topts{};
+      topts.sz = sizeof(topts);
+      topts.prog_fd = prog_fd;
+      err = bpf_tc_attach(&hook, &topts);
+      if (err) {
+        close(prog_fd);
+        return LibbpfError(fmt::format("cannot attach to {}", itf.name).c_str(), err);
+      }
+      h.handle = topts.handle;
+      h.priority = topts.priority;
     }
-    h.created_qdisc = err == 0;
-    bpf_tc_opts topts{};
-    topts.sz = sizeof(topts);
-    topts.prog_fd = prog_fd;
-    err = bpf_tc_attach(&hook, &topts);
-    if (err) {
-      close(prog_fd);
-      return LibbpfError(fmt::format("cannot attach to {}", itf.name).c_str(), err);
-    }
-    h.handle = topts.handle;
-    h.priority = topts.priority;
     hooks_.push_back(h);
     ++attached;
   }
@@ -100,21 +115,22 @@ Result<int> PacketCapture::Attach(const NetInterface& itf, const std::string& fi
 
 void PacketCapture::DetachAll() {
   for (const Hook& h : hooks_) {
-    bpf_tc_hook hook{};
-    hook.sz = sizeof(hook);
-    hook.ifindex = static_cast<int>(h.ifindex);
-    hook.attach_point = static_cast<bpf_tc_attach_point>(h.attach_point);
-    bpf_tc_opts topts{};
-    topts.sz = sizeof(topts);
-    topts.handle = h.handle;
-    topts.priority = h.priority;
-    bpf_tc_detach(&hook, &topts);
-    close(h.prog_fd);
-    if (h.created_qdisc) {
-      // Destroying the hook removes the qdisc, hence both directions: only the creator does it.
-      hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
-      bpf_tc_hook_destroy(&hook);
+    if (h.link_fd >= 0) {
+      close(h.link_fd);  // detaches the tcx link
+    } else {
+      // Only our filter goes: the clsact qdisc may carry other tools' (or another gotlscap's)
+      // filters, so it stays, as an empty qdisc costs nothing.
+      bpf_tc_hook hook{};
+      hook.sz = sizeof(hook);
+      hook.ifindex = static_cast<int>(h.ifindex);
+      hook.attach_point = static_cast<bpf_tc_attach_point>(h.attach_point);
+      bpf_tc_opts topts{};
+      topts.sz = sizeof(topts);
+      topts.handle = h.handle;
+      topts.priority = h.priority;
+      bpf_tc_detach(&hook, &topts);
     }
+    close(h.prog_fd);
   }
   hooks_.clear();
 }

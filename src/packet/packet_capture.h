@@ -1,8 +1,8 @@
 // PacketCapture: the TC side of `gotlscap pcap`. Loads the capture programs (libbpf skeleton of
 // bpf/pcap.bpf.c), and for each interface compiles the user's pcap-filter expression, translates
 // it to an eBPF filter program (packet/cbpf_to_ebpf) that tail-calls the capture program on a
-// match, and attaches it to the interface's clsact hooks. Loopback gets the egress hook only:
-// each packet crosses lo twice, and tcpdump shows it once.
+// match, and attaches it to the interface's TC hooks (tcx links; clsact filters before Linux
+// 6.6). Loopback gets the egress hook only: each packet crosses lo twice, and tcpdump shows it once.
 #pragma once
 
 #include <cstdint>
@@ -54,7 +54,7 @@ class PacketCapture {
   // Checks `filter` against the interface's link type (a bad expression fails here, with
   // libpcap's message) and attaches. Returns the number of hooks attached (1 or 2).
   Result<int> Attach(const NetInterface& itf, const std::string& filter);
-  // Removes every filter this capture attached, and the clsact qdiscs it created.
+  // Removes every hook this capture attached (never a qdisc: others may be using it).
   void DetachAll();
   // Delivers every record in the ring buffer to the sink; never blocks.
   int Consume();
@@ -67,9 +67,9 @@ class PacketCapture {
   struct Hook {
     uint32_t ifindex;
     int attach_point;  // BPF_TC_INGRESS / BPF_TC_EGRESS
-    uint32_t handle, priority;
+    uint32_t handle, priority;  // of the clsact filter (when there is no tcx link)
     int prog_fd;
-    bool created_qdisc;
+    int link_fd;  // tcx link, -1 when attached as a clsact filter
   };
   PacketCaptureOptions opts_;
   Sink sink_;
