@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli/ecapture_command.h"
 #include "cli/exit_codes.h"
 #include "cli/inspect_command.h"
 #include "cli/keylog_command.h"
@@ -23,6 +24,8 @@ int main(int argc, char** argv) {
   RegisterKeylog(app, keylog);
   PcapOptions pcap;
   RegisterPcap(app, pcap);
+  EcaptureOptions ecapture;
+  RegisterEcapture(app, ecapture);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -41,5 +44,6 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("text")) return RunText(text);
   if (app.got_subcommand("keylog")) return RunKeylog(keylog);
   if (app.got_subcommand("pcap")) return RunPcap(pcap);
+  if (app.got_subcommand("gotls")) return RunEcapture(ecapture);
   return ExitCodeFor(gotlscap::ErrorKind::kUsage);
 }
