@@ -9,6 +9,7 @@
 #include "cli/inspect_command.h"
 #include "cli/keylog_command.h"
 #include "cli/pcap_command.h"
+#include "cli/ps_command.h"
 #include "cli/text_command.h"
 
 int main(int argc, char** argv) {
@@ -26,6 +27,8 @@ int main(int argc, char** argv) {
   RegisterPcap(app, pcap);
   EcaptureOptions ecapture;
   RegisterEcapture(app, ecapture);
+  PsOptions ps;
+  RegisterPs(app, ps);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -45,5 +48,6 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("keylog")) return RunKeylog(keylog);
   if (app.got_subcommand("pcap")) return RunPcap(pcap);
   if (app.got_subcommand("gotls")) return RunEcapture(ecapture);
+  if (app.got_subcommand("ps")) return RunPs(ps);
   return ExitCodeFor(gotlscap::ErrorKind::kUsage);
 }
