@@ -10,9 +10,10 @@
 //   - the file is mode 0600 and the summary line reports nothing lost.
 // For Go 1.15 (stack ABI), 1.19 and the newest toolchain; TLS 1.2 and 1.3, HTTP/1.1 and HTTP/2,
 // resumed sessions. Also: a filter that matches nothing (no packets, the secrets still written),
-// a second capture on the same interface that outlives the first, bad filters (libpcap's
-// message, exit 2, nothing attached, no file), `-w -` piped live into tshark, and a veth pair
-// into a network namespace (a real device, not loopback).
+// a second capture on the same interface that outlives the first, the clsact fallback of kernels
+// without tcx (GOTLSCAP_TC_CLSACT=1: nothing left on the interface, an existing qdisc kept), bad
+// filters (libpcap's message, exit 2, nothing attached, no file), `-w -` piped live into tshark,
+// and a veth pair into a network namespace (a real device, not loopback).
 //
 // Needs root, BPF, the matrix, tshark/dumpcap and iproute2: skips otherwise, fails under CI=true.
 // Every test copies the binaries it traces into its own directory (uprobes attach to an inode)
@@ -29,6 +30,8 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iostream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -341,68 +344,6 @@ class PcapCapture {
   std::unique_ptr<Proc> proc_;
 };
 
-// dumpcap on `ifname` with `filter`, writing `file`; ready once its sentinel is in the file.
-class Dumpcap {
- public:
-  Dumpcap(const std::string& ifname, const std::string& filter, const std::string& file)
-      : file_(file), proc_({"dumpcap", "-i", ifname, "-f", filter, "-w", file, "-q"}) {}
-  ::testing::AssertionResult Start(Sentinel& sentinel) {
-    if (!proc_.WaitLine(2, "Capturing on", seconds(30), true))
-      return ::testing::AssertionFailure() << "dumpcap did not start: " << proc_.Describe();
-    if (!sentinel.WaitCaptured(file_, seconds(20)))
-      return ::testing::AssertionFailure() << "dumpcap captures nothing: " << proc_.Describe();
-    return ::testing::AssertionSuccess();
-  }
-  // Once `sentinel` is in the file, everything sent before it is: then SIGINT.
-  ::testing::AssertionResult Stop(Sentinel& sentinel) {
-    if (!sentinel.WaitCaptured(file_, seconds(20)))
-      return ::testing::AssertionFailure() << "dumpcap stopped capturing: " << proc_.Describe();
-    proc_.Signal(SIGINT);
-    auto code = proc_.Wait(seconds(30));
-    if (!code || *code != 0) return ::testing::AssertionFailure() << "dumpcap failed: " << proc_.Describe();
-    return ::testing::AssertionSuccess();
-  }
-
- private:
-  std::string file_;
-  Proc proc_;
-};
-
-// The filter both captures use: every server port and the sentinels.
-std::string PortFilter(const std::vector<int>& ports) {
-  std::string f;
-  for (int p : ports) f += (f.empty() ? "" : " or ") + std::string("tcp port ") + std::to_string(p);
-  return f;
-}
-
-// Waits (up to 10 s) until no TCP socket of this network namespace on one of `ports` is in a
-// state that still sends packets (only LISTEN, TIME_WAIT and CLOSE left): the clients have
-// exited, but the server closes its ends, and the last ACKs cross, a moment later. Only then
-// does a sentinel prove that dumpcap has every packet of the connections.
-bool WaitConnectionsClosed(const std::vector<int>& ports) {
-  const auto deadline = Clock::now() + seconds(10);
-  const std::set<int> want(ports.begin(), ports.end());
-  while (true) {
-    bool busy = false;
-    std::ifstream in("/proc/net/tcp");
-    std::string line;
-    std::getline(in, line);  // header
-    while (std::getline(in, line)) {
-      auto f = SplitWs(line);
-      if (f.size() < 4) continue;
-      auto port = [](const std::string& a) {
-        auto c = a.find(':');
-        return c == std::string::npos ? 0 : static_cast<int>(std::strtol(a.c_str() + c + 1, nullptr, 16));
-      };
-      const std::string& st = f[3];
-      if ((want.count(port(f[1])) || want.count(port(f[2]))) && st != "0A" && st != "06" && st != "07") busy = true;
-    }
-    if (!busy) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-}
-
 // tshark decrypted every request and response of scenario `s` and nothing else.
 void ExpectAllDecrypted(const Scenario& s, const PortTally& t, const std::string& raw) {
   if (s.h2) {
@@ -638,6 +579,135 @@ TEST(PcapE2E, SecondCaptureSurvivesTheFirstStopping) {
   std::string raw;
   const auto t = Tshark(second_file, "", {srv.port}, &raw);
   ExpectAllDecrypted(s, At(t, srv.port), raw);
+}
+
+// ------------------------------------------------------------------------------------------
+// 2c. The clsact fallback (kernels without tcx)
+// ------------------------------------------------------------------------------------------
+
+// The program ids of the gotlscap filters `tc filter show dev IF DIRECTION` lists
+// ("... gotlscap_filter direct-action not_in_hw id 123 tag ..."): a filter without an id is
+// listed as "?" so that it is still counted.
+std::set<std::string> GotlscapTcFilters(const std::string& ifname, const std::string& direction, std::string* raw) {
+  CommandResult r = RunCommand({"tc", "filter", "show", "dev", ifname, direction});
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  *raw = r.out;
+  std::set<std::string> ids;
+  for (const auto& line : SplitLines(r.out)) {
+    if (line.find("gotlscap_filter") == std::string::npos) continue;
+    const auto w = SplitWs(line);
+    auto id = std::find(w.begin(), w.end(), "id");
+    ids.insert(id != w.end() && id + 1 != w.end() ? *(id + 1) : "?");
+  }
+  return ids;
+}
+
+bool HasClsact(const std::string& ifname) {
+  return RunCommand({"tc", "qdisc", "show", "dev", ifname}).out.find("qdisc clsact") != std::string::npos;
+}
+
+// A clsact qdisc on `ifname` for the duration of a test: added if there was none (and then removed
+// at the end), left alone if there was one.
+class ClsactQdisc {
+ public:
+  explicit ClsactQdisc(std::string ifname) : ifname_(std::move(ifname)) {
+    if (HasClsact(ifname_)) return;
+    CommandResult r = RunCommand({"tc", "qdisc", "add", "dev", ifname_, "clsact"});
+    added_ = r.exit_code == 0;
+    error_ = r.Describe();
+  }
+  ~ClsactQdisc() {
+    if (added_) RunCommand({"tc", "qdisc", "del", "dev", ifname_, "clsact"});
+  }
+  ClsactQdisc(const ClsactQdisc&) = delete;
+  ClsactQdisc& operator=(const ClsactQdisc&) = delete;
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string ifname_, error_;
+  bool added_ = false;
+};
+
+// GOTLSCAP_TC_CLSACT=1 makes gotlscap attach classic TC filters to a clsact qdisc, as it does on
+// kernels older than 6.6 (no tcx). The capture must be as good as with tcx (decrypts alone, the
+// same packets as dumpcap), its filter must really sit on the qdisc while it runs, and be gone
+// after gotlscap exits; the clsact qdisc, which was there before (another tool's), stays.
+TEST(PcapE2E, ClsactFallbackDecryptsAndLeavesNoFilter) {
+  REQUIRE_PCAP_ENV(true);
+  Programs progs;
+  ASSERT_TRUE(CopyPrograms("", &progs));
+  ClsactQdisc qdisc("lo");
+  ASSERT_TRUE(HasClsact("lo")) << "cannot add a clsact qdisc to lo: " << qdisc.error();
+  std::string raw_before, raw_ingress;
+  const std::set<std::string> before = GotlscapTcFilters("lo", "egress", &raw_before);
+  if (!before.empty()) std::cerr << "[ NOTE ] gotlscap filters on lo before the test (a killed run?):\n" << raw_before;
+  const std::set<std::string> ingress_before = GotlscapTcFilters("lo", "ingress", &raw_ingress);
+
+  const std::string ours_file = progs.dir.File("ours.pcapng"), theirs_file = progs.dir.File("theirs.pcapng");
+  const Scenario& s = kScenarios[1];  // HTTP/1.1 on TLS 1.3
+  Server srv;
+  ASSERT_TRUE(StartServer(progs.server, &srv));
+  Sentinel sentinel_start, sentinel_end;
+  const std::string filter = PortFilter({srv.port, sentinel_start.port(), sentinel_end.port()});
+  {
+    // `env` execs gotlscap: the Proc's pid is gotlscap's, SIGINT reaches it.
+    PcapCapture cap({"-i", "lo", "-w", ours_file, "-e", progs.server, "-e", progs.client, filter},
+                    {"env", "GOTLSCAP_TC_CLSACT=1"});
+    // A failed assertion must not SIGKILL gotlscap (Proc's destructor): a killed capture leaves its
+    // clsact filter behind, which is what this test looks for.
+    struct StopGently {
+      Proc& p;
+      ~StopGently() {
+        p.Signal(SIGINT);
+        p.Wait(seconds(30));
+      }
+    } stop_gently{cap.proc()};
+    ASSERT_TRUE(cap.WaitReady());
+    std::string raw_during;
+    const std::set<std::string> during = GotlscapTcFilters("lo", "egress", &raw_during);
+    std::set<std::string> ours_ids;
+    std::set_difference(during.begin(), during.end(), before.begin(), before.end(),
+                        std::inserter(ours_ids, ours_ids.end()));
+    EXPECT_EQ(ours_ids.size(), 1u) << "one clsact filter of ours on lo egress while capturing (the fallback was "
+                                      "not used?):\n"
+                                   << raw_during;
+    EXPECT_EQ(GotlscapTcFilters("lo", "ingress", &raw_ingress), ingress_before)
+        << "loopback: egress only\n"
+        << raw_ingress;
+    Dumpcap dumpcap("lo", filter, theirs_file);
+    ASSERT_TRUE(dumpcap.Start(sentinel_start));
+    ClientRun run = RunClient(progs.client, srv.port, s, progs.dir.File("ref.log"));
+    ASSERT_EQ(run.exit_code, 0) << run.describe;
+    EXPECT_TRUE(WaitConnectionsClosed({srv.port})) << "connections still open 10 s after the client exited";
+    ASSERT_TRUE(dumpcap.Stop(sentinel_end));
+    PcapRun pr = cap.Stop();
+    ASSERT_EQ(pr.exit_code, 0) << pr.describe;
+    ASSERT_TRUE(pr.summary.parsed) << pr.describe;
+    EXPECT_EQ(pr.summary.lost, 0u) << pr.err;
+    EXPECT_EQ(FileMode(ours_file), 0600u);
+
+    // Nothing of ours left behind; the qdisc that was there before is kept.
+    std::string raw_after;
+    const std::set<std::string> after = GotlscapTcFilters("lo", "egress", &raw_after);
+    for (const auto& id : ours_ids)
+      EXPECT_FALSE(after.count(id)) << "filter id " << id << " left on lo:\n" << raw_after;
+    EXPECT_EQ(after, before) << raw_after;
+    if (before.empty()) {
+      EXPECT_THAT(raw_after, Not(HasSubstr("gotlscap_filter")));
+    }
+    EXPECT_TRUE(HasClsact("lo")) << "the clsact qdisc that existed before the capture was deleted";
+
+    const Pcapng ours = ReadPcapng(ours_file), theirs = ReadPcapng(theirs_file);
+    ASSERT_EQ(ours.error, "") << ours_file;
+    ASSERT_EQ(theirs.error, "") << theirs_file;
+    EXPECT_EQ(ours.packets.size(), pr.summary.packets) << pr.err;
+    EXPECT_GT(ours.packets.size(), 0u) << pr.err;
+    EXPECT_EQ(ComparePackets(ours, theirs, {sentinel_start.port(), sentinel_end.port()}), "");
+    std::string raw;
+    const auto t = Tshark(ours_file, "", {srv.port}, &raw);
+    ExpectAllDecrypted(s, At(t, srv.port), raw);
+    ExpectReferenceKeys(ours.secrets, run.reference);
+  }
 }
 
 // ------------------------------------------------------------------------------------------

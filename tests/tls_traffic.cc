@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
@@ -135,6 +137,60 @@ void Sentinel::Ping() {
     if (s >= 0) close(s);
   }
   close(c);
+}
+
+// ------------------------------------------------------------------------------------------
+// dumpcap, capture filters, connection ends
+// ------------------------------------------------------------------------------------------
+
+Dumpcap::Dumpcap(const std::string& ifname, const std::string& filter, const std::string& file)
+    : file_(file), proc_({"dumpcap", "-i", ifname, "-f", filter, "-w", file, "-q"}) {}
+
+::testing::AssertionResult Dumpcap::Start(Sentinel& sentinel) {
+  if (!proc_.WaitLine(2, "Capturing on", seconds(30), true))
+    return ::testing::AssertionFailure() << "dumpcap did not start: " << proc_.Describe();
+  if (!sentinel.WaitCaptured(file_, seconds(20)))
+    return ::testing::AssertionFailure() << "dumpcap captures nothing: " << proc_.Describe();
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult Dumpcap::Stop(Sentinel& sentinel) {
+  if (!sentinel.WaitCaptured(file_, seconds(20)))
+    return ::testing::AssertionFailure() << "dumpcap stopped capturing: " << proc_.Describe();
+  proc_.Signal(SIGINT);
+  auto code = proc_.Wait(seconds(30));
+  if (!code || *code != 0) return ::testing::AssertionFailure() << "dumpcap failed: " << proc_.Describe();
+  return ::testing::AssertionSuccess();
+}
+
+std::string PortFilter(const std::vector<int>& ports) {
+  std::string f;
+  for (int p : ports) f += (f.empty() ? "" : " or ") + std::string("tcp port ") + std::to_string(p);
+  return f;
+}
+
+bool WaitConnectionsClosed(const std::vector<int>& ports) {
+  const auto deadline = Clock::now() + seconds(10);
+  const std::set<int> want(ports.begin(), ports.end());
+  while (true) {
+    bool busy = false;
+    std::ifstream in("/proc/net/tcp");
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      auto f = SplitWs(line);
+      if (f.size() < 4) continue;
+      auto port = [](const std::string& a) {
+        auto c = a.find(':');
+        return c == std::string::npos ? 0 : static_cast<int>(std::strtol(a.c_str() + c + 1, nullptr, 16));
+      };
+      const std::string& st = f[3];
+      if ((want.count(port(f[1])) || want.count(port(f[2]))) && st != "0A" && st != "06" && st != "07") busy = true;
+    }
+    if (!busy) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
 }
 
 // ------------------------------------------------------------------------------------------

@@ -54,6 +54,31 @@ class Sentinel {
   std::string ip_ = "127.0.0.1";
 };
 
+// dumpcap on `ifname` with `filter`, writing `file`: the reference capture the e2e tests compare
+// with or decrypt. Started (and stopped) with a Sentinel, so the file provably holds everything
+// sent after Start() and before Stop().
+class Dumpcap {
+ public:
+  Dumpcap(const std::string& ifname, const std::string& filter, const std::string& file);
+  // Ready once `sentinel`'s packet is in the file.
+  ::testing::AssertionResult Start(Sentinel& sentinel);
+  // Once `sentinel` is in the file, everything sent before it is: then SIGINT.
+  ::testing::AssertionResult Stop(Sentinel& sentinel);
+
+ private:
+  std::string file_;
+  Proc proc_;
+};
+
+// A capture filter for every port of `ports`: "tcp port A or tcp port B ...".
+std::string PortFilter(const std::vector<int>& ports);
+
+// Waits (up to 10 s) until no TCP socket of this network namespace on one of `ports` is in a
+// state that still sends packets (only LISTEN, TIME_WAIT and CLOSE left): the clients have
+// exited, but the server closes its ends, and the last ACKs cross, a moment later. Only then
+// does a sentinel prove that dumpcap has every packet of the connections.
+bool WaitConnectionsClosed(const std::vector<int>& ports);
+
 // ------------------------------------------------------------------------------------------
 // tshark
 // ------------------------------------------------------------------------------------------
