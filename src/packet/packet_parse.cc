@@ -34,6 +34,9 @@ std::optional<L3> ParseIpv4(std::string_view d) {
   if (p[0] >> 4 != 4) return std::nullopt;
   size_t ihl = (p[0] & 15) * 4u;
   size_t total = Be16(p + 2);
+  // Total length 0: a TSO / BIG TCP packet longer than 64 KiB as TC egress sees it before the
+  // kernel segments it (the field cannot hold its size): it runs to the end of what was captured.
+  if (total == 0) total = d.size();
   if (ihl < 20 || total < ihl || d.size() < ihl) return std::nullopt;
   // A non-first fragment carries no L4 header: its connection cannot be told.
   if ((Be16(p + 6) & 0x1FFF) != 0) return std::nullopt;

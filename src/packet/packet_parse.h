@@ -55,7 +55,9 @@ struct ParsedPacket {
 
 // The connection of a packet of link type `linktype` (kLinktypeEthernet, kLinktypeRaw,
 // kLinktypeIpv4/6). nullopt for anything that is not TCP or UDP over IP with a whole L4 header in
-// the captured bytes: ARP, ICMP, non-first fragments, truncated or malformed headers.
+// the captured bytes: ARP, ICMP, non-first fragments, truncated or malformed headers. An IPv4
+// total length of 0 (a TSO / BIG TCP packet over 64 KiB, seen at TC egress before segmentation)
+// or an IPv6 payload length of 0 (jumbogram) means the packet runs to the end of the captured bytes.
 std::optional<ParsedPacket> ParsePacket(int linktype, std::string_view data);
 
 // The client random (32 raw bytes) when `tcp_payload` starts with a TLS handshake record
