@@ -11,7 +11,9 @@
 //   - HTTP/2 header blocks over 16 KiB (HEADERS + CONTINUATION) both ways, and a header repeated
 //     on every request (HPACK dynamic-table references), with the frames checked in the capture;
 //   - a gRPC-style exchange (length-prefixed messages, grpc-status trailers), JSON and text;
-//   - the Go client against openssl s_server (a non-Go TLS server), HTTP/1.1.
+//   - the Go client against openssl s_server (a non-Go TLS server), HTTP/1.1;
+//   - connection ends: a "close" event after the last event of every connection, and an HTTP/1.0
+//     body that runs to the end of its connection decoded while the capture still runs.
 // Needs root and BPF (skips otherwise, fails under CI=true) and the matrix (scripts/go-matrix.sh).
 #include <signal.h>
 #include <unistd.h>
@@ -75,6 +77,7 @@ struct HttpEv {
   bool body_decoded = false, body_truncated = false;
   std::string body;
   std::string line;  // the JSON line, for failure messages (body cut)
+  size_t seq = 0;    // line number in the output
 
   std::string Header(const std::string& name) const {  // first value, case-insensitive name
     for (const auto& [k, v] : headers)
@@ -99,6 +102,7 @@ struct DataEv {
   std::string dir, local, remote, payload;
   uint64_t conn_id = 0, len = 0;
   int64_t fd = -1;
+  size_t seq = 0;  // line number in the output (not compared)
   bool operator<(const DataEv& o) const {
     return std::tie(pid, tid, conn_id, fd, local, remote, dir, len, payload) <
            std::tie(o.pid, o.tid, o.conn_id, o.fd, o.local, o.remote, o.dir, o.len, o.payload);
@@ -106,11 +110,23 @@ struct DataEv {
   bool operator==(const DataEv& o) const { return !(*this < o) && !(o < *this); }
 };
 
+// {"type":"close"}: the end of a connection (reason "close": the process called Close; "eof": a
+// Read returned io.EOF).
+struct CloseEv {
+  uint32_t pid = 0, tid = 0;
+  std::string comm, reason, local, remote;
+  uint64_t conn_id = 0;
+  int64_t fd = -1;
+  size_t seq = 0;
+  std::string line;
+};
+
 struct Output {
   int exit_code = -1;
   std::string err, raw;
   std::vector<HttpEv> http;
   std::vector<DataEv> data;
+  std::vector<CloseEv> closes;
   std::vector<std::string> notices;
   size_t secrets = 0;
   std::vector<std::string> parse_errors;
@@ -194,6 +210,7 @@ void ParseOutput(Output* o) {
         continue;
       }
       e.line = line.substr(0, 600);
+      e.seq = size_t(lineno);
       o->http.push_back(std::move(e));
     } else if (type == "data") {
       try {
@@ -206,12 +223,32 @@ void ParseOutput(Output* o) {
         d.fd = j.at("conn").at("fd");
         d.local = j.at("conn").at("local");
         d.remote = j.at("conn").at("remote");
+        d.seq = size_t(lineno);
         bool ok = false;
         d.payload = Base64Decode(j.at("payload_b64").get<std::string>(), &ok);
         if (!ok) err("payload_b64 is not base64");
         o->data.push_back(std::move(d));
       } catch (const std::exception& ex) {
         err(std::string("data event: ") + ex.what());
+      }
+    } else if (type == "close") {
+      try {
+        CloseEv c;
+        c.pid = j.at("pid");
+        c.tid = j.at("tid");
+        c.comm = j.at("comm");
+        c.reason = j.at("reason");
+        c.conn_id = j.at("conn").at("id");
+        c.fd = j.at("conn").at("fd");
+        c.local = j.at("conn").at("local");
+        c.remote = j.at("conn").at("remote");
+        c.seq = size_t(lineno);
+        c.line = line;
+        if (!j.at("ts_ns").is_number_unsigned() || !j.at("uid").is_number_unsigned()) err("close: ts_ns/uid");
+        if (c.reason != "close" && c.reason != "eof") err("close: reason " + c.reason);
+        o->closes.push_back(std::move(c));
+      } catch (const std::exception& ex) {
+        err(std::string("close event: ") + ex.what());
       }
     } else if (type == "notice") {
       o->notices.push_back(line);
@@ -260,6 +297,19 @@ class Gotlscap {
       o.parse_errors.push_back(e.what());
     }
     if (parse) ParseOutput(&o);
+    return o;
+  }
+
+  // The output written so far (whole lines), while gotlscap keeps running.
+  Output Peek() {
+    Output o;
+    try {
+      o.raw = ReadFileBytes(out_path_);
+    } catch (const std::exception&) {
+      return o;
+    }
+    o.raw.resize(o.raw.rfind('\n') == std::string::npos ? 0 : o.raw.rfind('\n') + 1);
+    ParseOutput(&o);
     return o;
   }
 
@@ -763,7 +813,177 @@ std::set<uint64_t> ConnsOf(const std::vector<const HttpEv*>& evs, uint32_t pid) 
 }
 
 // ------------------------------------------------------------------------------------------
-// 5. HTTP/2 header blocks > 16 KiB (CONTINUATION) and HPACK dynamic-table reuse
+// 5. Connection ends: close events, and decoder state dropped when the connection closes
+// ------------------------------------------------------------------------------------------
+
+// Three client runs, every one ending all its connections with (*tls.Conn).Close (-close-idle):
+// HTTP/1.1 keep-alive (TLS 1.2), HTTP/2, and `-mode toclose`, whose responses are HTTP/1.0
+// without Content-Length written by the server on the hijacked connection, which it then
+// closes: the body ends with the connection. While gotlscap still runs (its output read from
+// the file as it is flushed), every connection of both sides must have ended with a "close"
+// event after its last data event, and the toclose responses must already be decoded on both
+// sides: the server's at its Close, the client's at its io.EOF (the server's close_notify). At
+// the end no data event of a connection follows its close, and the totals are exact.
+TEST_P(HttpDecodeMatrixTest, CloseEndsEveryConnectionAndItsDecoderState) {
+  REQUIRE_CAPTURE_ENV();
+  const auto start = Clock::now();
+  Programs p;
+  ASSERT_TRUE(CopyPrograms(GetParam().go_minor, &p));
+  Gotlscap cap(p.dir, {"-e", p.server, "-e", p.client});
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  const size_t kSize = 5000;
+  const int kToClose = 3;
+  const uint32_t kSeed = 400;
+  struct Run {
+    std::string label;
+    ProcRun run;
+    size_t conns;  // TCP connections the run opens
+  };
+  std::vector<Run> runs;
+  auto run = [&](const std::string& label, int n, uint32_t seed, std::vector<std::string> extra, size_t conns) {
+    extra.push_back("-close-idle");
+    runs.push_back({label, RunToEnd(ClientArgs(p.client, srv.url(), n, kSize, seed, extra)), conns});
+    EXPECT_EQ(runs.back().run.exit_code, 0) << runs.back().run.describe;
+  };
+  run("toclose", kToClose, kSeed, {"-mode", "toclose", "-tls", "1.3"}, kToClose);
+  run("h1", 5, 500, {"-tls", "1.2"}, 1);
+  run("h2", 5, 600, {"-h2", "-tls", "1.3"}, 1);
+  ASSERT_FALSE(HasFailure());
+
+  // Per side and connection: data events, close events, and the toclose responses.
+  struct ConnSeen {
+    size_t data = 0, closes = 0, eofs = 0;
+    size_t last_data_seq = 0, close_seq = 0, eof_seq = 0;
+    std::string local, remote;
+  };
+  using Side = std::map<uint64_t, ConnSeen>;  // conn id -> what was seen
+  auto sides = [&](const Output& o, Side* client, Side* server, Problems* pr) {
+    std::set<std::string> client_locals;  // the server's view: remote address of our clients
+    std::set<uint32_t> client_pids;
+    for (const auto& r : runs) client_pids.insert(uint32_t(r.run.pid));
+    for (const auto& d : o.data)
+      if (client_pids.count(d.pid)) client_locals.insert(d.local);
+    auto side_of = [&](uint32_t pid, const std::string& remote) -> Side* {
+      if (client_pids.count(pid)) return client;
+      if (pid == uint32_t(srv.pid()) && client_locals.count(remote)) return server;
+      return nullptr;
+    };
+    for (const auto& d : o.data)
+      if (Side* s = side_of(d.pid, d.remote)) {
+        ConnSeen& c = (*s)[d.conn_id];
+        c.data++;
+        c.last_data_seq = std::max(c.last_data_seq, d.seq);
+        c.local = d.local;
+        c.remote = d.remote;
+      }
+    for (const auto& e : o.closes) {
+      Side* s = side_of(e.pid, e.remote);
+      if (!s) {
+        if (pr) pr->Add("close event of another process or connection: " + e.line);
+        continue;
+      }
+      auto it = s->find(e.conn_id);
+      if (it == s->end()) {
+        if (pr) pr->Add("close event of a connection without data events: " + e.line);
+        continue;
+      }
+      ConnSeen& c = it->second;
+      if (e.reason == "close") {
+        c.closes++;
+        c.close_seq = e.seq;
+      } else {
+        c.eofs++;
+        c.eof_seq = e.seq;
+      }
+      if (pr && (e.local != c.local || e.remote != c.remote || e.fd < 0))
+        pr->Add("close event with other connection fields than its data events: " + e.line);
+      if (pr && e.comm != (s == client ? "client" : "server")) pr->Add("close event comm: " + e.line);
+    }
+  };
+  auto toclose_responses = [&](const Output& o, uint32_t pid) {
+    size_t n = 0;
+    for (const auto& e : o.http) {
+      if (e.pid != pid || e.kind != "response" || e.req_path.rfind("/toclose?", 0) != 0) continue;
+      const size_t at = e.req_path.find("&seed=");
+      const auto seed = at == std::string::npos ? std::nullopt : ParseU64(e.req_path.substr(at + 6), 10);
+      if (e.proto == "HTTP/1.0" && e.status == 200 && seed && e.body == PayloadBytes(kSize, uint32_t(*seed)) &&
+          e.body_wire_len == kSize)
+        n++;
+    }
+    return n;
+  };
+  size_t want_conns = 0;
+  for (const auto& r : runs) want_conns += r.conns;
+  auto all_closed = [&](const Side& s) {
+    if (s.size() != want_conns) return false;
+    for (const auto& [id, c] : s)
+      if (c.closes == 0) return false;
+    return true;
+  };
+
+  // While the capture runs: wait until everything ended and was decoded.
+  Output live;
+  Side live_client, live_server;
+  size_t resp_client = 0, resp_server = 0;
+  for (const auto deadline = Clock::now() + seconds(20); Clock::now() < deadline;) {
+    live = cap.Peek();
+    live_client.clear();
+    live_server.clear();
+    sides(live, &live_client, &live_server, nullptr);
+    uint32_t client_pid = uint32_t(runs[0].run.pid);
+    resp_client = toclose_responses(live, client_pid);
+    resp_server = toclose_responses(live, uint32_t(srv.pid()));
+    if (all_closed(live_client) && all_closed(live_server) && resp_client == kToClose && resp_server == kToClose)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(resp_client, size_t(kToClose)) << "toclose responses decoded by the client side before the capture stopped";
+  EXPECT_EQ(resp_server, size_t(kToClose)) << "toclose responses decoded by the server side before the capture stopped";
+  EXPECT_TRUE(all_closed(live_client)) << live_client.size() << " client connections, want " << want_conns
+                                       << ", each with a close event, before the capture stopped";
+  EXPECT_TRUE(all_closed(live_server)) << live_server.size() << " server connections, want " << want_conns
+                                       << ", each with a close event, before the capture stopped";
+
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  Output o = cap.Stop();
+  RecordSeconds("total_seconds", start);
+  ExpectCleanOutput(o);
+  Problems pr(20);
+  Side client, server;
+  sides(o, &client, &server, &pr);
+  for (const auto* side : {&client, &server}) {
+    const std::string name = side == &client ? "client" : "server";
+    if (side->size() != want_conns)
+      pr.Add(name + ": " + std::to_string(side->size()) + " connections, want " + std::to_string(want_conns));
+    for (const auto& [id, c] : *side) {
+      const std::string conn = name + " conn " + std::to_string(id) + " (" + c.local + " -> " + c.remote + ")";
+      if (c.closes != 1) pr.Add(conn + ": " + std::to_string(c.closes) + " close events, want 1");
+      if (c.eofs > 1) pr.Add(conn + ": " + std::to_string(c.eofs) + " eof events, want at most 1");
+      if (c.closes && c.close_seq < c.last_data_seq) pr.Add(conn + ": a data event follows the close event");
+      if (c.eofs && c.closes && c.close_seq < c.eof_seq) pr.Add(conn + ": eof after close");
+    }
+  }
+  // The toclose connections: the server closes them (its close follows its write); the client
+  // reads io.EOF (the server's close_notify), then closes.
+  std::set<std::string> toclose_locals;
+  for (const auto& e : o.http)
+    if (e.pid == uint32_t(runs[0].run.pid) && e.kind == "request" && e.path.rfind("/toclose?", 0) == 0)
+      toclose_locals.insert(e.local);
+  EXPECT_EQ(toclose_locals.size(), size_t(kToClose));
+  for (const auto& [id, c] : client)
+    if (toclose_locals.count(c.local) && c.eofs != 1) pr.Add("client toclose conn " + std::to_string(id) + ": no eof event");
+  // Decoding is unchanged by the ends: every exchange once per side.
+  EXPECT_EQ(toclose_responses(o, uint32_t(runs[0].run.pid)), size_t(kToClose));
+  EXPECT_EQ(toclose_responses(o, uint32_t(srv.pid())), size_t(kToClose));
+  EXPECT_EQ(o.http.size(), (size_t(kToClose) + 5 + 5) * 2 * 2) << "requests x (request, response) x sides";
+  EXPECT_EQ(pr.size(), 0u) << pr.str();
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. HTTP/2 header blocks > 16 KiB (CONTINUATION) and HPACK dynamic-table reuse
 // ------------------------------------------------------------------------------------------
 
 // `client -mode headers`: every request carries a big header (40 000 characters: its HPACK block
@@ -882,7 +1102,7 @@ TEST_P(HttpDecodeMatrixTest, LargeHeadersContinuationAndHpackReuse) {
 }
 
 // ------------------------------------------------------------------------------------------
-// 6. gRPC-style exchange: length-prefixed messages, trailers
+// 7. gRPC-style exchange: length-prefixed messages, trailers
 // ------------------------------------------------------------------------------------------
 
 // `client -mode grpc -h2`: POST /grpc, content-type application/grpc, body = 4 length-prefixed
@@ -955,7 +1175,7 @@ TEST_P(HttpDecodeMatrixTest, GrpcStyleMessagesAndTrailers) {
 }
 
 // ------------------------------------------------------------------------------------------
-// 7. The Go client against a non-Go TLS server: openssl s_server -HTTP
+// 8. The Go client against a non-Go TLS server: openssl s_server -HTTP
 // ------------------------------------------------------------------------------------------
 
 // openssl s_server -HTTP serves files of its working directory as whole HTTP responses: a file

@@ -3,7 +3,8 @@
  *
  *   (*Conn).writeRecordLocked entry  -> data written (record type 23 only)
  *   (*Conn).Read entry               -> remember c and b, keyed by (tgid, goroutine)
- *   (*Conn).Read at every RET        -> n bytes of b were read
+ *   (*Conn).Read at every RET        -> n bytes of b were read; an io.EOF result -> EOF record
+ *   (*Conn).Close entry              -> CLOSE record (no payload): the connection ends
  *
  * Never uretprobes: they rewrite return addresses on goroutine stacks, which Go moves.
  * Arguments come from registers (register ABI: amd64 Go 1.17+, arm64 Go 1.18+) or from the
@@ -274,22 +275,43 @@ static long emit_chunk(__u32 i, struct emit_ctx *c) {
   return 0;
 }
 
+/* The header fields every record of a call shares: who, when, which connection. */
+static __always_inline void fill_header(struct gotls_data_event *h, __u32 tgid, __u8 dir, __u64 conn, __u64 len) {
+  __u64 id = bpf_get_current_pid_tgid();
+  h->ts_ns = bpf_ktime_get_ns();
+  /* A thread cannot start two calls in the same nanosecond: (tid, ts) names the call. */
+  h->call_id = ((__u64)(__u32)id << 32) ^ h->ts_ns;
+  h->total_len = len;
+  h->conn_ptr = conn;
+  h->pid = tgid;
+  h->tid = (__u32)id;
+  h->uid = (__u32)bpf_get_current_uid_gid();
+  h->dir = dir;
+  bpf_get_current_comm(h->comm, sizeof(h->comm));
+  h->fd = conn_fd(conn);
+  fill_socket(h);
+}
+
+/* A CLOSE or EOF record: a header alone, with the same connection fields as the data records
+ * (the fd is still open at Close entry and at Read's return), so user space names the same
+ * connection. */
+static __noinline int emit_end(__u32 tgid, __u8 dir, __u64 conn) {
+  struct gotls_data_event *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+  if (!r) {
+    count(GOTLS_CNT_LOST_CLOSES, 1);
+    return 0;
+  }
+  __builtin_memset(r, 0, sizeof(*r));
+  fill_header(r, tgid, dir, conn, 0);
+  r->flags = GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST;
+  bpf_ringbuf_submit(r, wakeup_flag());
+  return 0;
+}
+
 static __always_inline void emit(__u32 tgid, __u8 dir, __u64 conn, __u64 buf, __u64 len) {
   if (len == 0) return;
   struct emit_ctx c = {.src = buf, .len = len};
-  __u64 id = bpf_get_current_pid_tgid();
-  c.hdr.ts_ns = bpf_ktime_get_ns();
-  /* A thread cannot start two calls in the same nanosecond: (tid, ts) names the call. */
-  c.hdr.call_id = ((__u64)(__u32)id << 32) ^ c.hdr.ts_ns;
-  c.hdr.total_len = len;
-  c.hdr.conn_ptr = conn;
-  c.hdr.pid = tgid;
-  c.hdr.tid = (__u32)id;
-  c.hdr.uid = (__u32)bpf_get_current_uid_gid();
-  c.hdr.dir = dir;
-  bpf_get_current_comm(c.hdr.comm, sizeof(c.hdr.comm));
-  c.hdr.fd = conn_fd(conn);
-  fill_socket(&c.hdr);
+  fill_header(&c.hdr, tgid, dir, conn, len);
   count(GOTLS_CNT_CALLS, 1);
   if (len > GOTLS_CAPTURE_MAX) {
     c.len = GOTLS_CAPTURE_MAX;
@@ -307,6 +329,21 @@ static __always_inline void emit(__u32 tgid, __u8 dir, __u64 conn, __u64 buf, __
 }
 
 /* ---- probes ------------------------------------------------------------------------------ */
+
+/* Whether an error interface's data word is io.EOF: an *errors.errorString whose text is "EOF"
+ * (io.EOF = errors.New("EOF"), the same layout from Go 1.0 to 1.27). Other error types in a
+ * Read result (*net.OpError, timeouts of the net/http server's background read, alerts) start
+ * with other words; only the literal text "EOF" of length 3 matches. Two small reads, and only
+ * when Read returns an error. */
+static __always_inline bool is_eof(__u64 err_data) {
+  struct {
+    __u64 ptr, len;
+  } s = {};
+  if (!err_data || bpf_probe_read_user(&s, sizeof(s), (void *)err_data) || s.len != 3 || !s.ptr) return false;
+  char text[4] = {};
+  if (bpf_probe_read_user(text, 3, (void *)s.ptr)) return false;
+  return text[0] == 'E' && text[1] == 'O' && text[2] == 'F';
+}
 
 /* func (c *Conn) writeRecordLocked(typ recordType, data []byte) (int, error) */
 SEC("uprobe")
@@ -358,9 +395,28 @@ int gotls_read_return(struct pt_regs *ctx) {
   struct read_args args = *a;
   bpf_map_delete_elem(&reads, &k);
   __s64 n = (__s64)(st ? stack_word(ctx, 4) : reg_arg(ctx, 0));
-  if (n <= 0) return 0;
-  if ((__u64)n > args.len) n = args.len; /* never more than the buffer */
-  emit(tgid, GOTLS_DIR_READ, args.conn, args.buf, (__u64)n);
+  if (n > 0) {
+    if ((__u64)n > args.len) n = args.len; /* never more than the buffer */
+    emit(tgid, GOTLS_DIR_READ, args.conn, args.buf, (__u64)n);
+  }
+  /* err (itab, data) follows n. Read returns io.EOF, with or without bytes, once the peer sent
+   * close_notify or closed TCP at a record boundary, and keeps returning it. */
+  __u64 err_itab = st ? stack_word(ctx, 5) : reg_arg(ctx, 1);
+  __u64 err_data = st ? stack_word(ctx, 6) : reg_arg(ctx, 2);
+  if (err_itab && is_eof(err_data)) emit_end(tgid, GOTLS_DIR_EOF, args.conn);
+  return 0;
+}
+
+/* func (c *Conn) Close() error: entry (after the stack-growth check). Every Go version's net/http
+ * closes each connection it is done with through here; the fd is still open. */
+SEC("uprobe")
+int gotls_close(struct pt_regs *ctx) {
+  count(GOTLS_CNT_PROBE_HITS, 1);
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  if (!wanted(tgid)) return 0;
+  bool st = stack_abi(ctx);
+  __u64 conn = st ? stack_word(ctx, 0) : reg_arg(ctx, 0);
+  if (conn) emit_end(tgid, GOTLS_DIR_CLOSE, conn);
   return 0;
 }
 

@@ -31,7 +31,9 @@ typedef __s64 gt_s64;
 /* setTrafficSecret gained a `level` argument in Go 1.21: its secret moved from word 2 to 3. */
 #define GOTLS_COOKIE_SECRET_AFTER_LEVEL 0x2
 
-enum gotls_dir { GOTLS_DIR_WRITE = 0, GOTLS_DIR_READ = 1 };
+/* CLOSE and EOF records carry no payload (total_len and chunk_len 0): the connection ended.
+ * CLOSE: the process called (*Conn).Close; EOF: a Read returned io.EOF (the peer closed). */
+enum gotls_dir { GOTLS_DIR_WRITE = 0, GOTLS_DIR_READ = 1, GOTLS_DIR_CLOSE = 2, GOTLS_DIR_EOF = 3 };
 
 enum gotls_chunk_flags {
   GOTLS_CHUNK_FIRST = 0x1,
@@ -41,13 +43,14 @@ enum gotls_chunk_flags {
 
 /* Indexes of the per-CPU counters map. */
 enum gotls_counter {
-  GOTLS_CNT_CALLS = 0,      /* calls that produced an event */
+  GOTLS_CNT_CALLS = 0,      /* calls that produced an event (close/EOF records not counted) */
   GOTLS_CNT_LOST_CHUNKS,    /* ring buffer full: chunks dropped */
   GOTLS_CNT_LOST_BYTES,     /* payload bytes in those chunks */
   GOTLS_CNT_READ_FAULTS,    /* payload that could not be read from the process */
   GOTLS_CNT_READ_NO_ENTRY,  /* a Read return without its entry (started mid-call) */
   GOTLS_CNT_PROBE_HITS,     /* every probe hit, for overhead figures */
   GOTLS_CNT_LOST_SECRETS,   /* secrets ring buffer full */
+  GOTLS_CNT_LOST_CLOSES,    /* close/EOF records the ring buffer could not take */
   GOTLS_CNT_MAX,
 };
 

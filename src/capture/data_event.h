@@ -1,5 +1,6 @@
 // DataEvent: one crypto/tls call's plaintext (a write or a read), reassembled from its ring-buffer
-// chunks, as the output writers receive it.
+// chunks, as the output writers receive it; or, with `end` set, the end of a connection (no
+// payload): after it no more events of that connection follow (a new one gets a new id).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,11 @@ namespace gotlscap::capture {
 
 enum class Direction { kWrite, kRead };
 inline const char* DirectionName(Direction d) { return d == Direction::kWrite ? "write" : "read"; }
+
+// Why a connection ended. kClose: the process called (*tls.Conn).Close. kEof: one of its Reads
+// returned io.EOF (the peer closed the connection; the process may still write before closing).
+enum class ConnEnd { kNone, kClose, kEof };
+inline const char* ConnEndName(ConnEnd e) { return e == ConnEnd::kClose ? "close" : e == ConnEnd::kEof ? "eof" : ""; }
 
 struct Connection {
   uint64_t id = 0;     // stable within a gotlscap run: (pid, *tls.Conn, kernel socket)
@@ -29,6 +35,10 @@ struct DataEvent {
   bool truncated = false;    // len exceeded the per-call capture limit
   uint64_t missing = 0;      // bytes lost inside the captured range (ring buffer full, fault)
   Connection conn;
+  // Not kNone: a connection-end marker, not data (len 0, no payload; dir kWrite for kClose,
+  // kRead for kEof).
+  ConnEnd end = ConnEnd::kNone;
+  bool closed() const { return end != ConnEnd::kNone; }
 };
 
 }  // namespace gotlscap::capture

@@ -28,7 +28,7 @@ std::string FormatAddress(uint16_t family, const uint8_t addr[16], uint16_t port
 EventAssembler::EventAssembler(Sink sink, int64_t monotonic_to_epoch_ns)
     : sink_(std::move(sink)), mono_to_epoch_(monotonic_to_epoch_ns) {}
 
-uint64_t EventAssembler::ConnectionId(const gotls_data_event& h) {
+EventAssembler::ConnKey EventAssembler::KeyOf(const gotls_data_event& h) {
   ConnKey key{h.pid, h.conn_ptr, h.sock_ptr, h.lport, h.rport, {}, {}};
   std::memcpy(key.laddr.data(), h.laddr, 16);
   std::memcpy(key.raddr.data(), h.raddr, 16);
@@ -36,10 +36,32 @@ uint64_t EventAssembler::ConnectionId(const gotls_data_event& h) {
     std::fill(key.laddr.begin() + 4, key.laddr.end(), 0);
     std::fill(key.raddr.begin() + 4, key.raddr.end(), 0);
   }
-  auto [it, inserted] = conn_ids_.try_emplace(key, next_conn_id_);
-  if (inserted) next_conn_id_++;
-  if (conn_ids_.size() > (1u << 20)) conn_ids_.clear();  // bound memory on very long runs
+  return key;
+}
+
+EventAssembler::ConnState& EventAssembler::Connection(const ConnKey& key) {
+  if (conns_.size() >= (1u << 20) && !conns_.count(key)) {
+    // Bound memory on very long runs with connections that never report an end: forget the
+    // idle ones (their later bytes get new ids, their ends are dropped).
+    for (auto it = conns_.begin(); it != conns_.end();)
+      it = it->second.pending == 0 ? conns_.erase(it) : std::next(it);
+  }
+  auto [it, inserted] = conns_.try_emplace(key);
+  if (inserted) it->second.id = next_conn_id_++;
   return it->second;
+}
+
+void EventAssembler::FillMeta(const gotls_data_event& h, uint64_t conn_id, DataEvent* ev) const {
+  ev->ts_ns = h.ts_ns + mono_to_epoch_;
+  ev->pid = h.pid;
+  ev->tid = h.tid;
+  ev->uid = h.uid;
+  ev->comm.assign(h.comm, strnlen(h.comm, sizeof h.comm));
+  ev->dir = h.dir == GOTLS_DIR_READ || h.dir == GOTLS_DIR_EOF ? Direction::kRead : Direction::kWrite;
+  ev->conn.id = conn_id;
+  ev->conn.fd = h.fd;
+  ev->conn.local = FormatAddress(h.family, h.laddr, h.lport);
+  ev->conn.remote = FormatAddress(h.family, h.raddr, h.rport);
 }
 
 void EventAssembler::OnRecord(std::span<const uint8_t> record) {
@@ -49,9 +71,17 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
     return;
   }
   std::memcpy(&h, record.data(), sizeof h);
+  if (h.dir == GOTLS_DIR_CLOSE || h.dir == GOTLS_DIR_EOF) {
+    if (h.total_len != 0 || h.chunk_len != 0) {
+      malformed_++;
+      return;
+    }
+    OnEnd(h);
+    return;
+  }
   std::span<const uint8_t> data = record.subspan(sizeof h);
   if (h.chunk_len > data.size() || h.chunk_len > GOTLS_CHUNK_MAX || h.offset >= GOTLS_CAPTURE_MAX ||
-      h.total_len == 0) {
+      h.total_len == 0 || h.dir > GOTLS_DIR_READ) {
     malformed_++;
     return;
   }
@@ -60,20 +90,14 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
   if (it == pending_.end()) {
     Pending p;
     p.hdr = h;
+    p.conn = KeyOf(h);
     p.expected = std::min<uint64_t>(h.total_len, GOTLS_CAPTURE_MAX);
+    ConnState& cs = Connection(p.conn);
+    cs.pending++;
     DataEvent& ev = p.ev;
-    ev.ts_ns = h.ts_ns + mono_to_epoch_;
-    ev.pid = h.pid;
-    ev.tid = h.tid;
-    ev.uid = h.uid;
-    ev.comm.assign(h.comm, strnlen(h.comm, sizeof h.comm));
-    ev.dir = h.dir == GOTLS_DIR_READ ? Direction::kRead : Direction::kWrite;
+    FillMeta(h, cs.id, &ev);
     ev.len = h.total_len;
     ev.truncated = h.flags & GOTLS_CHUNK_TRUNCATED;
-    ev.conn.id = ConnectionId(h);
-    ev.conn.fd = h.fd;
-    ev.conn.local = FormatAddress(h.family, h.laddr, h.lport);
-    ev.conn.remote = FormatAddress(h.family, h.raddr, h.rport);
     ev.payload.reserve(std::min<uint64_t>(p.expected, GOTLS_CHUNK_MAX));  // grows as chunks arrive
     it = pending_.emplace(key, std::move(p)).first;
   }
@@ -98,6 +122,50 @@ void EventAssembler::Emit(Pending&& p) {
     incomplete_++;
   }
   sink_(std::move(p.ev));
+  auto it = conns_.find(p.conn);
+  if (it == conns_.end() || it->second.pending == 0) return;
+  if (--it->second.pending == 0 && !it->second.waiting.empty()) {
+    std::vector<DataEvent> ends = std::move(it->second.waiting);
+    for (auto& e : ends) {
+      if (it == conns_.end()) break;  // a close came first: nothing after it
+      const bool close = e.end == ConnEnd::kClose;
+      DeliverEnd(it, std::move(e));
+      if (close) it = conns_.end();
+    }
+  }
+}
+
+void EventAssembler::OnEnd(const gotls_data_event& h) {
+  auto it = conns_.find(KeyOf(h));
+  if (it == conns_.end()) {
+    ignored_ends_++;  // no data events: nothing to end (or already closed)
+    return;
+  }
+  ConnState& cs = it->second;
+  const ConnEnd end = h.dir == GOTLS_DIR_CLOSE ? ConnEnd::kClose : ConnEnd::kEof;
+  if (end == ConnEnd::kEof) {
+    if (cs.eof_delivered) return;
+    for (const auto& w : cs.waiting)
+      if (w.end == ConnEnd::kEof) return;
+  }
+  DataEvent ev;
+  FillMeta(h, cs.id, &ev);
+  ev.end = end;
+  if (cs.pending) {
+    cs.waiting.push_back(std::move(ev));
+    return;
+  }
+  DeliverEnd(it, std::move(ev));
+}
+
+void EventAssembler::DeliverEnd(std::map<ConnKey, ConnState>::iterator it, DataEvent&& ev) {
+  ends_++;
+  if (ev.end == ConnEnd::kEof) {
+    it->second.eof_delivered = true;
+  } else {
+    conns_.erase(it);  // over: the same identity later is a new connection
+  }
+  sink_(std::move(ev));
 }
 
 void EventAssembler::FlushAll() { FlushOlderThan(UINT64_MAX); }

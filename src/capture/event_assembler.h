@@ -1,5 +1,12 @@
 // EventAssembler: turns ring-buffer chunks (gotls_data_event + payload) back into one DataEvent
 // per crypto/tls call, assigns connection ids, and converts kernel monotonic time to wall time.
+// CLOSE and EOF records become end-of-connection DataEvents (DataEvent::end):
+//   - only for connections that had data events in this run (a Close of a connection that never
+//     carried application data, or was opened before the capture and stayed silent, is dropped);
+//   - after every data event of that connection whose chunks were still arriving (a call on
+//     another goroutine may be split into chunks around the close record): the end waits for them;
+//   - a connection's first EOF only (Read keeps returning io.EOF), and one close: after a close
+//     the connection's id is forgotten, so later bytes with the same identity get a new id.
 // Pure user-space logic, unit-tested without BPF.
 #pragma once
 
@@ -8,7 +15,9 @@
 #include <functional>
 #include <map>
 #include <span>
+#include <tuple>
 #include <unordered_map>
+#include <vector>
 
 #include "bpf/gotls_events.h"
 #include "capture/data_event.h"
@@ -30,28 +39,10 @@ class EventAssembler {
 
   uint64_t malformed_records() const { return malformed_; }
   uint64_t incomplete_events() const { return incomplete_; }
+  uint64_t connection_ends() const { return ends_; }        // end events delivered
+  uint64_t ignored_ends() const { return ignored_ends_; }   // of connections without data events
 
  private:
-  struct Pending {
-    gotls_data_event hdr;
-    DataEvent ev;
-    uint64_t expected = 0;  // bytes the kernel meant to send (min(total, capture max))
-    uint64_t received = 0;
-  };
-  void Emit(Pending&& p);
-  uint64_t ConnectionId(const gotls_data_event& h);
-
-  Sink sink_;
-  int64_t mono_to_epoch_;
-  struct CallKey {
-    uint32_t tid;
-    uint64_t call_id;
-    bool operator==(const CallKey& o) const { return tid == o.tid && call_id == o.call_id; }
-  };
-  struct CallKeyHash {
-    size_t operator()(const CallKey& k) const { return std::hash<uint64_t>()(k.call_id * 31 + k.tid); }
-  };
-  std::unordered_map<CallKey, Pending, CallKeyHash> pending_;
   // A *tls.Conn address and even the kernel socket struct are reused after a connection closes
   // (garbage collection, slab reuse); the addresses and ports tell the connections apart.
   struct ConnKey {
@@ -64,10 +55,42 @@ class EventAssembler {
              std::tie(o.pid, o.conn, o.sock, o.lport, o.rport, o.laddr, o.raddr);
     }
   };
-  std::map<ConnKey, uint64_t> conn_ids_;
+  struct ConnState {
+    uint64_t id = 0;
+    uint32_t pending = 0;            // calls of this connection still being assembled
+    bool eof_delivered = false;
+    std::vector<DataEvent> waiting;  // ends that arrived while calls were pending
+  };
+  struct Pending {
+    gotls_data_event hdr;
+    ConnKey conn;
+    DataEvent ev;
+    uint64_t expected = 0;  // bytes the kernel meant to send (min(total, capture max))
+    uint64_t received = 0;
+  };
+  static ConnKey KeyOf(const gotls_data_event& h);
+  void FillMeta(const gotls_data_event& h, uint64_t conn_id, DataEvent* ev) const;
+  void Emit(Pending&& p);
+  void OnEnd(const gotls_data_event& h);
+  void DeliverEnd(std::map<ConnKey, ConnState>::iterator it, DataEvent&& ev);
+  ConnState& Connection(const ConnKey& key);
+
+  Sink sink_;
+  int64_t mono_to_epoch_;
+  struct CallKey {
+    uint32_t tid;
+    uint64_t call_id;
+    bool operator==(const CallKey& o) const { return tid == o.tid && call_id == o.call_id; }
+  };
+  struct CallKeyHash {
+    size_t operator()(const CallKey& k) const { return std::hash<uint64_t>()(k.call_id * 31 + k.tid); }
+  };
+  std::unordered_map<CallKey, Pending, CallKeyHash> pending_;
+  std::map<ConnKey, ConnState> conns_;
   uint64_t next_conn_id_ = 1;
   uint64_t malformed_ = 0;
   uint64_t incomplete_ = 0;
+  uint64_t ends_ = 0, ignored_ends_ = 0;
 };
 
 // "1.2.3.4:80" / "[::1]:443" from the event's family/address/port; "" when unknown.

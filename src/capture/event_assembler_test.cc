@@ -123,6 +123,83 @@ TEST(EventAssembler, MalformedRecordsAreRejected) {
   EXPECT_EQ(a.malformed_records(), 2u);
 }
 
+// A CLOSE / EOF record as gotls_close / gotls_read_return write it: a header, no payload.
+std::vector<uint8_t> EndRecord(uint32_t tid, uint64_t call, uint8_t dir) {
+  return Record(Header(tid, call, 0, dir), 0, "", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST);
+}
+
+TEST(EventAssembler, CloseEndsTheConnectionOfItsDataEvents) {
+  std::vector<DataEvent> out;
+  EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, 0);
+  a.OnRecord(Record(Header(1, 1, 3), 0, "abc", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  a.OnRecord(EndRecord(2, 2, GOTLS_DIR_EOF));
+  a.OnRecord(EndRecord(2, 3, GOTLS_DIR_EOF));  // Read keeps returning io.EOF: reported once
+  a.OnRecord(EndRecord(1, 4, GOTLS_DIR_CLOSE));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_FALSE(out[0].closed());
+  EXPECT_EQ(out[1].end, ConnEnd::kEof);
+  EXPECT_EQ(out[1].dir, Direction::kRead);
+  EXPECT_EQ(out[2].end, ConnEnd::kClose);
+  EXPECT_TRUE(out[2].closed());
+  for (const auto& e : out) EXPECT_EQ(e.conn.id, out[0].conn.id);
+  EXPECT_EQ(out[2].len, 0u);
+  EXPECT_TRUE(out[2].payload.empty());
+  EXPECT_EQ(out[2].conn.fd, 7);
+  EXPECT_EQ(out[2].conn.local, "10.0.0.1:443");
+  EXPECT_EQ(out[2].conn.remote, "10.0.0.2:50000");
+  EXPECT_EQ(out[2].comm, "server");
+  EXPECT_EQ(out[2].ts_ns, 1004u);
+  // Closed: a second Close is not reported, and the same identity later is a new connection.
+  a.OnRecord(EndRecord(1, 5, GOTLS_DIR_CLOSE));
+  EXPECT_EQ(out.size(), 3u);
+  a.OnRecord(Record(Header(1, 6, 2), 0, "hi", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_NE(out[3].conn.id, out[0].conn.id);
+  EXPECT_EQ(a.connection_ends(), 2u);
+  EXPECT_EQ(a.ignored_ends(), 1u);
+  EXPECT_EQ(a.malformed_records(), 0u);
+}
+
+TEST(EventAssembler, EndsOfConnectionsWithoutDataAreDropped) {
+  EventAssembler a([](DataEvent&&) { FAIL() << "nothing should be emitted"; }, 0);
+  a.OnRecord(EndRecord(1, 1, GOTLS_DIR_CLOSE));  // e.g. a handshake-only connection
+  a.OnRecord(EndRecord(1, 2, GOTLS_DIR_EOF));
+  EXPECT_EQ(a.ignored_ends(), 2u);
+  // An end record with a payload is not one the probes write.
+  auto bad = Record(Header(1, 3, 0, GOTLS_DIR_CLOSE), 0, "x", GOTLS_CHUNK_LAST);
+  a.OnRecord(bad);
+  EXPECT_EQ(a.malformed_records(), 1u);
+}
+
+// A write on another goroutine, split into chunks around the close record, is delivered first.
+TEST(EventAssembler, CloseWaitsForCallsStillArriving) {
+  std::vector<DataEvent> out;
+  EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, 0);
+  const std::string part1(GOTLS_CHUNK_MAX, 'a'), part2 = "tail";
+  a.OnRecord(Record(Header(1, 1, 1), 0, "x", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  auto big = Header(3, 2, part1.size() + part2.size());
+  a.OnRecord(Record(big, 0, part1, GOTLS_CHUNK_FIRST));
+  a.OnRecord(EndRecord(2, 3, GOTLS_DIR_EOF));
+  a.OnRecord(EndRecord(1, 4, GOTLS_DIR_CLOSE));
+  ASSERT_EQ(out.size(), 1u);
+  a.OnRecord(Record(big, part1.size(), part2, GOTLS_CHUNK_LAST));
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[1].payload, part1 + part2);
+  EXPECT_EQ(out[2].end, ConnEnd::kEof);
+  EXPECT_EQ(out[3].end, ConnEnd::kClose);
+  // A call whose last chunk is lost releases the close when it is flushed.
+  out.clear();
+  a.OnRecord(Record(Header(1, 5, 1), 0, "y", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  a.OnRecord(Record(Header(3, 6, part1.size() + 1), 0, part1, GOTLS_CHUNK_FIRST));
+  a.OnRecord(EndRecord(1, 7, GOTLS_DIR_CLOSE));
+  ASSERT_EQ(out.size(), 1u);
+  a.FlushAll();
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[1].missing, 1u);
+  EXPECT_EQ(out[2].end, ConnEnd::kClose);
+  EXPECT_EQ(out[2].conn.id, out[0].conn.id);
+}
+
 TEST(FormatAddress, MapsIpv4InIpv6) {
   uint8_t v6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
   EXPECT_EQ(FormatAddress(AF_INET6, v6, 8443), "127.0.0.1:8443");

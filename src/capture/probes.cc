@@ -115,6 +115,10 @@ Result<int> GoTlsProbes::Attach(const gobin::GoBinary& bin, const std::string& p
       return r.error();
     for (uint64_t ret : read->ret_offsets)
       if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret); !r.ok()) return r.error();
+    // Connection ends (close events). Optional: a program without it still has its data captured.
+    if (const auto* close = site("crypto/tls.(*Conn).Close"))
+      if (auto r = attach(skel_->progs.gotls_close, close->file_offset + close->body_offset); !r.ok())
+        return r.error();
   }
   if (opts_.secrets) {
     const gobin::FunctionSite* keylog = site("crypto/tls.(*Config).writeKeyLog");

@@ -19,7 +19,7 @@ struct bpf_link;
 namespace gotlscap::capture {
 
 struct ProbeOptions {
-  bool data = true;     // plaintext probes (writeRecordLocked, Read)
+  bool data = true;     // plaintext probes (writeRecordLocked, Read, Close)
   bool secrets = true;  // key probes (writeKeyLog, keysFromMasterSecret)
   uint64_t ringbuf_bytes = 64ull << 20;  // rounded up to a power of two
   std::optional<uint32_t> uid;           // only this user's processes
@@ -35,6 +35,7 @@ struct ProbeCounters {
   uint64_t read_no_entry() const { return v[GOTLS_CNT_READ_NO_ENTRY]; }
   uint64_t probe_hits() const { return v[GOTLS_CNT_PROBE_HITS]; }
   uint64_t lost_secrets() const { return v[GOTLS_CNT_LOST_SECRETS]; }
+  uint64_t lost_closes() const { return v[GOTLS_CNT_LOST_CLOSES]; }
 };
 
 // Root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN also does).
@@ -50,8 +51,8 @@ class GoTlsProbes {
   ~GoTlsProbes();
 
   // Attaches to `path` (every process running it) the data uprobes (write, Read entry, each Read
-  // RET) and/or the secret uprobes (writeKeyLog; keysFromMasterSecret where present), as the
-  // options say. Returns the number of uprobes attached.
+  // RET, Close entry where the binary has it) and/or the secret uprobes (writeKeyLog;
+  // keysFromMasterSecret where present), as the options say. Returns the number of uprobes attached.
   Result<int> Attach(const gobin::GoBinary& binary, const std::string& path);
   void DetachAll();
 

@@ -69,9 +69,13 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
   CaptureSession* raw = s.get();
   s->assembler_ = std::make_unique<EventAssembler>(
       [raw](DataEvent&& ev) {
-        raw->summary_.events++;
-        raw->summary_.bytes += ev.payload.size() - ev.missing;
-        raw->summary_.truncated += ev.truncated;
+        if (ev.closed()) {
+          raw->summary_.closes++;  // not a call: the summary's events and bytes are data only
+        } else {
+          raw->summary_.events++;
+          raw->summary_.bytes += ev.payload.size() - ev.missing;
+          raw->summary_.truncated += ev.truncated;
+        }
         raw->sink_(std::move(ev));
       },
       mono_to_epoch);

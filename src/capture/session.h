@@ -40,6 +40,7 @@ struct SessionSummary {
   uint64_t bytes = 0;
   uint64_t truncated = 0;
   uint64_t incomplete = 0;  // events with bytes missing
+  uint64_t closes = 0;      // connection-end events (DataEvent::end), not counted in `events`
   uint64_t secrets = 0;
   ProbeCounters counters;
 };
@@ -48,6 +49,7 @@ class CaptureSession {
  public:
   // Everything that can fail before capture starts fails here, with a one-line error.
   using SecretSink = std::function<void(SecretEvent&&)>;
+  // `sink` receives data events and, with data capture on, connection-end events (ev.closed()).
   static Result<std::unique_ptr<CaptureSession>> Start(const SessionOptions& opts, EventAssembler::Sink sink,
                                                        SecretSink secret_sink = nullptr);
   ~CaptureSession();

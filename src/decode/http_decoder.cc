@@ -68,7 +68,24 @@ HttpDecoder::Conn& HttpDecoder::Lookup(const capture::DataEvent& ev) {
   return *lru_.back().second;
 }
 
+bool HttpDecoder::Close(uint32_t pid, uint64_t conn_id) {
+  auto it = index_.find(std::make_pair(pid, conn_id));
+  if (it == index_.end()) return false;
+  // Unlink first, then destroy: the decoder's destructor emits through the sinks (which may
+  // look at this decoder's counters) and must find the connection already gone.
+  std::unique_ptr<Conn> conn = std::move(it->second->second);
+  lru_.erase(it->second);
+  index_.erase(it);
+  closed_++;
+  conn.reset();
+  return true;
+}
+
 bool HttpDecoder::Feed(const capture::DataEvent& ev) {
+  if (ev.closed()) {
+    Close(ev.pid, ev.conn.id);
+    return false;
+  }
   Conn& c = Lookup(ev);
   if (c.undecidable) return false;
   const Flow flow = ev.dir == capture::Direction::kWrite ? Flow::kOut : Flow::kIn;

@@ -36,10 +36,20 @@ class HttpDecoder {
   // Feeds one captured call. Returns true when the connection is decoded as HTTP, so the event's
   // bytes will appear in decoded messages (the caller may omit the raw event from human-readable
   // output); false while the protocol is not known yet or is not HTTP.
+  // A connection-end event (ev.closed(): Close, or io.EOF from the peer) calls Close() and
+  // returns false: it carries no bytes, and the caller shows it as it chooses.
   bool Feed(const capture::DataEvent& ev);
+
+  // The connection ended: delivers what ends with it (an HTTP/1 body delimited by the end of the
+  // connection; the HTTP/2 decoder's remarks on unfinished streams) and drops its state. Bytes
+  // of the same connection id arriving later start afresh, as a connection picked up mid-stream.
+  // Returns false when the connection was not known (never fed, already closed or dropped).
+  bool Close(uint32_t pid, uint64_t conn_id);
 
   uint64_t messages() const { return messages_; }
   uint64_t notices() const { return notices_; }
+  uint64_t closed() const { return closed_; }  // connections ended by Close()
+  size_t connections() const { return lru_.size(); }  // connections with state
 
  private:
   struct Conn;
@@ -49,10 +59,12 @@ class HttpDecoder {
   NoticeSink on_notice_;
   DecoderLimits limits_;
   size_t max_connections_;
-  // Least recently used first: we never see connections close, so the oldest are dropped.
+  // Least recently used first. Connections normally leave through Close(); those whose end is
+  // never seen (process killed, probe missing, capture started mid-way) are dropped oldest
+  // first once max_connections are held.
   std::list<std::pair<std::pair<uint32_t, uint64_t>, std::unique_ptr<Conn>>> lru_;
   std::map<std::pair<uint32_t, uint64_t>, decltype(lru_)::iterator> index_;
-  uint64_t messages_ = 0, notices_ = 0;
+  uint64_t messages_ = 0, notices_ = 0, closed_ = 0;
 };
 
 }  // namespace gotlscap::decode

@@ -1,6 +1,6 @@
-// HttpDecoder: protocol choice per connection, and the bounds on what it keeps across
-// connections (the capture reports no connection close: state is dropped least recently used
-// first, and bytes held before the protocol is known are capped).
+// HttpDecoder: protocol choice per connection, connection ends (Close, or a close event fed in)
+// and the bounds on what it keeps across connections (connections whose end is never seen are
+// dropped least recently used first, and bytes held before the protocol is known are capped).
 #include "decode/http_decoder.h"
 
 #include <gtest/gtest.h>
@@ -83,6 +83,83 @@ TEST(HttpDecoder, DroppedConnectionsDeliverWhatEndsWithThem) {
   d.reset();
   ASSERT_EQ(g.msgs.size(), 6u);
   EXPECT_EQ(g.msgs[5].msg.body, "last");
+}
+
+capture::DataEvent End(uint64_t conn, capture::ConnEnd end) {
+  capture::DataEvent ev = Ev(conn, end == capture::ConnEnd::kEof ? kR : kW, "");
+  ev.end = end;
+  return ev;
+}
+
+// Close finishes the connection: a body that runs to its end is delivered then, not at exit,
+// and nothing of the connection is kept.
+TEST(HttpDecoder, CloseDeliversABodyThatRanToTheEndAndDropsTheState) {
+  Got g;
+  auto d = Make(&g);
+  EXPECT_TRUE(d->Feed(Ev(1, kW, "GET /old HTTP/1.0\r\n\r\n")));
+  EXPECT_TRUE(d->Feed(Ev(1, kR, "HTTP/1.0 200 OK\r\n\r\nto the ")));
+  EXPECT_TRUE(d->Feed(Ev(1, kR, "end")));
+  EXPECT_TRUE(d->Feed(Ev(2, kW, "GET /other HTTP/1.1\r\n\r\n")));
+  ASSERT_EQ(g.msgs.size(), 2u);
+  EXPECT_EQ(d->connections(), 2u);
+  EXPECT_TRUE(d->Close(7, 1));
+  ASSERT_EQ(g.msgs.size(), 3u);
+  EXPECT_EQ(g.msgs[2].msg.kind, HttpMessage::Kind::kResponse);
+  EXPECT_EQ(g.msgs[2].msg.body, "to the end");
+  EXPECT_EQ(g.msgs[2].msg.request_path, "/old");
+  EXPECT_EQ(g.msgs[2].conn.id, 1u);
+  EXPECT_EQ(g.msgs[2].pid, 7u);
+  EXPECT_EQ(d->connections(), 1u);
+  EXPECT_EQ(d->closed(), 1u);
+  EXPECT_FALSE(d->Close(7, 1));  // already gone
+  EXPECT_FALSE(d->Close(8, 2));  // another process's connection 2 was never seen
+  EXPECT_EQ(d->connections(), 1u);
+  // Later bytes with the same id start afresh: a body fragment is a connection picked up
+  // mid-stream (raw), never glued to the old response.
+  EXPECT_FALSE(d->Feed(Ev(1, kR, "more body bytes of the old response")));
+  d.reset();
+  EXPECT_EQ(g.msgs.size(), 3u);  // nothing left to deliver at the end
+}
+
+// Close events from the capture (Close or io.EOF) go through Feed; they carry no bytes.
+TEST(HttpDecoder, CloseEventsFedInEndTheConnection) {
+  Got g;
+  auto d = Make(&g);
+  EXPECT_TRUE(d->Feed(Ev(4, kW, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n")));
+  EXPECT_TRUE(d->Feed(Ev(4, kR, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil EOF")));
+  ASSERT_EQ(g.msgs.size(), 1u);
+  EXPECT_FALSE(d->Feed(End(4, capture::ConnEnd::kEof)));  // the peer closed: body complete
+  ASSERT_EQ(g.msgs.size(), 2u);
+  EXPECT_EQ(g.msgs[1].msg.body, "until EOF");
+  EXPECT_FALSE(d->Feed(End(4, capture::ConnEnd::kClose)));  // then the process closes: nothing more
+  EXPECT_EQ(g.msgs.size(), 2u);
+  EXPECT_EQ(d->connections(), 0u);
+  // A connection that was never HTTP is forgotten too: the id's next life is judged afresh.
+  EXPECT_FALSE(d->Feed(Ev(5, kW, "SSH-2.0-OpenSSH_9.2\r\n")));
+  EXPECT_FALSE(d->Feed(Ev(5, kW, "GET / HTTP/1.1\r\n\r\n")));
+  EXPECT_FALSE(d->Feed(End(5, capture::ConnEnd::kClose)));
+  EXPECT_TRUE(d->Feed(Ev(5, kW, "GET /new HTTP/1.1\r\n\r\n")));
+  ASSERT_EQ(g.msgs.size(), 3u);
+  EXPECT_EQ(g.msgs[2].msg.path, "/new");
+  EXPECT_EQ(d->closed(), 2u);
+}
+
+// An HTTP/2 connection and one still waiting for its protocol are dropped on close as well.
+TEST(HttpDecoder, CloseDropsHttp2AndUndecidedConnections) {
+  Got g;
+  auto d = Make(&g);
+  const std::string settings("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
+  EXPECT_TRUE(d->Feed(Ev(1, kW, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings)));
+  EXPECT_FALSE(d->Feed(Ev(2, kW, "GE")));  // not enough bytes to tell yet
+  EXPECT_EQ(d->connections(), 2u);
+  EXPECT_FALSE(d->Feed(End(1, capture::ConnEnd::kClose)));
+  EXPECT_FALSE(d->Feed(End(2, capture::ConnEnd::kClose)));
+  EXPECT_EQ(d->connections(), 0u);
+  EXPECT_EQ(d->closed(), 2u);
+  // The held "GE" is gone: the next life of connection 2 starts with its own bytes.
+  EXPECT_TRUE(d->Feed(Ev(2, kR, "HTTP/1.1 204 No Content\r\n\r\n")));
+  ASSERT_EQ(g.msgs.size(), 1u);
+  EXPECT_EQ(g.msgs[0].msg.status, 204);
 }
 
 // An HTTP/2 server speaks first; its bytes are held until the client's preface tells the

@@ -14,6 +14,8 @@ namespace gotlscap::output {
 class EventWriter {
  public:
   virtual ~EventWriter() = default;
+  // A data event, or a connection-end event (ev.closed()): JSON {"type":"close",...}, text one
+  // line ending in "close" or "eof".
   virtual void Write(const capture::DataEvent& ev) = 0;
   virtual void WriteSecret(const capture::SecretEvent& s) = 0;
   virtual void WriteHttp(const decode::DecodedMessage& m) = 0;

@@ -65,6 +65,15 @@ class TextWriter : public BufferedWriter {
     fmt::memory_buffer b;
     auto it = std::back_inserter(b);
     AppendTimestamp(b, ev.ts_ns);
+    if (ev.closed()) {
+      // One line: "... conn 3 fd 7 127.0.0.1:443 -- 127.0.0.1:50000 close" (or "eof": the peer
+      // closed and a Read returned io.EOF).
+      fmt::format_to(it, " pid {} ({}) tid {} conn {} fd {} {} -- {} {}\n\n", ev.pid, ev.comm, ev.tid, ev.conn.id,
+                     ev.conn.fd, ev.conn.local.empty() ? "?" : ev.conn.local,
+                     ev.conn.remote.empty() ? "?" : ev.conn.remote, capture::ConnEndName(ev.end));
+      Put(b);
+      return;
+    }
     const bool w = ev.dir == capture::Direction::kWrite;
     fmt::format_to(it, " pid {} ({}) tid {} conn {} fd {} {} {} {} {} {} bytes", ev.pid, ev.comm, ev.tid, ev.conn.id,
                    ev.conn.fd, ev.conn.local.empty() ? "?" : ev.conn.local, w ? "->" : "<-",
@@ -140,6 +149,18 @@ class JsonWriter : public BufferedWriter {
     fmt::memory_buffer b;
     auto it = std::back_inserter(b);
     nlohmann::json comm = ev.comm, local = ev.conn.local, remote = ev.conn.remote;
+    if (ev.closed()) {
+      // {"type":"close","reason":"close"|"eof",...}: the connection's last event.
+      fmt::format_to(it,
+                     R"({{"type":"close","ts_ns":{},"pid":{},"tid":{},"uid":{},"comm":{},"reason":"{}",)"
+                     R"("conn":{{"id":{},"fd":{},"local":{},"remote":{}}}}})"
+                     "\n",
+                     ev.ts_ns, ev.pid, ev.tid, ev.uid,
+                     comm.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                     capture::ConnEndName(ev.end), ev.conn.id, ev.conn.fd, local.dump(), remote.dump());
+      Put(b);
+      return;
+    }
     fmt::format_to(it,
                    R"({{"type":"data","ts_ns":{},"pid":{},"tid":{},"uid":{},"comm":{},"dir":"{}","len":{},)"
                    R"("truncated":{},"captured":{},"missing":{},"conn":{{"id":{},"fd":{},"local":{},"remote":{}}},"payload_b64":")",

@@ -27,7 +27,8 @@ type ClientConfig struct {
 	Insecure    bool   // skip certificate verification (self-signed server)
 	Concurrency int
 	WaitReady   time.Duration // retry TCP connect for this long before starting
-	// "echo" (POST /echo only), "all" (cycle allPaths), "headers", "grpc", or one endpoint of
+	// "echo" (POST /echo only), "all" (cycle allPaths), "headers", "grpc", "toclose" (GET
+	// /toclose?n=Size&seed=S: HTTP/1.0 bodies that end with the connection), or one endpoint of
 	// allPaths ("bytes": GET /bytes?n=Size&seed=S only, ...)
 	Mode string
 	// HeaderSize > 0: every request carries BigHeader: HeaderValue(HeaderSize, seed).
@@ -35,6 +36,9 @@ type ClientConfig struct {
 	// RepeatHeader: every request carries RepeatHeader: RepeatValue.
 	RepeatHeader bool
 	KeyLog       io.Writer
+	// CloseIdle: close the transport's idle connections before returning, so that every
+	// connection of the run ends with (*tls.Conn).Close.
+	CloseIdle bool
 }
 
 // Result summarises a run; Sent/Received count HTTP body bytes (what a
@@ -114,7 +118,7 @@ func RunClient(c ClientConfig) (Result, error) {
 		c.Concurrency = 1
 	}
 	if !validMode(c.Mode) {
-		return res, fmt.Errorf("bad mode %q (want echo, all, headers, grpc or one of %v)", c.Mode, allPaths)
+		return res, fmt.Errorf("bad mode %q (want echo, all, headers, grpc, toclose or one of %v)", c.Mode, allPaths)
 	}
 	if c.WaitReady > 0 {
 		if err := waitReady(c.URL, c.WaitReady); err != nil {
@@ -150,6 +154,9 @@ func RunClient(c ClientConfig) (Result, error) {
 	close(idx)
 	wg.Wait()
 	res.Elapsed = time.Since(start)
+	if c.CloseIdle {
+		client.Transport.(*http.Transport).CloseIdleConnections()
+	}
 	if firstErr == nil && c.Resume && c.N > 1 && res.Resumed == 0 {
 		firstErr = errors.New("-resume: no TLS session was resumed")
 	}
@@ -157,7 +164,7 @@ func RunClient(c ClientConfig) (Result, error) {
 }
 
 func validMode(m string) bool {
-	if m == "all" || m == "headers" || m == "grpc" {
+	if m == "all" || m == "headers" || m == "grpc" || m == "toclose" {
 		return true
 	}
 	for _, p := range allPaths {
@@ -202,7 +209,7 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 			req.Header.Set("Content-Type", "application/grpc")
 			req.Header.Set("Te", "trailers")
 		}
-	default: // bytes, chunked, gzip: all return Payload(Size, seed)
+	default: // bytes, chunked, gzip, toclose: all return Payload(Size, seed)
 		want = Payload(c.Size, seed)
 		req, err = http.NewRequest("GET", fmt.Sprintf("%s/%s?n=%d&seed=%d", c.URL, path, c.Size, seed), nil)
 		if path == "gzip" {

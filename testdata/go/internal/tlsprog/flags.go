@@ -24,9 +24,11 @@ func ClientFlags(withURL bool) func() ClientConfig {
 	wait := flag.Int("wait-ready", 0, "retry connecting to the server for up to this many seconds")
 	flag.StringVar(&c.Mode, "mode", "echo", "echo: POST /echo only; all: cycle echo, bytes, chunked, gzip, hello; "+
 		"headers: GET /headers?n=HEADER-SIZE (large headers both ways); grpc: gRPC-style POST /grpc with trailers; "+
+		"toclose: GET /toclose (HTTP/1.0 body ending with the connection); "+
 		"bytes, chunked, gzip or hello: that endpoint only")
 	flag.IntVar(&c.HeaderSize, "header-size", 0, "add header "+BigHeader+" of this many bytes to every request")
 	flag.BoolVar(&c.RepeatHeader, "repeat-header", false, "add header "+RepeatHeader+" (the same value) to every request")
+	flag.BoolVar(&c.CloseIdle, "close-idle", false, "close idle connections before exiting (every connection ends with tls.Conn.Close)")
 	return func() ClientConfig {
 		c.URL = url
 		c.Seed = uint32(*seed)

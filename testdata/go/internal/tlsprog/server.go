@@ -40,6 +40,10 @@ type ServerConfig struct {
 //	                       GrpcReplyPrefix+m for each message m, then the
 //	                       trailers grpc-status: 0 and grpc-message:
 //	                       "N messages"
+//	/toclose?n=N&seed=S    HTTP/1.x only: an HTTP/1.0 response without
+//	                       Content-Length, body Payload(N, S), written on the
+//	                       hijacked connection, which is then closed: the body
+//	                       ends with the connection
 func Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
@@ -130,6 +134,21 @@ func Handler() http.Handler {
 		w.Write(out)
 		w.Header().Set("Grpc-Status", "0")
 		w.Header().Set("Grpc-Message", fmt.Sprintf("%d messages", len(msgs)))
+	})
+	mux.HandleFunc("/toclose", func(w http.ResponseWriter, r *http.Request) {
+		n, seed := intParam(r, "n", 1024), uint32(intParam(r, "seed", 0))
+		hj, ok := w.(http.Hijacker)
+		if !ok { // HTTP/2 connections cannot be taken over
+			http.Error(w, "/toclose needs HTTP/1.x", http.StatusHTTPVersionNotSupported)
+			return
+		}
+		conn, _, err := hj.Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		head := "HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
+		conn.Write(append([]byte(head), Payload(n, seed)...))
 	})
 	return mux
 }
