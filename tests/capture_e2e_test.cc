@@ -994,8 +994,14 @@ void ExpectOneLineError(const ProcRun& r, int code) {
   EXPECT_EQ(r.err.rfind("gotlscap: ", 0), 0u) << r.describe;
 }
 
-TEST(CaptureCli, NoTargetIsUsageError) {
-  ExpectOneLineError(RunToEnd({GotlscapBin(), "text"}, seconds(20)), kExitUsage);
+// No -e/-p: the whole host is followed (tests/host_e2e_test.cc checks the capture itself). A
+// --comm no program has keeps this run from attaching to other tests' programs.
+TEST(CaptureCli, NoTargetFollowsTheHost) {
+  REQUIRE_CAPTURE_ENV();
+  const ProcRun r = RunToEnd({GotlscapBin(), "text", "--duration", "1", "--comm", "no-such-program"}, seconds(30));
+  EXPECT_EQ(r.exit_code, 0) << r.describe;
+  EXPECT_THAT(r.err, HasSubstr("ready: following the host")) << r.describe;
+  EXPECT_THAT(r.err, HasSubstr("host: 0 binaries attached")) << r.describe;
 }
 
 TEST(CaptureCli, NotGoBinary) {

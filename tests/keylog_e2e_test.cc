@@ -560,12 +560,16 @@ TEST(KeylogCli, ReadOnlyFileIsIoError) {
   EXPECT_THAT(q.r.err, HasSubstr("Operation not permitted"));
 }
 
-TEST(KeylogCli, NoTargetIsUsageError) {
+// No -e/-p: the whole host is followed; --comm keeps this run away from other tests' programs.
+TEST(KeylogCli, NoTargetFollowsTheHost) {
+  REQUIRE_KEYLOG_ENV(false);
   TempDir dir;
-  CommandResult r = RunCommand({GotlscapBin(), "keylog", "-k", dir.File("k.log")});
-  EXPECT_EQ(r.exit_code, kExitUsage) << r.Describe();
-  EXPECT_EQ(SplitLines(r.err).size(), 1u) << r.Describe();
-  EXPECT_FALSE(fs::exists(dir.File("k.log"))) << "usage errors create no file";
+  CommandResult r = RunCommand({GotlscapBin(), "keylog", "-k", dir.File("k.log"), "--duration", "1", "--comm",
+                                "no-such-program"});
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  EXPECT_THAT(r.err, HasSubstr("ready: following the host")) << r.Describe();
+  EXPECT_THAT(r.err, HasSubstr("summary: 0 secrets written")) << r.Describe();
+  EXPECT_EQ(FileMode(dir.File("k.log")), 0600u);
 }
 
 }  // namespace

@@ -89,6 +89,7 @@ static __always_inline __u64 wakeup_flag(void) {
     r->hdr.vlan_present = skb->vlan_present ? 1 : 0;                                          \
     r->hdr.vlan_tci = (__u16)skb->vlan_tci;                                                   \
     r->hdr.vlan_proto = (__u16)skb->vlan_proto;                                               \
+    r->hdr.gso_size = skb->gso_size;                                                          \
     if (bpf_skb_load_bytes(skb, 0, r->data, n)) {                                             \
       count(PCAP_CNT_LOAD_FAULTS, 1);                                                         \
       bpf_ringbuf_discard(r, 0);                                                              \
@@ -100,9 +101,17 @@ static __always_inline __u64 wakeup_flag(void) {
     return 0;                                                                                 \
   }
 DEFINE_EMIT(128)
+DEFINE_EMIT(256)
+DEFINE_EMIT(512)
+DEFINE_EMIT(1024)
 DEFINE_EMIT(1600)
+DEFINE_EMIT(2048)
+DEFINE_EMIT(4096)
 DEFINE_EMIT(9216)
+DEFINE_EMIT(16384)
+DEFINE_EMIT(32768)
 DEFINE_EMIT(65600)
+DEFINE_EMIT(131072)
 DEFINE_EMIT(262144)
 _Static_assert(PCAP_MAX_SNAPLEN == 262144, "emit_262144 carries the largest packets");
 
@@ -113,14 +122,32 @@ static __always_inline int capture(struct __sk_buff *skb, __u8 egress) {
   if (snap == 0 || snap > snaplen) snap = snaplen;
   if (n > snap) n = snap; /* user space counts orig_len > cap_len as cut by the snap length */
   if (n > PCAP_MAX_SNAPLEN) n = PCAP_MAX_SNAPLEN;
+  /* Classes close to common sizes (ACKs, MTU 1500 frames, jumbo frames, GSO packets of up to
+   * 64 KiB): a record wastes at most about half its space. */
   if (n <= 128)
     emit_128(skb, n, egress);
+  else if (n <= 256)
+    emit_256(skb, n, egress);
+  else if (n <= 512)
+    emit_512(skb, n, egress);
+  else if (n <= 1024)
+    emit_1024(skb, n, egress);
   else if (n <= 1600)
     emit_1600(skb, n, egress);
+  else if (n <= 2048)
+    emit_2048(skb, n, egress);
+  else if (n <= 4096)
+    emit_4096(skb, n, egress);
   else if (n <= 9216)
     emit_9216(skb, n, egress);
+  else if (n <= 16384)
+    emit_16384(skb, n, egress);
+  else if (n <= 32768)
+    emit_32768(skb, n, egress);
   else if (n <= 65600)
     emit_65600(skb, n, egress);
+  else if (n <= 131072)
+    emit_131072(skb, n, egress);
   else
     emit_262144(skb, n, egress);
   return TC_ACT_UNSPEC;

@@ -40,7 +40,10 @@ struct pcap_packet_event {
   pc_u8 vlan_present;
   pc_u16 vlan_tci;
   pc_u16 vlan_proto; /* network byte order, as in the skb */
-  pc_u8 pad[6];
+  pc_u16 pad;
+  /* TCP segment size of a GSO packet (0: not GSO). TC sees a GSO packet before the kernel
+   * splits it for the device; user space splits the ones no wire can carry (over 64 KiB). */
+  pc_u32 gso_size;
   /* followed by cap_len packet bytes */
 };
 

@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
@@ -145,6 +146,7 @@ Result<int> GoTlsProbes::Attach(const gobin::GoBinary& bin, const std::string& p
 void GoTlsProbes::DetachAll() {
   for (bpf_link* l : links_) bpf_link__destroy(l);
   links_.clear();
+  groups_.clear();
 }
 
 int GoTlsProbes::ringbuf_fd() const { return bpf_map__fd(skel_->maps.events); }
@@ -161,6 +163,24 @@ ProbeCounters GoTlsProbes::ReadCounters() const {
   for (int c = 0; c < ncpu; c++)
     for (int i = 0; i < GOTLS_CNT_MAX; i++) out.v[i] += vals[static_cast<size_t>(c) * GOTLS_CNT_MAX + i];
   return out;
+}
+
+Result<int> GoTlsProbes::AttachGroup(const gobin::GoBinary& binary, const std::string& path, uint64_t group) {
+  const size_t before = links_.size();
+  auto n = Attach(binary, path);
+  // On failure too: the uprobes attached before the error belong to the group, to be detached.
+  groups_[group].assign(links_.begin() + static_cast<std::ptrdiff_t>(before), links_.end());
+  return n;
+}
+
+void GoTlsProbes::DetachGroup(uint64_t group) {
+  auto it = groups_.find(group);
+  if (it == groups_.end()) return;
+  for (bpf_link* l : it->second) {
+    links_.erase(std::remove(links_.begin(), links_.end(), l), links_.end());
+    bpf_link__destroy(l);
+  }
+  groups_.erase(it);
 }
 
 }  // namespace gotlscap::capture

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +56,10 @@ class GoTlsProbes {
   // keysFromMasterSecret where present), as the options say. Returns the number of uprobes attached.
   Result<int> Attach(const gobin::GoBinary& binary, const std::string& path);
   void DetachAll();
+  // The same, with the uprobes remembered as `group` so DetachGroup can remove exactly them
+  // (whole-host mode detaches a binary no process uses any more).
+  Result<int> AttachGroup(const gobin::GoBinary& binary, const std::string& path, uint64_t group);
+  void DetachGroup(uint64_t group);
 
   int ringbuf_fd() const;
   int secrets_fd() const;
@@ -65,6 +70,7 @@ class GoTlsProbes {
   ProbeOptions opts_;
   gotls_bpf* skel_ = nullptr;
   std::vector<bpf_link*> links_;
+  std::map<uint64_t, std::vector<bpf_link*>> groups_;
 };
 
 }  // namespace gotlscap::capture

@@ -36,7 +36,7 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
       return MakeError(ErrorKind::kNoProcess, fmt::format("no such process: {}", pid));
     if (opts.elf_paths.empty()) paths.push_back(fmt::format("/proc/{}/exe", pid));
   }
-  if (paths.empty()) return MakeError(ErrorKind::kUsage, "nothing to trace: give -e PATH or -p PID");
+  if (paths.empty() && !opts.follow_host) return MakeError(ErrorKind::kUsage, "nothing to trace: give -e PATH or -p PID");
   std::set<std::pair<dev_t, ino_t>> seen;  // one set of uprobes per file, whatever the path
   for (const auto& path : paths) {
     struct stat st {};
@@ -157,6 +157,12 @@ SessionSummary CaptureSession::Finish() {
   summary_.incomplete = assembler_->incomplete_events();
   summary_.counters = probes_->ReadCounters();
   return summary_;
+}
+
+Result<bool> CaptureSession::AddRingBuffer(int map_fd, int (*fn)(void* ctx, void* data, size_t size), void* ctx) {
+  if (ring_buffer__add(rb_, map_fd, fn, ctx) != 0)
+    return MakeError(ErrorKind::kInternal, "cannot poll the packet ring buffer");
+  return true;
 }
 
 }  // namespace gotlscap::capture

@@ -27,6 +27,8 @@ struct SessionOptions {
   std::vector<uint32_t> pids;
   std::optional<uint32_t> uid;
   uint64_t ringbuf_bytes = 64ull << 20;
+  // No -e/-p: start with no target; host::HostFollower attaches binaries as it finds them.
+  bool follow_host = false;
 };
 
 struct Target {
@@ -55,6 +57,9 @@ class CaptureSession {
   ~CaptureSession();
 
   const std::vector<Target>& targets() const { return targets_; }
+  GoTlsProbes& probes() { return *probes_; }
+  // Another BPF ring buffer to poll with the session's (pcap mode's packets); Finish drains it.
+  Result<bool> AddRingBuffer(int map_fd, int (*fn)(void* ctx, void* data, size_t size), void* ctx);
   int probe_count() const;
 
   // Polls until `stop` becomes true or `deadline_ns` (CLOCK_MONOTONIC, 0 = none) passes.

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "cli/exit_codes.h"
@@ -37,6 +38,38 @@ void PrintReady(const capture::CaptureSession& session) {
 int Fail(const Error& e) {
   fmt::print(stderr, "gotlscap: {}\n", e.message);
   return ExitCodeFor(e.kind);
+}
+
+void AddFollowOptions(CLI::App* cmd, FollowCli& o) {
+  const char* group = "Whole host (no -e/-p)";
+  cmd->add_option("--comm", o.comms, "Only programs of this name; repeatable")->group(group);
+  cmd->add_option("--exclude-comm", o.exclude_comms, "Not programs of this name; repeatable")->group(group);
+  cmd->add_flag("-v,--verbose", o.verbose, "One line for each program skipped, and why")->group(group);
+}
+
+Result<std::unique_ptr<host::HostFollower>> StartFollowing(capture::CaptureSession& session, const FollowCli& o,
+                                                           std::optional<uint32_t> uid) {
+  host::FollowOptions fo;
+  fo.comms = o.comms;
+  fo.exclude_comms = o.exclude_comms;
+  fo.uid = uid;
+  fo.verbose = o.verbose;
+  auto f = host::HostFollower::Start(session.probes(), fo, [](const std::string& line) {
+    fmt::print(stderr, "{}\n", line);
+    fflush(stderr);
+  });
+  if (!f.ok()) return f.error();
+  auto s = (*f)->summary();
+  fmt::print(stderr, "ready: following the host: {} uprobes on {} binar{}\n", (*f)->probe_count(), s.attached_now,
+             s.attached_now == 1 ? "y" : "ies");
+  fflush(stderr);
+  return f;
+}
+
+void PrintFollowSummary(const host::HostFollower& f) {
+  auto s = f.summary();
+  fmt::print(stderr, "host: {} binaries attached ({} detached, {} still attached), {} processes, {} execs, {} skipped\n",
+             s.binaries_attached, s.binaries_detached, s.attached_now, s.processes, s.execs, s.skipped);
 }
 
 uint64_t DeadlineFor(double seconds) {

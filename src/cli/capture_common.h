@@ -2,9 +2,17 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "capture/session.h"
 #include "common/result.h"
+#include "host/host_follower.h"
+
+namespace CLI {
+class App;
+}
 
 namespace gotlscap::cli {
 
@@ -17,5 +25,18 @@ void PrintReady(const capture::CaptureSession& session);
 int Fail(const Error& e);
 // Deadline for --duration SEC (0: none), on the session's monotonic clock.
 uint64_t DeadlineFor(double seconds);
+
+// Whole-host mode (no -e/-p): the options every capture subcommand takes, and the follower.
+struct FollowCli {
+  std::vector<std::string> comms, exclude_comms;
+  bool verbose = false;
+};
+void AddFollowOptions(CLI::App* cmd, FollowCli& o);
+// Starts following the host on `session` (which was started with follow_host); prints the
+// attach lines and then the `ready` line.
+Result<std::unique_ptr<host::HostFollower>> StartFollowing(capture::CaptureSession& session, const FollowCli& o,
+                                                           std::optional<uint32_t> uid);
+// "host: B binaries attached (D detached, A still attached), P processes, E execs, S skipped"
+void PrintFollowSummary(const host::HostFollower& f);
 
 }  // namespace gotlscap::cli

@@ -20,11 +20,10 @@ void RegisterKeylog(CLI::App& app, KeylogOptions& o) {
   cmd->add_option("-p,--pid", o.pids, "Only these processes; alone, traces /proc/PID/exe; repeatable");
   cmd->add_option("-u,--uid", o.uid, "Only processes of this user id");
   cmd->add_option("--duration", o.duration, "Stop after SEC seconds")->check(CLI::NonNegativeNumber);
+  AddFollowOptions(cmd, o.follow);
 }
 
 int RunKeylog(const KeylogOptions& o) {
-  if (o.elf_paths.empty() && o.pids.empty())
-    return Fail(MakeError(ErrorKind::kUsage, "keylog: give -e PATH or -p PID (see --help)"));
   // Opened before anything is attached: a bad path fails fast and clearly.
   auto file = output::KeyLogFile::Open(o.keylog_file);
   if (!file.ok()) return Fail(file.error());
@@ -34,19 +33,31 @@ int RunKeylog(const KeylogOptions& o) {
   so.elf_paths = o.elf_paths;
   so.pids = o.pids;
   so.uid = o.uid;
+  so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
   auto session = capture::CaptureSession::Start(so, [](capture::DataEvent&&) {}, [&](capture::SecretEvent&& s) {
     if (!(*file)->Write(s) && (*file)->failed()) StopFlag().store(true);
   });
   if (!session.ok()) return Fail(session.error());
-  PrintReady(**session);
-  (*session)->Run(StopFlag(), DeadlineFor(o.duration), [] {});
+  std::unique_ptr<host::HostFollower> follower;
+  if (so.follow_host) {
+    auto f = StartFollowing(**session, o.follow, o.uid);
+    if (!f.ok()) return Fail(f.error());
+    follower = std::move(*f);
+  } else {
+    PrintReady(**session);
+  }
+  (*session)->Run(StopFlag(), DeadlineFor(o.duration), [&] {
+    if (follower) follower->Tick(capture::MonotonicNowNs());
+  });
+  if (follower) follower->Stop();
   auto s = (*session)->Finish();
   fmt::print(stderr,
              "summary: {} secrets written to {}, {} duplicates skipped, {} lost (not written {}, read faults {}, "
              "probe hits {})\n",
              (*file)->written(), o.keylog_file, (*file)->duplicates(), s.counters.lost_secrets() + (*file)->not_written(),
              (*file)->not_written(), s.counters.read_faults(), s.counters.probe_hits());
+  if (follower) PrintFollowSummary(*follower);
   if ((*file)->failed()) {
     fmt::print(stderr, "gotlscap: cannot write to {}: {}\n", o.keylog_file, std::strerror((*file)->last_errno()));
     return ExitCodeFor(ErrorKind::kIo);

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/capture_common.h"
+
 namespace CLI {
 class App;
 }
@@ -17,6 +19,7 @@ struct KeylogOptions {
   std::vector<std::string> elf_paths;
   std::vector<uint32_t> pids;
   std::optional<uint32_t> uid;
+  FollowCli follow;  // no -e/-p: the whole host
   double duration = 0;
 };
 

@@ -14,6 +14,7 @@
 #include "cli/capture_common.h"
 #include "cli/exit_codes.h"
 #include "output/pcapng_writer.h"
+#include "packet/gso_split.h"
 #include "packet/net_interface.h"
 #include "packet/packet_capture.h"
 #include "packet/packet_sequencer.h"
@@ -69,12 +70,13 @@ void RegisterPcap(CLI::App& app, PcapOptions& o) {
       ->check(CLI::Range(1u, 262144u));
   cmd->add_option("--duration", o.duration, "Stop after SEC seconds")->check(CLI::NonNegativeNumber);
   cmd->add_option("--ringbuf-mb", o.ringbuf_mb, "Packet ring buffer size in MiB")->check(CLI::Range(1u, 4096u));
+  AddFollowOptions(cmd, o.follow);
   cmd->add_option("filter", o.filter, "pcap-filter expression, as tcpdump takes it (e.g. tcp port 443)");
 }
 
 int RunPcap(const PcapOptions& o) {
-  if (o.elf_paths.empty() && o.pids.empty())
-    return Fail(MakeError(ErrorKind::kUsage, "pcap: give -e PATH or -p PID (see --help)"));
+  // No -e/-p: every Go program on the host, and every packet the filter lets through.
+  const bool follow_host = o.elf_paths.empty() && o.pids.empty();
   std::string filter;
   for (const auto& w : o.filter) filter += (filter.empty() ? "" : " ") + w;
 
@@ -103,7 +105,7 @@ int RunPcap(const PcapOptions& o) {
     interface_of[itf.ifindex] = {out.AddInterface({itf.name, itf.linktype, o.snaplen, ""}), itf.linktype};
 
   packet::SequencerOptions sopts;
-  sopts.targets_only = true;
+  sopts.targets_only = !follow_host;
   std::unique_ptr<TargetOwners> owners;
   sopts.lookup_owner = [&](const packet::ConnKey& key) -> std::optional<packet::Owner> {
     return owners ? owners->Find(key) : std::nullopt;
@@ -124,6 +126,7 @@ int RunPcap(const PcapOptions& o) {
   so.elf_paths = o.elf_paths;
   so.pids = o.pids;
   so.uid = o.uid;
+  so.follow_host = follow_host;
   InstallSignalHandlers();
   auto session = capture::CaptureSession::Start(so, [](capture::DataEvent&&) {}, [&](capture::SecretEvent&& s) {
     seq.AddSecret(s);
@@ -152,9 +155,24 @@ int RunPcap(const PcapOptions& o) {
       p.orig_len += 4;
     }
     if (r.orig_len > r.data.size()) ++cut_by_snaplen;
+    if (r.gso_size != 0 && p.data.size() > 65535 && p.orig_len == p.data.size()) {
+      // A TCP GSO packet over 64 KiB: the kernel segments it before packet sockets see it, so
+      // write the segments dumpcap records (packet/gso_split.h), all with this timestamp.
+      auto segs = packet::SplitOversizedGso(p.linktype, p.data, r.gso_size);
+      p.data.clear();
+      for (auto& seg : segs) {
+        packet::Packet s = p;
+        s.orig_len = static_cast<uint32_t>(seg.size());
+        s.data = std::move(seg);
+        seq.AddPacket(std::move(s));
+      }
+      return;
+    }
     seq.AddPacket(std::move(p));
   });
   if (!pc.ok()) return fail_before_start(pc.error());
+  if (auto r = (*session)->AddRingBuffer((*pc)->ringbuf_fd(), packet::PacketCapture::OnRecord, pc->get()); !r.ok())
+    return fail_before_start(r.error());
   for (const auto& itf : itfs) {
     auto n = (*pc)->Attach(itf, filter);
     if (!n.ok()) return fail_before_start(n.error());
@@ -162,18 +180,25 @@ int RunPcap(const PcapOptions& o) {
   std::string names;
   for (const auto& itf : itfs) names += (names.empty() ? "" : ",") + itf.name;
   fmt::print(stderr, "capturing on {}{}{}\n", names, filter.empty() ? "" : ", filter: ", filter);
-  PrintReady(**session);
+  std::unique_ptr<host::HostFollower> follower;
+  if (follow_host) {
+    auto f = StartFollowing(**session, o.follow, o.uid);
+    if (!f.ok()) return fail_before_start(f.error());
+    follower = std::move(*f);
+  } else {
+    PrintReady(**session);
+  }
 
   auto now_epoch = [&] { return capture::MonotonicNowNs() + mono_to_epoch; };
   (*session)->Run(StopFlag(), DeadlineFor(o.duration), [&] {
-    (*pc)->Consume();
+    if (follower) follower->Tick(capture::MonotonicNowNs());
     seq.Poll(now_epoch());
     if (!out.Flush()) StopFlag().store(true);
   });
-  // Drain in dependency order: packets still in the ring, then the secrets (Finish), and only
-  // then release every held packet, so no packet is written before a secret that was on its way.
+  // Stop the packets, drain both rings (Finish), and only then release every held packet, so no
+  // packet is written before a secret that was on its way.
+  if (follower) follower->Stop();
   (*pc)->DetachAll();
-  (*pc)->Consume();
   auto s = (*session)->Finish();
   seq.Flush();
   out.Flush();
@@ -188,6 +213,7 @@ int RunPcap(const PcapOptions& o) {
              pcnt.lost() + pcnt.load_faults() + s.counters.lost_secrets(), pcnt.lost(), pcnt.load_faults(),
              s.counters.lost_secrets(), pcnt.packets(), c.packets_dropped_not_target,
              c.released_unsettled + c.released_over_memory, cut_by_snaplen);
+  if (follower) PrintFollowSummary(*follower);
   if (out.failed()) {
     fmt::print(stderr, "gotlscap: cannot write to {}: {}\n", o.file, std::strerror(out.last_errno()));
     return ExitCodeFor(ErrorKind::kIo);

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/capture_common.h"
+
 namespace CLI {
 class App;
 }
@@ -19,6 +21,7 @@ struct PcapOptions {
   std::vector<std::string> elf_paths;
   std::vector<uint32_t> pids;
   std::optional<uint32_t> uid;
+  FollowCli follow;  // no -e/-p: the whole host
   uint32_t snaplen = 262144;
   double duration = 0;
   uint32_t ringbuf_mb = 64;

@@ -31,11 +31,10 @@ void RegisterText(CLI::App& app, TextOptions& o) {
                                         "\"http\" events)")
       ->check(CLI::IsMember({"none", "http"}));
   cmd->add_flag("--raw", o.raw, "Show HTTP bodies as sent (do not undo gzip/deflate/br)");
+  AddFollowOptions(cmd, o.follow);
 }
 
 int RunText(const TextOptions& o) {
-  if (o.elf_paths.empty() && o.pids.empty())
-    return Fail(MakeError(ErrorKind::kUsage, "text: give -e PATH or -p PID (see --help)"));
 
   FILE* out = stdout;
   if (!o.output.empty()) {
@@ -53,6 +52,7 @@ int RunText(const TextOptions& o) {
   so.pids = o.pids;
   so.uid = o.uid;
   so.ringbuf_bytes = o.ringbuf_mb << 20;
+  so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
   uint64_t http_messages = 0;
   std::unique_ptr<decode::HttpDecoder> http;
@@ -81,15 +81,24 @@ int RunText(const TextOptions& o) {
       [&](capture::SecretEvent&& s) { writer->WriteSecret(s); });
   if (!session.ok()) return Fail(session.error());
 
-  PrintReady(**session);
+  std::unique_ptr<host::HostFollower> follower;
+  if (so.follow_host) {
+    auto f = StartFollowing(**session, o.follow, o.uid);
+    if (!f.ok()) return Fail(f.error());
+    follower = std::move(*f);
+  } else {
+    PrintReady(**session);
+  }
   const uint64_t deadline = DeadlineFor(o.duration);
   bool write_failed = false;
   (*session)->Run(StopFlag(), deadline, [&] {
+    if (follower) follower->Tick(capture::MonotonicNowNs());
     if (!writer->Flush()) {
       write_failed = true;
       StopFlag().store(true);
     }
   });
+  if (follower) follower->Stop();
   auto s = (*session)->Finish();
   http.reset();  // delivers messages that end with the connection, before the last flush
   if (!writer->Flush()) write_failed = true;
@@ -99,6 +108,7 @@ int RunText(const TextOptions& o) {
              "read faults {}, reads without entry {}, secrets {}, lost secrets {}, probe hits {}, http messages {})\n",
              s.events, s.bytes, c.lost_chunks() + c.lost_secrets(), s.truncated, c.lost_bytes(), s.incomplete,
              c.read_faults(), c.read_no_entry(), s.secrets, c.lost_secrets(), c.probe_hits(), http_messages);
+  if (follower) PrintFollowSummary(*follower);
   if (write_failed) {
     fmt::print(stderr, "gotlscap: cannot write events to {}: {}\n", o.output.empty() ? "stdout" : o.output,
                std::strerror(errno ? errno : EIO));

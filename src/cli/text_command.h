@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/capture_common.h"
+
 namespace CLI {
 class App;
 }
@@ -16,6 +18,7 @@ struct TextOptions {
   std::vector<std::string> elf_paths;
   std::vector<uint32_t> pids;
   std::optional<uint32_t> uid;
+  FollowCli follow;  // no -e/-p: the whole host
   std::string format = "text";
   bool hex = false;
   std::string output;

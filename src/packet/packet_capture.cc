@@ -55,15 +55,11 @@ Result<std::unique_ptr<PacketCapture>> PacketCapture::Open(const PacketCaptureOp
   if (bpf_map__update_elem(pc->skel_->maps.ingress_jump, &zero, sizeof(zero), &in_fd, sizeof(in_fd), BPF_ANY) ||
       bpf_map__update_elem(pc->skel_->maps.egress_jump, &zero, sizeof(zero), &out_fd, sizeof(out_fd), BPF_ANY))
     return LibbpfError("cannot link the filter to the capture programs", errno);
-
-  pc->rb_ = ring_buffer__new(bpf_map__fd(pc->skel_->maps.packets), OnRecord, pc.get(), nullptr);
-  if (!pc->rb_) return LibbpfError("cannot open the packet ring buffer", errno);
   return pc;
 }
 
 PacketCapture::~PacketCapture() {
   DetachAll();
-  if (rb_) ring_buffer__free(rb_);
   if (skel_) pcap_bpf__destroy(skel_);
 }
 
@@ -135,7 +131,7 @@ void PacketCapture::DetachAll() {
   hooks_.clear();
 }
 
-int PacketCapture::Consume() { return rb_ ? ring_buffer__consume(rb_) : 0; }
+int PacketCapture::ringbuf_fd() const { return bpf_map__fd(skel_->maps.packets); }
 
 int PacketCapture::OnRecord(void* ctx, void* data, size_t size) {
   auto* self = static_cast<PacketCapture*>(ctx);
@@ -149,6 +145,7 @@ int PacketCapture::OnRecord(void* ctx, void* data, size_t size) {
   p.vlan_present = e->vlan_present != 0;
   p.vlan_tci = e->vlan_tci;
   p.vlan_proto_be = e->vlan_proto;
+  p.gso_size = e->gso_size;
   size_t n = e->cap_len;
   if (n > size - sizeof(*e)) n = size - sizeof(*e);
   p.data = std::string_view(static_cast<const char*>(data) + sizeof(*e), n);

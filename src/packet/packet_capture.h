@@ -35,6 +35,7 @@ struct RawPacket {
   bool vlan_present = false;  // an offloaded tag to put back after the MAC addresses
   uint16_t vlan_tci = 0;
   uint16_t vlan_proto_be = 0;
+  uint32_t gso_size = 0;  // TCP segment size of a GSO packet, 0 otherwise
 };
 
 struct PacketCounters {
@@ -56,13 +57,14 @@ class PacketCapture {
   Result<int> Attach(const NetInterface& itf, const std::string& filter);
   // Removes every hook this capture attached (never a qdisc: others may be using it).
   void DetachAll();
-  // Delivers every record in the ring buffer to the sink; never blocks.
-  int Consume();
+  // The packet ring buffer, to be polled with the session's (ring_buffer__add with OnRecord and
+  // this object): one epoll wakes for packets and secrets alike.
+  int ringbuf_fd() const;
+  static int OnRecord(void* ctx, void* data, size_t size);
   PacketCounters ReadCounters() const;
 
  private:
   PacketCapture() = default;
-  static int OnRecord(void* ctx, void* data, size_t size);
 
   struct Hook {
     uint32_t ifindex;
@@ -74,7 +76,6 @@ class PacketCapture {
   PacketCaptureOptions opts_;
   Sink sink_;
   pcap_bpf* skel_ = nullptr;
-  ring_buffer* rb_ = nullptr;
   std::vector<Hook> hooks_;
 };
 

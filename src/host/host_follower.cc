@@ -1,0 +1,217 @@
+#include "host/host_follower.h"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace gotlscap::host {
+namespace {
+
+constexpr size_t kCommLen = 15;  // TASK_COMM_LEN - 1: what the kernel keeps of a program name
+
+std::string Basename(const std::string& path) {
+  std::string p = path;
+  const std::string deleted = " (deleted)";
+  if (p.size() > deleted.size() && p.compare(p.size() - deleted.size(), deleted.size(), deleted) == 0)
+    p.resize(p.size() - deleted.size());
+  size_t slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+std::string Readlink(const std::string& link) {
+  char buf[4096];
+  ssize_t n = readlink(link.c_str(), buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+}  // namespace
+
+HostFollower::HostFollower(capture::GoTlsProbes& probes, const FollowOptions& opts, Log log)
+    : probes_(probes), opts_(opts), log_(std::move(log)) {}
+
+HostFollower::~HostFollower() { Stop(); }
+
+Result<std::unique_ptr<HostFollower>> HostFollower::Start(capture::GoTlsProbes& probes, const FollowOptions& opts,
+                                                          Log log) {
+  std::unique_ptr<HostFollower> f(new HostFollower(probes, opts, std::move(log)));
+  // Watch execs first, then scan: a program started in between is seen at least once (twice is
+  // harmless: the second sighting finds its binary attached).
+  HostFollower* raw = f.get();
+  ASSIGN_OR_RETURN(f->watcher_, ExecWatcher::Start([raw](const ExecWatcher::Exec& e) { raw->OnExec(e); },
+                                                   [raw](uint32_t pid) { raw->OnExecDone(pid); }));
+
+  std::unordered_map<FileKey, std::vector<ProcessInfo>, FileKeyHash> by_file;
+  for (auto& p : ScanProcesses()) by_file[p.file].push_back(std::move(p));
+  for (auto& [key, procs] : by_file) {
+    std::vector<Proc> list;
+    for (const auto& p : procs) list.push_back({p.pid, p.start_time});
+    const ProcessInfo& first = procs.front();
+    {
+      std::lock_guard<std::mutex> l(f->mu_);
+      if (f->mount_namespaces_.insert(first.mnt_ns).second) f->watcher_->WatchMountsOf(first.pid);
+    }
+    f->Track(list, key, first.exe_link, first.exe, first.comm, first.uid);
+  }
+  return f;
+}
+
+void HostFollower::Stop() {
+  watcher_.reset();  // joins the fanotify thread: no attach can start after this
+}
+
+bool HostFollower::Wanted(const std::string& comm, uint32_t uid) const {
+  if (opts_.uid && *opts_.uid != uid) return false;
+  for (const auto& c : opts_.exclude_comms)
+    if (c.substr(0, kCommLen) == comm) return false;
+  if (opts_.comms.empty()) return true;
+  for (const auto& c : opts_.comms)
+    if (c.substr(0, kCommLen) == comm) return true;
+  return false;
+}
+
+void HostFollower::OnExec(const ExecWatcher::Exec& e) {
+  // The program waits for this answer: the common case (a binary already known not to be Go)
+  // must cost one fstat and a cache hit, no /proc reads.
+  auto key = FileKeyOfFd(e.fd);
+  if (!key.ok()) return;
+  const std::string path = fmt::format("/proc/self/fd/{}", e.fd);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    summary_.execs++;
+  }
+  std::shared_ptr<const BinaryVerdict> v = cache_.Get(*key, path);
+  if (!v || !v->tls) {
+    NoteSkipped(*key, v, Readlink(path));
+    return;
+  }
+  const std::string shown = Readlink(path);
+  // The process keeps its pid and start time across exec; its name becomes the file's name.
+  auto proc = ReadProcess(e.pid);
+  if (proc) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (mount_namespaces_.size() > 4096) mount_namespaces_.clear();  // bounded; re-marking is harmless
+    if (mount_namespaces_.insert(proc->mnt_ns).second) watcher_->WatchMountsOf(e.pid);
+  }
+  Track({{e.pid, proc ? proc->start_time : 0}}, *key, path, shown, Basename(shown).substr(0, kCommLen),
+        proc ? proc->uid : 0);
+}
+
+void HostFollower::OnExecDone(uint32_t pid) {
+  // After the fact: for most programs OnExec already ran and this only records the pid; it
+  // matters for programs on filesystems fanotify does not watch yet (another mount namespace).
+  auto proc = ReadProcess(pid);
+  if (!proc) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (mount_namespaces_.size() > 4096) mount_namespaces_.clear();
+    if (mount_namespaces_.insert(proc->mnt_ns).second) watcher_->WatchMountsOf(pid);
+  }
+  Track({{proc->pid, proc->start_time}}, proc->file, proc->exe_link, proc->exe, proc->comm, proc->uid);
+}
+
+void HostFollower::NoteSkipped(const FileKey& key, const std::shared_ptr<const BinaryVerdict>& v,
+                               const std::string& shown_path) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (skipped_logged_.size() > 4096) skipped_logged_.clear();
+  if (!skipped_logged_.insert(key).second) return;
+  summary_.skipped++;
+  if (!opts_.verbose) return;
+  if (v && v->go)
+    log_(fmt::format("skipped {} {}: {}", v->version.empty() ? "go" : v->version, shown_path, v->reason));
+  else
+    log_(fmt::format("skipped {}: {}", shown_path, v ? v->reason : "cannot be read"));
+}
+
+void HostFollower::Track(const std::vector<Proc>& procs, const FileKey& key, const std::string& path,
+                         const std::string& shown_path, const std::string& comm, uint32_t uid) {
+  auto count_into = [&](Binary& b) {
+    for (const auto& p : procs) summary_.processes += b.pids.emplace(p.pid, p.start_time).second;
+    b.idle_since_ns = 0;
+  };
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = binaries_.find(key);
+    if (it != binaries_.end()) return count_into(it->second);  // attached already
+    if (!Wanted(comm, uid)) return;
+  }
+  std::shared_ptr<const BinaryVerdict> v = cache_.Get(key, path);  // analysis outside the lock
+  if (!v || !v->tls) return NoteSkipped(key, v, shown_path);
+
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = binaries_.find(key);
+  if (it != binaries_.end()) return count_into(it->second);  // the other thread was faster
+  const uint64_t group = next_group_++;
+  auto attached = probes_.AttachGroup(*v->binary, path, group);
+  if (!attached.ok()) {
+    summary_.skipped++;
+    log_(fmt::format("cannot attach to {}: {}", shown_path, attached.error().message));
+    probes_.DetachGroup(group);
+    return;
+  }
+  Binary& b = binaries_[key];
+  b.verdict = v;
+  b.shown_path = shown_path;
+  b.group = group;
+  b.probes = *attached;
+  count_into(b);
+  summary_.binaries_attached++;
+  log_(fmt::format("attached {} {} ({} pid{})", v->version, shown_path, procs.size(), procs.size() == 1 ? "" : "s"));
+}
+
+void HostFollower::Detach(Binary& b, const char* why) {
+  probes_.DetachGroup(b.group);
+  summary_.binaries_detached++;
+  log_(fmt::format("detached {} {} ({})", b.verdict->version, b.shown_path, why));
+}
+
+void HostFollower::Tick(uint64_t now_ns) {
+  if (now_ns < next_tick_ns_) return;
+  next_tick_ns_ = now_ns + 1'000'000'000;
+  std::lock_guard<std::mutex> l(mu_);
+  bool candidates = false;
+  for (auto& [key, b] : binaries_) {
+    for (auto p = b.pids.begin(); p != b.pids.end();) {
+      auto info = ReadProcess(p->first);
+      // Gone, a new process under a reused pid, or exec'ed into another program.
+      bool alive = info && (p->second == 0 || info->start_time == p->second) && info->file == key;
+      p = alive ? std::next(p) : b.pids.erase(p);
+    }
+    if (!b.pids.empty()) continue;
+    if (b.idle_since_ns == 0) b.idle_since_ns = now_ns;
+    if (now_ns - b.idle_since_ns >= opts_.linger_ns) candidates = true;
+  }
+  if (!candidates) return;
+  // Before detaching, one scan: processes that forked (no exec) run the binary unseen.
+  for (const auto& p : ScanProcesses()) {
+    auto it = binaries_.find(p.file);
+    if (it != binaries_.end() && it->second.pids.emplace(p.pid, p.start_time).second) {
+      it->second.idle_since_ns = 0;
+      summary_.processes++;
+    }
+  }
+  for (auto it = binaries_.begin(); it != binaries_.end();) {
+    Binary& b = it->second;
+    if (b.pids.empty() && b.idle_since_ns && now_ns - b.idle_since_ns >= opts_.linger_ns) {
+      Detach(b, "no process left");
+      it = binaries_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+FollowSummary HostFollower::summary() const {
+  std::lock_guard<std::mutex> l(mu_);
+  FollowSummary s = summary_;
+  s.attached_now = binaries_.size();
+  return s;
+}
+
+int HostFollower::probe_count() const {
+  std::lock_guard<std::mutex> l(mu_);
+  int n = 0;
+  for (const auto& [key, b] : binaries_) n += b.probes;
+  return n;
+}
+
+}  // namespace gotlscap::host
