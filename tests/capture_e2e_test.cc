@@ -28,6 +28,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -966,6 +967,62 @@ TEST(CaptureLifecycle, PidAloneTracesOnlyThatProcess) {
   EXPECT_FALSE(Contains(read, PayloadBytes(20000, 600))) << "the other server's request";
 }
 
+// --cgroup: of two processes running the same binary, only the one inside the cgroup (v2) is
+// traced; the path may be given relative to the cgroup v2 mount.
+TEST(CaptureLifecycle, CgroupTracesOnlyItsProcesses) {
+  REQUIRE_CAPTURE_ENV();
+  std::string root;
+  for (const auto& line : SplitLines(ReadFileBytes("/proc/self/mounts"))) {
+    auto f = SplitWs(line);
+    if (f.size() > 2 && f[2] == "cgroup2") {
+      root = f[1];
+      break;
+    }
+  }
+  if (root.empty()) GTEST_SKIP() << "cgroup v2 is not mounted";
+  const std::string name = "gotlscap-test-" + std::to_string(getpid());
+  const std::string dir = root + "/" + name;
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << dir << ": " << std::strerror(errno);
+  struct RemoveCgroup {
+    std::string dir;
+    ~RemoveCgroup() {
+      for (int i = 0; i < 50 && rmdir(dir.c_str()) != 0 && errno == EBUSY; i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  } cleanup{dir};
+  Programs p;
+  ASSERT_TRUE(NewestPrograms(&p));
+  const uint64_t t0 = WallNs();
+  Server wanted, other;
+  {
+    // The shell moves itself into the cgroup, then execs the server (same pid).
+    const std::string script = "echo $$ > " + dir + "/cgroup.procs && exec \"$0\" \"$@\"";
+    ASSERT_TRUE(StartServer("/bin/sh", &wanted, {}, {"-c", script, p.server}));
+    ASSERT_TRUE(StartServer(p.server, &other));
+  }
+  Gotlscap cap(p.dir, {"-e", p.server, "--cgroup", name});
+  ASSERT_TRUE(cap.WaitReady());
+  ProcRun c1 = RunToEnd(ClientArgs(p.client, wanted.url(), "echo", 2, 20000, 700, {"-tls", "1.3"}));
+  ASSERT_EQ(c1.exit_code, 0) << c1.describe;
+  ProcRun c2 = RunToEnd(ClientArgs(p.client, other.url(), "echo", 2, 20000, 800, {"-tls", "1.3"}));
+  ASSERT_EQ(c2.exit_code, 0) << c2.describe;
+  Capture c = cap.Stop();
+  wanted.proc->Signal(SIGTERM);
+  other.proc->Signal(SIGTERM);
+  wanted.proc->Wait(seconds(10));
+  other.proc->Wait(seconds(10));
+  CheckCapture(c, {{{uint32_t(wanted.pid()), "server"}}, false, t0, WallNs()});
+  ASSERT_FALSE(c.events.empty());
+  std::string wrote, read;
+  for (const auto& [key, st] : Streams(c.events)) {
+    EXPECT_EQ(st.local, wanted.addr);
+    wrote += st.wrote;
+    read += st.read;
+  }
+  CheckClientPayloads(read, wrote, wrote, "echo", 2, 20000, 700, false);
+  EXPECT_FALSE(Contains(read, PayloadBytes(20000, 800))) << "the server outside the cgroup";
+}
+
 // (e) A pid that does not exist: exit 11 at once, one line on stderr.
 TEST(CaptureLifecycle, NonexistentPid) {
   REQUIRE_CAPTURE_ENV();
@@ -1002,6 +1059,12 @@ TEST(CaptureCli, NoTargetFollowsTheHost) {
   EXPECT_EQ(r.exit_code, 0) << r.describe;
   EXPECT_THAT(r.err, HasSubstr("ready: following the host")) << r.describe;
   EXPECT_THAT(r.err, HasSubstr("host: 0 binaries attached")) << r.describe;
+}
+
+// --cgroup that is not a cgroup v2 directory: a usage error before anything is attached.
+TEST(CaptureCli, CgroupMustExist) {
+  ExpectOneLineError(RunToEnd({GotlscapBin(), "text", "-e", "/bin/ls", "--cgroup", "no-such-cgroup-here"}, seconds(20)),
+                     kExitUsage);
 }
 
 TEST(CaptureCli, NotGoBinary) {

@@ -776,7 +776,9 @@ TEST(EcaptureCli, PcapWithoutInterfaceIsUsageError) {
   }
 }
 
-TEST(EcaptureCli, CgroupPathIsRefused) {
+// --cgroup_path is gotlscap's --cgroup (tests/capture_e2e_test.cc checks the filtering itself):
+// a path that is no cgroup v2 directory is a usage error naming the flag.
+TEST(EcaptureCli, CgroupPathMustBeACgroup) {
   GOTLSCAP_REQUIRE_MATRIX();
   const MatrixRow* row = NewestRow("default", "server");
   ASSERT_NE(row, nullptr);

@@ -32,6 +32,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* Set by user space before load. */
 const volatile __u32 filter_uid = (__u32)-1; /* -1: any user */
 const volatile bool filter_pids = false;      /* only tgids in target_pids */
+const volatile bool filter_cgroup = false;    /* only tasks under the cgroup in target_cgroup */
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -39,6 +40,14 @@ struct {
   __type(key, __u32);
   __type(value, __u8);
 } target_pids SEC(".maps");
+
+/* --cgroup: the cgroup v2 directory whose tasks (and its descendants') are traced. */
+struct {
+  __uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u32);
+} target_cgroup SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -158,6 +167,7 @@ static __always_inline bool stack_abi(struct pt_regs *ctx) {
 static __always_inline bool wanted(__u32 tgid) {
   if (filter_uid != (__u32)-1 && (__u32)bpf_get_current_uid_gid() != filter_uid) return false;
   if (filter_pids && !bpf_map_lookup_elem(&target_pids, &tgid)) return false;
+  if (filter_cgroup && bpf_current_task_under_cgroup(&target_cgroup, 0) != 1) return false;
   return true;
 }
 

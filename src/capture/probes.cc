@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -73,9 +74,21 @@ Result<std::unique_ptr<GoTlsProbes>> GoTlsProbes::Load(const ProbeOptions& opts)
   if (!p->skel_) return BpfLoadError(-errno);
   if (opts.uid) p->skel_->rodata->filter_uid = *opts.uid;
   p->skel_->rodata->filter_pids = !opts.pids.empty();
+  p->skel_->rodata->filter_cgroup = !opts.cgroup.empty();
   // Without data probes the data ring buffer stays minimal.
   bpf_map__set_max_entries(p->skel_->maps.events, opts.data ? RoundUpPow2(opts.ringbuf_bytes) : 4096);
   if (int err = gotls_bpf__load(p->skel_)) return BpfLoadError(err);
+  if (!opts.cgroup.empty()) {
+    int cg = open(opts.cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    uint32_t zero = 0;
+    int err = cg < 0 ? errno : 0;
+    if (cg >= 0 && bpf_map__update_elem(p->skel_->maps.target_cgroup, &zero, sizeof zero, &cg, sizeof cg, BPF_ANY) != 0)
+      err = errno;
+    if (cg >= 0) close(cg);  // the map holds its own reference
+    if (err)
+      return MakeError(ErrorKind::kUsage, fmt::format("--cgroup {}: not a cgroup v2 directory ({})", opts.cgroup,
+                                                      std::strerror(err)));
+  }
   for (uint32_t pid : opts.pids) {
     uint8_t one = 1;
     bpf_map__update_elem(p->skel_->maps.target_pids, &pid, sizeof pid, &one, sizeof one, BPF_ANY);

@@ -25,6 +25,7 @@ struct ProbeOptions {
   uint64_t ringbuf_bytes = 64ull << 20;  // rounded up to a power of two
   std::optional<uint32_t> uid;           // only this user's processes
   std::vector<uint32_t> pids;            // only these processes (empty: all)
+  std::string cgroup;                    // only tasks under this cgroup v2 directory ("" : all)
 };
 
 struct ProbeCounters {

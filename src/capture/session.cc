@@ -57,6 +57,7 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
   po.ringbuf_bytes = opts.ringbuf_bytes;
   po.uid = opts.uid;
   po.pids = opts.pids;
+  po.cgroup = opts.cgroup;
   ASSIGN_OR_RETURN(s->probes_, GoTlsProbes::Load(po));
   for (auto& t : s->targets_) {
     ASSIGN_OR_RETURN(t.probes, s->probes_->Attach(t.binary, t.path));

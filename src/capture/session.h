@@ -29,6 +29,7 @@ struct SessionOptions {
   uint64_t ringbuf_bytes = 64ull << 20;
   // No -e/-p: start with no target; host::HostFollower attaches binaries as it finds them.
   bool follow_host = false;
+  std::string cgroup;  // --cgroup: a cgroup v2 directory (resolved by the CLI)
 };
 
 struct Target {

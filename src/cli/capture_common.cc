@@ -1,6 +1,11 @@
 #include "cli/capture_common.h"
 
 #include <signal.h>
+#include <linux/magic.h>
+#include <mntent.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -45,6 +50,30 @@ void AddFollowOptions(CLI::App* cmd, FollowCli& o) {
   cmd->add_option("--comm", o.comms, "Only programs of this name; repeatable")->group(group);
   cmd->add_option("--exclude-comm", o.exclude_comms, "Not programs of this name; repeatable")->group(group);
   cmd->add_flag("-v,--verbose", o.verbose, "One line for each program skipped, and why")->group(group);
+  cmd->add_option("--cgroup", o.cgroup,
+                  "Only processes in this cgroup v2 (or below it): a path, absolute or relative to the cgroup v2 mount");
+}
+
+Result<std::string> ResolveCgroup(const std::string& path) {
+  if (path.empty()) return path;
+  // Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts.
+  std::string root;
+  if (FILE* m = setmntent("/proc/self/mounts", "r")) {
+    while (mntent* e = getmntent(m))
+      if (std::string(e->mnt_type) == "cgroup2") {
+        root = e->mnt_dir;
+        break;
+      }
+    endmntent(m);
+  }
+  std::vector<std::string> candidates = {path};
+  if (!root.empty()) candidates.push_back(root + "/" + path);
+  for (const std::string& p : candidates) {
+    struct statfs fs {};
+    if (statfs(p.c_str(), &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return p;
+  }
+  return MakeError(ErrorKind::kUsage, fmt::format("--cgroup {}: no such cgroup v2 directory{}", path,
+                                                  root.empty() ? " (cgroup v2 is not mounted)" : " under " + root));
 }
 
 Result<std::unique_ptr<host::HostFollower>> StartFollowing(capture::CaptureSession& session, const FollowCli& o,

@@ -29,8 +29,12 @@ uint64_t DeadlineFor(double seconds);
 // Whole-host mode (no -e/-p): the options every capture subcommand takes, and the follower.
 struct FollowCli {
   std::vector<std::string> comms, exclude_comms;
+  std::string cgroup;  // --cgroup (also with -e/-p)
   bool verbose = false;
 };
+// --cgroup PATH: a cgroup v2 directory, absolute or relative to the cgroup v2 mount
+// ("system.slice/x.service"). "" stays "".
+Result<std::string> ResolveCgroup(const std::string& path);
 void AddFollowOptions(CLI::App* cmd, FollowCli& o);
 // Starts following the host on `session` (which was started with follow_host); prints the
 // attach lines and then the `ready` line.

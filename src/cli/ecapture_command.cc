@@ -111,7 +111,7 @@ void RegisterEcapture(CLI::App& app, EcaptureOptions& o) {
   cmd->add_option("--eventaddr", o.eventaddr, "Write the captured events to FILE");
   cmd->add_flag("-d,--debug", o.debug, "libbpf's debug output on stderr");
   cmd->add_option("--duration", o.duration, "Stop after SEC seconds (gotlscap)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--cgroup_path", "cgroup v2 path (not supported: see the error)");
+  cmd->add_option("--cgroup_path", o.cgroup_path, "Only processes in this cgroup v2 (gotlscap's --cgroup)");
   for (const auto& f : kIgnored) {
     if (f.takes_value)
       cmd->add_option(f.name, "Accepted for eCapture compatibility; not needed")->group("Accepted, not needed");
@@ -127,9 +127,12 @@ int RunEcapture(const EcaptureOptions& o) {
     std::string longest = name.substr(name.rfind(',') == std::string::npos ? 0 : name.rfind(',') + 1);
     if (o.cmd->count(longest) > 0) fmt::print(stderr, "gotlscap: {} ignored: {}\n", longest, f.why);
   }
-  if (o.cmd->count("--cgroup_path") > 0)
-    return Fail(MakeError(ErrorKind::kUsage,
-                          "--cgroup_path is not supported yet: target processes with --pid or --uid instead"));
+  if (!o.cgroup_path.empty()) {
+    if (auto cg = ResolveCgroup(o.cgroup_path); !cg.ok())
+      return Fail(MakeError(ErrorKind::kUsage, "--cgroup_path " + o.cgroup_path + ": no such cgroup v2 directory"));
+  }
+  FollowCli follow;
+  follow.cgroup = o.cgroup_path;
   for (const auto* a : {&o.logaddr, &o.eventaddr})
     if (IsNetworkAddress(*a))
       return Fail(MakeError(ErrorKind::kUsage, fmt::format("{}: only file destinations are supported", *a)));
@@ -164,6 +167,7 @@ int RunEcapture(const EcaptureOptions& o) {
     k.pids = pids;
     k.uid = uid;
     k.duration = o.duration;
+    k.follow = follow;
     return RunKeylog(k);
   }
   if (model == "pcap" || model == "pcapng") {
@@ -175,6 +179,7 @@ int RunEcapture(const EcaptureOptions& o) {
     p.uid = uid;
     p.duration = o.duration;
     p.filter = o.filter;
+    p.follow = follow;
     return RunPcap(p);
   }
   TextOptions t;
@@ -184,6 +189,7 @@ int RunEcapture(const EcaptureOptions& o) {
   t.hex = o.hex;
   t.output = !o.eventaddr.empty() ? o.eventaddr : o.logaddr;
   t.duration = o.duration;
+  t.follow = follow;
   return RunText(t);
 }
 

@@ -25,6 +25,7 @@ struct EcaptureOptions {
   std::string logaddr;    // run log (and, in text mode, the events) to this file
   std::string eventaddr;  // events to this file
   bool debug = false;
+  std::string cgroup_path;  // --cgroup_path: gotlscap's --cgroup
   double duration = 0;  // ours: stop after SEC seconds
   std::vector<std::string> filter;
   CLI::App* cmd = nullptr;  // to see which accepted-but-unneeded flags were given

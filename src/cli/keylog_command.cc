@@ -33,6 +33,9 @@ int RunKeylog(const KeylogOptions& o) {
   so.elf_paths = o.elf_paths;
   so.pids = o.pids;
   so.uid = o.uid;
+  auto cgroup = ResolveCgroup(o.follow.cgroup);
+  if (!cgroup.ok()) return Fail(cgroup.error());
+  so.cgroup = *cgroup;
   so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
   auto session = capture::CaptureSession::Start(so, [](capture::DataEvent&&) {}, [&](capture::SecretEvent&& s) {

@@ -126,6 +126,9 @@ int RunPcap(const PcapOptions& o) {
   so.elf_paths = o.elf_paths;
   so.pids = o.pids;
   so.uid = o.uid;
+  auto cgroup = ResolveCgroup(o.follow.cgroup);
+  if (!cgroup.ok()) return fail_before_start(cgroup.error());
+  so.cgroup = *cgroup;
   so.follow_host = follow_host;
   InstallSignalHandlers();
   auto session = capture::CaptureSession::Start(so, [](capture::DataEvent&&) {}, [&](capture::SecretEvent&& s) {

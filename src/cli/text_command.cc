@@ -51,6 +51,9 @@ int RunText(const TextOptions& o) {
   so.elf_paths = o.elf_paths;
   so.pids = o.pids;
   so.uid = o.uid;
+  auto cgroup = ResolveCgroup(o.follow.cgroup);
+  if (!cgroup.ok()) return Fail(cgroup.error());
+  so.cgroup = *cgroup;
   so.ringbuf_bytes = o.ringbuf_mb << 20;
   so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
