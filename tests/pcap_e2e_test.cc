@@ -13,7 +13,9 @@
 // a second capture on the same interface that outlives the first, the clsact fallback of kernels
 // without tcx (GOTLSCAP_TC_CLSACT=1: nothing left on the interface, an existing qdisc kept), bad
 // filters (libpcap's message, exit 2, nothing attached, no file), `-w -` piped live into tshark,
-// and a veth pair into a network namespace (a real device, not loopback).
+// and a veth pair into a network namespace (a real device, not loopback). As tcpdump users expect:
+// -C rotation (every file decrypts alone), -c N (exactly N), -i any following a veth created after
+// the start, -Q in/out, SIGUSR1 counters.
 //
 // Needs root, BPF, the matrix, tshark/dumpcap and iproute2: skips otherwise, fails under CI=true.
 // Every test copies the binaries it traces into its own directory (uprobes attach to an inode)
@@ -86,13 +88,16 @@ struct PcapngPacket {
   uint32_t orig_len = 0;
   std::string data;     // captured bytes
   std::string comment;  // opt_comment (code 1), "" if none
+  uint32_t flags = 0;   // epb_flags (code 2); bits 0-1: 1 inbound, 2 outbound
 };
 
 struct Pcapng {
   std::string error;  // "" when every block is whole and well formed
   std::vector<uint16_t> linktypes;
   std::vector<std::string> if_names;  // if_name (code 2) of each IDB
+  std::vector<std::string> if_comments;  // opt_comment (code 1) of each IDB
   std::vector<PcapngPacket> packets;
+  std::string first_secrets;  // the DSBs before the first packet
   std::string secrets;  // every TLS key log DSB's data, in file order
   int dsb_count = 0;
 };
@@ -147,15 +152,18 @@ Pcapng ReadPcapng(const std::string& path) {
     if (type == 0x0A0D0D0A) {
       p.linktypes.clear();
       p.if_names.clear();
+      p.if_comments.clear();
     } else if (type == 1 && len >= 20) {
       uint16_t lt;
       memcpy(&lt, f.data() + off + 8, 2);
       p.linktypes.push_back(lt);
-      std::string name;
+      std::string name, comment;
       ForEachOption(f, off + 16, end, [&](uint16_t code, const std::string& v) {
         if (code == 2) name = v;
+        if (code == 1) comment = v;
       });
       p.if_names.push_back(name);
+      p.if_comments.push_back(comment);
     } else if (type == 6 && len >= 32) {
       PcapngPacket pk;
       pk.iface = u32(off + 8);
@@ -169,6 +177,7 @@ Pcapng ReadPcapng(const std::string& path) {
       pk.data = f.substr(data, caplen);
       ForEachOption(f, data + ((caplen + 3u) & ~3u), end, [&](uint16_t code, const std::string& v) {
         if (code == 1) pk.comment = v;
+        if (code == 2 && v.size() == 4) memcpy(&pk.flags, v.data(), 4);
       });
       p.packets.push_back(std::move(pk));
     } else if (type == 0x0A && len >= 20) {
@@ -180,6 +189,7 @@ Pcapng ReadPcapng(const std::string& path) {
       if (stype == 0x544c534b) {  // "TLSK": NSS key log
         p.dsb_count++;
         p.secrets += f.substr(off + 16, slen);
+        if (p.packets.empty()) p.first_secrets += f.substr(off + 16, slen);
       }
     }
     off += len;
@@ -377,10 +387,13 @@ void ExpectReferenceKeys(const std::string& secrets, const std::string& reflog) 
   for (const auto& l : ref) EXPECT_TRUE(ours.count(l)) << "client's key log line missing from our DSBs: " << l;
 }
 
-// The comments of our packets: "pid=N comm=X" naming a server (comm "server") or a client
-// (comm "client"); every packet that carries data has one, and so has every connection.
+// The comments of our packets: "pid=N [tid=T ]comm=X uid=U ppid=P pcomm=Q cgroup=PATH" naming a
+// server (comm "server") or a client (comm "client"), both children of this test (ppid, pcomm),
+// run as our uid; every packet that carries data has one, and so has every connection.
 void ExpectComments(const Pcapng& ours, const std::set<pid_t>& server_pids, const std::set<pid_t>& client_pids) {
-  static const std::regex re(R"(^pid=(\d+) comm=(\S+)$)");
+  static const std::regex re(
+      R"(^pid=(\d+)(?: tid=\d+)? comm=(\S+) uid=(\d+) ppid=(\d+) pcomm=(.+?)(?: cgroup=(\S+))?(?: container=[0-9a-f]{64})?$)");
+  const std::string my_comm = Trim(ReadFileBytes("/proc/self/comm"));
   Problems probs;
   int with = 0;
   std::set<std::string> conns, conns_with;
@@ -398,11 +411,16 @@ void ExpectComments(const Pcapng& ours, const std::set<pid_t>& server_pids, cons
     conns_with.insert(conn);
     std::smatch m;
     if (!std::regex_match(p.comment, m, re)) {
-      probs.Add("comment `" + p.comment + "` is not `pid=N comm=X`: " + Describe(lt, p));
+      probs.Add("comment `" + p.comment + "` is not `pid=N [tid=T ]comm=X uid=U ppid=P pcomm=Q cgroup=C`: " +
+                Describe(lt, p));
       continue;
     }
     const pid_t pid = std::stoi(m[1]);
     const std::string comm = m[2];
+    if (std::stoul(m[3]) != getuid()) probs.Add("comment `" + p.comment + "`: uid is not ours");
+    if (std::stoi(m[4]) != getpid() || m[5] != my_comm)
+      probs.Add("comment `" + p.comment + "`: the parent is not this test (" + std::to_string(getpid()) + " " +
+                my_comm + ")");
     if (server_pids.count(pid)) {
       if (comm != "server") probs.Add("server pid with comm " + comm);
     } else if (client_pids.count(pid)) {
@@ -999,6 +1017,241 @@ TEST(PcapE2E, VethIntoNamespaceMatchesDumpcap) {
     ExpectReferenceKeys(ours.secrets, runs[i].reference);
   }
   ExpectComments(ours, server_pids, client_pids);
+}
+
+
+// ------------------------------------------------------------------------------------------
+// 6. What tcpdump users expect: -C rotation, -c, -i any, -Q, SIGUSR1
+// ------------------------------------------------------------------------------------------
+
+// Per TCP stream of one file (tshark, no key file): whether its ClientHello is in the file, and
+// the frames whose TLS records stayed encrypted ("Application Data", "Encrypted Alert").
+struct StreamDecryption {
+  bool hello = false;
+  int frames = 0, encrypted = 0, http = 0;
+};
+
+std::map<int, StreamDecryption> TlsStreams(const std::string& pcap, const std::vector<int>& ports, std::string* raw) {
+  std::vector<std::string> argv = {"tshark", "-r", pcap, "-n"};
+  for (int p : ports) {
+    argv.push_back("-d");
+    argv.push_back("tcp.port==" + std::to_string(p) + ",tls");
+  }
+  for (const char* a : {"-Y", "tls", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-e", "tcp.stream",
+                        "-e", "tls.handshake.type", "-e", "http.request.method", "-e", "_ws.col.Info"})
+    argv.push_back(a);
+  CommandResult r = RunCommand(argv, TsharkEnv());
+  *raw = r.out;
+  EXPECT_EQ(r.exit_code, 0) << r.Describe();
+  std::map<int, StreamDecryption> out;
+  for (const auto& line : SplitLines(r.out)) {
+    const auto f = SplitTabs(line);
+    if (f.size() < 4 || f[0].empty()) continue;
+    StreamDecryption& d = out[std::stoi(f[0])];
+    d.frames++;
+    for (const auto& t : SplitComma(f[1])) d.hello |= t == "1";
+    d.http += !f[2].empty();
+    d.encrypted += f[3].find("Application Data") != std::string::npos || f[3].find("Encrypted Alert") != std::string::npos;
+  }
+  return out;
+}
+
+std::vector<std::string> KeyLines(const std::string& keylog, const std::string& label) {
+  std::vector<std::string> out;
+  for (const auto& l : SplitLines(keylog))
+    if (l.rfind(label + " ", 0) == 0) out.push_back(l);
+  return out;
+}
+
+// -C: traffic spread over several files (tcpdump's names: FILE, FILE1, FILE2...). Every file
+// decrypts alone: each TLS connection whose handshake is in a file has every application data
+// record of it in that file decrypted by tshark from that file only. (A connection continuing
+// from an earlier file cannot be decrypted by Wireshark without its handshake, whatever the keys:
+// so a file after the first instead starts with a DSB holding the keys of every connection still
+// open, checked here for a long connection that crosses every file.)
+TEST(PcapE2E, RotationEveryFileDecryptsAlone) {
+  REQUIRE_PCAP_ENV();
+  Programs progs;
+  ASSERT_TRUE(CopyPrograms("", &progs));
+  Server long_srv, short_srv;
+  ASSERT_TRUE(StartServer(progs.server, &long_srv));
+  ASSERT_TRUE(StartServer(progs.server, &short_srv));
+  const std::vector<int> ports = {long_srv.port, short_srv.port};
+  const std::string base = progs.dir.File("rot.pcapng");
+  PcapCapture cap({"-i", "lo", "-w", base, "-C", "0.05", "-e", progs.server, "-e", progs.client, "--duration", "60",
+                   PortFilter(ports)});
+  ASSERT_TRUE(cap.WaitReady());
+  // One keep-alive TLS 1.3 connection (about 450 kB: every file) and, meanwhile, short TLS 1.2
+  // connections (one per request) that start and end in various files.
+  const std::string long_ref = progs.dir.File("ref-long.log"), short_ref = progs.dir.File("ref-short.log");
+  auto long_run = std::async(std::launch::async, [&] {
+    return RunClient(progs.client, long_srv.port, Scenario{"long", "1.3", false, false, 20}, long_ref);
+  });
+  ClientRun short_run = RunClient(progs.client, short_srv.port, Scenario{"short", "1.2", false, true, 10}, short_ref);
+  ClientRun lr = long_run.get();
+  ASSERT_EQ(lr.exit_code, 0) << lr.describe;
+  ASSERT_EQ(short_run.exit_code, 0) << short_run.describe;
+  EXPECT_TRUE(WaitConnectionsClosed(ports));
+  PcapRun pr = cap.Stop();
+  ASSERT_EQ(pr.exit_code, 0) << pr.describe;
+  ASSERT_TRUE(pr.summary.parsed) << pr.describe;
+  EXPECT_EQ(pr.summary.lost, 0u) << pr.err;
+
+  std::vector<std::string> files = {base};
+  for (int i = 1; fs::exists(base + std::to_string(i)); i++) files.push_back(base + std::to_string(i));
+  ::testing::Test::RecordProperty("files", std::to_string(files.size()));
+  ASSERT_GE(files.size(), 3u) << "traffic over at least 3 files: " << pr.err;
+  EXPECT_THAT(pr.err, HasSubstr("(" + std::to_string(files.size()) + " files, the last " + files.back() + ")"));
+  const auto long_keys = KeyLines(ReadFileBytes(long_ref), "CLIENT_TRAFFIC_SECRET_0");
+  ASSERT_EQ(long_keys.size(), 1u);
+  uint64_t packets = 0;
+  int hellos = 0, decrypted_requests = 0;
+  for (size_t i = 0; i < files.size(); i++) {
+    SCOPED_TRACE(files[i]);
+    EXPECT_EQ(FileMode(files[i]), 0600u);
+    const Pcapng p = ReadPcapng(files[i]);
+    ASSERT_EQ(p.error, "");
+    EXPECT_EQ(p.if_names, std::vector<std::string>{"lo"}) << "every file has its interface";
+    packets += p.packets.size();
+    EXPECT_GT(p.packets.size(), 0u);
+    // The long connection is open across every file but the last ones it may have ended in.
+    bool has_long = false;
+    for (const auto& pk : p.packets) has_long |= HasPort(ParseTcp(1, pk.data), {long_srv.port});
+    if (i > 0 && has_long) {
+      EXPECT_THAT(p.first_secrets, HasSubstr(long_keys[0])) << "the open connection's keys start the file";
+    }
+    std::string raw;
+    const auto streams = TlsStreams(files[i], ports, &raw);
+    for (const auto& [stream, d] : streams) {
+      if (!d.hello) continue;
+      hellos++;
+      decrypted_requests += d.http;
+      EXPECT_EQ(d.encrypted, 0) << "stream " << stream << " has its handshake in this file, and "
+                                << d.encrypted << " of its frames stayed encrypted:\n" << raw;
+    }
+  }
+  EXPECT_EQ(packets, pr.summary.packets) << pr.err;
+  EXPECT_EQ(hellos, 11) << "1 + 10 connections, each ClientHello in one file";
+  // (A request whose bytes run into the next file is not decrypted anywhere: the test asserts no
+  // number, only that decryption did happen.)
+  EXPECT_GT(decrypted_requests, 0);
+}
+
+// -c N: exactly N packets, and gotlscap stops by itself (exit 0). SIGUSR1 before that prints a
+// counters line (the summary's fields) and the capture goes on.
+TEST(PcapE2E, CountStopsAtExactlyNAndUsr1PrintsCounters) {
+  REQUIRE_PCAP_ENV();
+  Programs progs;
+  ASSERT_TRUE(CopyPrograms("", &progs));
+  Server srv;
+  ASSERT_TRUE(StartServer(progs.server, &srv));
+  const std::string file = progs.dir.File("count.pcapng");
+  constexpr int kCount = 25;
+  PcapCapture cap({"-i", "lo", "-w", file, "-c", std::to_string(kCount), "-e", progs.server, "-e", progs.client,
+                   "--duration", "60", PortFilter({srv.port})});
+  ASSERT_TRUE(cap.WaitReady());
+  cap.proc().Signal(SIGUSR1);
+  auto line = cap.proc().WaitLine(2, "counters: ", seconds(10));
+  ASSERT_TRUE(line.has_value()) << cap.proc().Describe();
+  EXPECT_THAT(*line, HasSubstr("counters: 0 packets written to " + file + ", 0 secrets, 0 lost ("));
+  const Scenario& s = kScenarios[0];  // well over 25 packets
+  ClientRun run = RunClient(progs.client, srv.port, s, progs.dir.File("ref.log"));
+  ASSERT_EQ(run.exit_code, 0) << run.describe;
+  auto code = cap.proc().Wait(seconds(20));
+  ASSERT_TRUE(code.has_value()) << "gotlscap did not stop after -c " << kCount << ": " << cap.proc().Describe();
+  EXPECT_EQ(*code, 0) << cap.proc().Describe();
+  const PcapSummary sum = ParseSummary(cap.proc().Err());
+  ASSERT_TRUE(sum.parsed) << cap.proc().Describe();
+  EXPECT_EQ(sum.packets, uint64_t(kCount));
+  const Pcapng p = ReadPcapng(file);
+  ASSERT_EQ(p.error, "");
+  EXPECT_EQ(p.packets.size(), size_t(kCount));
+  EXPECT_GT(p.dsb_count, 0);
+}
+
+// -i any: a veth pair into a network namespace, both created after the `ready` line, is captured
+// (its own IDB, named, with a comment naming gotlscap's network namespace), and decrypts.
+TEST(PcapE2E, AnyCapturesVethCreatedAfterStart) {
+  REQUIRE_PCAP_ENV(true);
+  Programs progs;
+  ASSERT_TRUE(CopyPrograms("", &progs));
+  const std::string file = progs.dir.File("any.pcapng");
+  // The filter names no port (it is not known yet): the targets' connections only are written.
+  PcapCapture cap({"-i", "any", "-w", file, "-e", progs.server, "-e", progs.client, "--duration", "60", "tcp"});
+  ASSERT_TRUE(cap.WaitReady());
+  VethNamespace veth;
+  ASSERT_TRUE(veth.Setup());
+  ASSERT_TRUE(cap.proc().WaitLine(2, "capturing on " + veth.host_if() + " (new interface)", seconds(10)))
+      << cap.proc().Describe();
+  Server srv;
+  ASSERT_TRUE(StartServerInNetns(veth, progs.server, &srv));
+  const Scenario& s = kScenarios[1];  // HTTP/1.1 on TLS 1.3
+  ClientRun run = RunClient(progs.client, "https://" + srv.addr, s, progs.dir.File("ref.log"));
+  ASSERT_EQ(run.exit_code, 0) << run.describe;
+  EXPECT_TRUE(WaitConnectionsClosed({srv.port}));
+  PcapRun pr = cap.Stop();
+  ASSERT_EQ(pr.exit_code, 0) << pr.describe;
+  const Pcapng p = ReadPcapng(file);
+  ASSERT_EQ(p.error, "");
+  const std::string netns = "netns " + fs::read_symlink("/proc/self/ns/net").string();
+  auto it = std::find(p.if_names.begin(), p.if_names.end(), veth.host_if());
+  ASSERT_NE(it, p.if_names.end()) << "no IDB for " << veth.host_if() << ": " << pr.err;
+  const uint32_t id = static_cast<uint32_t>(it - p.if_names.begin());
+  EXPECT_EQ(p.if_comments[id], netns);
+  EXPECT_TRUE(std::find(p.if_names.begin(), p.if_names.end(), "lo") != p.if_names.end());
+  for (const auto& c : p.if_comments) EXPECT_EQ(c, netns);
+  int on_veth = 0;
+  for (const auto& pk : p.packets) {
+    const TcpInfo t = ParseTcp(p.linktypes[pk.iface], pk.data);
+    if (t.ok && (t.sport == srv.port || t.dport == srv.port)) {
+      on_veth++;
+      EXPECT_EQ(pk.iface, id) << "the server's packets cross the veth only";
+    }
+  }
+  EXPECT_GT(on_veth, 0) << pr.err;
+  std::string raw;
+  const auto t = Tshark(file, "", {srv.port}, &raw);
+  ExpectAllDecrypted(s, At(t, srv.port), raw);
+  ExpectComments(p, {srv.pid()}, {run.pid});
+}
+
+// -Q in / -Q out on a veth: only the packets received (server to client) or sent (client to
+// server), flagged so; two captures side by side over the same traffic.
+TEST(PcapE2E, DirectionInOutOnVeth) {
+  REQUIRE_PCAP_ENV(true);
+  Programs progs;
+  ASSERT_TRUE(CopyPrograms("", &progs));
+  VethNamespace veth;
+  ASSERT_TRUE(veth.Setup());
+  Server srv;
+  ASSERT_TRUE(StartServerInNetns(veth, progs.server, &srv));
+  const std::string in_file = progs.dir.File("in.pcapng"), out_file = progs.dir.File("out.pcapng");
+  const std::string filter = PortFilter({srv.port});
+  PcapCapture in_cap({"-i", veth.host_if(), "-Q", "in", "-w", in_file, "-e", progs.server, "-e", progs.client,
+                      "--duration", "60", filter});
+  PcapCapture out_cap({"-i", veth.host_if(), "-Q", "out", "-w", out_file, "-e", progs.server, "-e", progs.client,
+                       "--duration", "60", filter});
+  ASSERT_TRUE(in_cap.WaitReady());
+  ASSERT_TRUE(out_cap.WaitReady());
+  ClientRun run = RunClient(progs.client, "https://" + srv.addr, kScenarios[0], progs.dir.File("ref.log"));
+  ASSERT_EQ(run.exit_code, 0) << run.describe;
+  EXPECT_TRUE(WaitConnectionsClosed({srv.port}));
+  PcapRun in_r = in_cap.Stop(), out_r = out_cap.Stop();
+  ASSERT_EQ(in_r.exit_code, 0) << in_r.describe;
+  ASSERT_EQ(out_r.exit_code, 0) << out_r.describe;
+  for (const bool in : {true, false}) {
+    SCOPED_TRACE(in ? "-Q in" : "-Q out");
+    const Pcapng p = ReadPcapng(in ? in_file : out_file);
+    ASSERT_EQ(p.error, "");
+    EXPECT_GT(p.packets.size(), 0u) << (in ? in_r.err : out_r.err);
+    Problems probs;
+    for (const auto& pk : p.packets) {
+      const TcpInfo t = ParseTcp(p.linktypes[pk.iface], pk.data);
+      if ((pk.flags & 3) != (in ? 1u : 2u)) probs.Add("flags " + std::to_string(pk.flags) + ": " + Describe(1, pk));
+      if (!t.ok || (in ? t.sport : t.dport) != srv.port) probs.Add("wrong direction: " + Describe(1, pk));
+    }
+    EXPECT_EQ(probs.size(), 0u) << probs.str();
+  }
 }
 
 }  // namespace

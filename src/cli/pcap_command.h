@@ -16,8 +16,12 @@ class App;
 namespace gotlscap::cli {
 
 struct PcapOptions {
-  std::vector<std::string> interfaces;
+  std::vector<std::string> interfaces;  // "any": every interface, new ones too
   std::string file;  // "-": stdout
+  uint64_t count = 0;       // -c: stop after this many packets (0: no limit)
+  double file_size_mb = 0;  // -C: rotate past this many millions of bytes (0: one file)
+  uint32_t file_count = 0;  // -W: at most this many files, reused in turn
+  std::string direction = "inout";  // -Q in|out|inout
   std::vector<std::string> elf_paths;
   std::vector<uint32_t> pids;
   std::optional<uint32_t> uid;

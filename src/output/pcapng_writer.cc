@@ -34,29 +34,81 @@ void Put(std::string& b, T v) {
 
 }  // namespace
 
-Result<std::unique_ptr<PcapngWriter>> PcapngWriter::Open(const std::string& path) {
+std::string PcapngWriter::RotatedName(const std::string& path, uint32_t n, uint32_t max_files) {
+  // tcpdump's MakeFilename: digits enough for max_files - 1, and no number at all for the first
+  // file when there is no limit.
+  int digits = 0;
+  for (uint32_t x = max_files > 0 ? max_files - 1 : 0; x > 0; x /= 10) ++digits;
+  if (n == 0 && digits == 0) return path;
+  return fmt::format("{}{:0{}}", path, n, digits);
+}
+
+std::optional<Error> PcapngWriter::OpenFile(const std::string& path) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return MakeError(errno == EACCES || errno == EPERM ? ErrorKind::kPermission : ErrorKind::kIo,
+                     fmt::format("cannot create {}: {}", path, std::strerror(errno)));
+  // An existing file keeps its mode through O_TRUNC: make sure secrets are not left readable.
+  if (fchmod(fd, 0600) != 0) {
+    int err = errno;
+    close(fd);
+    return MakeError(ErrorKind::kIo, fmt::format("cannot chmod 0600 {}: {}", path, std::strerror(err)));
+  }
+  fd_ = fd;
+  owns_fd_ = true;
+  current_path_ = path;
+  file_bytes_ = 0;
+  ++files_opened_;
+  return std::nullopt;
+}
+
+Result<std::unique_ptr<PcapngWriter>> PcapngWriter::Open(const std::string& path, Rotation rotation) {
   std::unique_ptr<PcapngWriter> w(new PcapngWriter());
+  w->base_path_ = path;
   if (path == "-") {
     w->fd_ = STDOUT_FILENO;
+    w->current_path_ = path;
+    w->files_opened_ = 1;
   } else {
-    w->fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (w->fd_ < 0)
-      return MakeError(errno == EACCES || errno == EPERM ? ErrorKind::kPermission : ErrorKind::kIo,
-                       fmt::format("cannot create {}: {}", path, std::strerror(errno)));
-    w->owns_fd_ = true;
-    // An existing file keeps its mode through O_TRUNC: make sure secrets are not left readable.
-    if (fchmod(w->fd_, 0600) != 0)
-      return MakeError(ErrorKind::kIo, fmt::format("cannot chmod 0600 {}: {}", path, std::strerror(errno)));
+    w->rotation_ = rotation;
+    if (auto err = w->OpenFile(RotatedName(path, 0, rotation.max_files))) return *err;
   }
-  w->BeginBlock(kSectionHeader);
-  Put<uint32_t>(w->buf_, kByteOrderMagic);
-  Put<uint16_t>(w->buf_, 1);  // version 1.0
-  Put<uint16_t>(w->buf_, 0);
-  Put<int64_t>(w->buf_, -1);  // section length unknown: the file is written as a stream
-  w->Option(kShbUserAppl, "gotlscap " GOTLSCAP_VERSION);
-  w->Option(kOptEnd, {});
-  w->EndBlock();
+  w->WriteSectionHeader();
   return w;
+}
+
+void PcapngWriter::WriteSectionHeader() {
+  BeginBlock(kSectionHeader);
+  Put<uint32_t>(buf_, kByteOrderMagic);
+  Put<uint16_t>(buf_, 1);  // version 1.0
+  Put<uint16_t>(buf_, 0);
+  Put<int64_t>(buf_, -1);  // section length unknown: the file is written as a stream
+  Option(kShbUserAppl, "gotlscap " GOTLSCAP_VERSION);
+  Option(kOptEnd, {});
+  EndBlock();
+}
+
+void PcapngWriter::Rotate() {
+  // The old file gets everything buffered for it; then the next one starts on its own.
+  if (!Flush()) return;
+  if (owns_fd_) close(fd_);
+  owns_fd_ = false;
+  ++file_number_;
+  if (rotation_.max_files > 0) file_number_ %= rotation_.max_files;
+  if (auto err = OpenFile(RotatedName(base_path_, file_number_, rotation_.max_files))) {
+    failed_ = true;
+    errno_ = errno != 0 ? errno : EIO;
+    return;
+  }
+  WriteSectionHeader();
+  for (const Interface& itf : itfs_) WriteInterface(itf);
+  if (repeat_secrets_) {
+    std::string keys = repeat_secrets_();
+    if (!keys.empty()) {
+      WriteSecrets(keys);
+      --secret_blocks_;  // counted once, when first written
+    }
+  }
 }
 
 PcapngWriter::~PcapngWriter() {
@@ -86,21 +138,30 @@ void PcapngWriter::Option(uint16_t code, std::string_view value) {
 }
 
 uint32_t PcapngWriter::AddInterface(const Interface& itf) {
+  WriteInterface(itf);
+  itfs_.push_back(itf);
+  return interfaces_++;
+}
+
+void PcapngWriter::WriteInterface(const Interface& itf) {
   BeginBlock(kInterfaceDescription);
   Put<uint16_t>(buf_, static_cast<uint16_t>(itf.linktype));
   Put<uint16_t>(buf_, 0);
   Put<uint32_t>(buf_, itf.snaplen);
+  if (!itf.comment.empty()) Option(kOptComment, itf.comment);
   Option(kIfName, itf.name);
   if (!itf.description.empty()) Option(kIfDescription, itf.description);
   const char nanoseconds = 9;  // timestamps in units of 10^-9 s
   Option(kIfTsresol, std::string_view(&nanoseconds, 1));
   Option(kOptEnd, {});
   EndBlock();
-  return interfaces_++;
 }
 
 void PcapngWriter::WritePacket(uint32_t interface_id, uint64_t ts_ns, std::string_view data, uint32_t orig_len,
                                Dir dir, std::string_view comment) {
+  // tcpdump -C: a file over the size is closed before the next packet, not in mid-block.
+  if (rotation_.size_bytes > 0 && file_bytes_ + buf_.size() > rotation_.size_bytes) Rotate();
+  if (failed_) return;
   BeginBlock(kEnhancedPacket);
   Put<uint32_t>(buf_, interface_id);
   Put<uint32_t>(buf_, static_cast<uint32_t>(ts_ns >> 32));
@@ -148,6 +209,7 @@ bool PcapngWriter::Flush() {
     off += static_cast<size_t>(n);
   }
   bytes_written_ += buf_.size();
+  file_bytes_ += buf_.size();
   buf_.clear();
   return true;
 }

@@ -14,6 +14,7 @@ struct Packet {
   int linktype = 1;           // DLT_EN10MB (1) or LINKTYPE_RAW (101) for L3 devices
   std::string data;           // captured bytes (<= snaplen)
   std::string comment;        // set by the sequencer when the owner is known: "pid=1234 comm=server"
+  bool write = true;          // false: only looked at (a TLS handshake of the direction -Q leaves out)
 };
 
 }  // namespace gotlscap::packet

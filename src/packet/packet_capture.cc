@@ -63,13 +63,22 @@ PacketCapture::~PacketCapture() {
   if (skel_) pcap_bpf__destroy(skel_);
 }
 
-Result<int> PacketCapture::Attach(const NetInterface& itf, const std::string& filter) {
+Result<int> PacketCapture::Attach(const NetInterface& itf, const std::string& filter, Direction dir) {
   ASSIGN_OR_RETURN(auto cbpf, CompilePcapFilter(filter, itf.linktype, opts_.snaplen));
+  // -Q in/out: the other direction only passes TLS handshake records (IPv4; all of IPv6 TCP), so
+  // that connections are still tied to their secrets by the ClientHello. PeekOnly says which.
+  const std::string handshake = "(tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16) or (ip6 and tcp)";
+  ASSIGN_OR_RETURN(auto peek_cbpf, CompilePcapFilter(filter.empty() ? handshake : "(" + filter + ") and (" + handshake + ")",
+                                                     itf.linktype, opts_.snaplen));
   int attached = 0;
+  const int mask = static_cast<int>(dir);
   for (int point : {BPF_TC_EGRESS, BPF_TC_INGRESS}) {
     if (point == BPF_TC_INGRESS && itf.loopback) continue;
+    const bool wanted = itf.loopback || (mask & static_cast<int>(point == BPF_TC_INGRESS ? Direction::kIn
+                                                                                           : Direction::kOut));
     bpf_map* jump = point == BPF_TC_INGRESS ? skel_->maps.ingress_jump : skel_->maps.egress_jump;
-    ASSIGN_OR_RETURN(auto insns, TranslateCbpf(cbpf, CbpfEpilogue::TailCall(bpf_map__fd(jump))));
+    ASSIGN_OR_RETURN(auto insns,
+                     TranslateCbpf(wanted ? cbpf : peek_cbpf, CbpfEpilogue::TailCall(bpf_map__fd(jump))));
     ASSIGN_OR_RETURN(int prog_fd, LoadFilterProgram(insns, "gotlscap_filter"));
 
     Hook h{itf.ifindex, point, 0, 0, prog_fd, -1};
@@ -109,26 +118,36 @@ Result<int> PacketCapture::Attach(const NetInterface& itf, const std::string& fi
   return attached;
 }
 
-void PacketCapture::DetachAll() {
-  for (const Hook& h : hooks_) {
-    if (h.link_fd >= 0) {
-      close(h.link_fd);  // detaches the tcx link
-    } else {
-      // Only our filter goes: the clsact qdisc may carry other tools' (or another gotlscap's)
-      // filters, so it stays, as an empty qdisc costs nothing.
-      bpf_tc_hook hook{};
-      hook.sz = sizeof(hook);
-      hook.ifindex = static_cast<int>(h.ifindex);
-      hook.attach_point = static_cast<bpf_tc_attach_point>(h.attach_point);
-      bpf_tc_opts topts{};
-      topts.sz = sizeof(topts);
-      topts.handle = h.handle;
-      topts.priority = h.priority;
-      bpf_tc_detach(&hook, &topts);
-    }
-    close(h.prog_fd);
+void PacketCapture::Remove(const Hook& h) {
+  if (h.link_fd >= 0) {
+    close(h.link_fd);  // detaches the tcx link
+  } else {
+    // Only our filter goes: the clsact qdisc may carry other tools' (or another gotlscap's)
+    // filters, so it stays, as an empty qdisc costs nothing.
+    bpf_tc_hook hook{};
+    hook.sz = sizeof(hook);
+    hook.ifindex = static_cast<int>(h.ifindex);
+    hook.attach_point = static_cast<bpf_tc_attach_point>(h.attach_point);
+    bpf_tc_opts topts{};
+    topts.sz = sizeof(topts);
+    topts.handle = h.handle;
+    topts.priority = h.priority;
+    bpf_tc_detach(&hook, &topts);
   }
+  close(h.prog_fd);
+}
+
+void PacketCapture::DetachAll() {
+  for (const Hook& h : hooks_) Remove(h);
   hooks_.clear();
+}
+
+void PacketCapture::Detach(uint32_t ifindex) {
+  std::erase_if(hooks_, [&](const Hook& h) {
+    if (h.ifindex != ifindex) return false;
+    Remove(h);
+    return true;
+  });
 }
 
 int PacketCapture::ringbuf_fd() const { return bpf_map__fd(skel_->maps.packets); }

@@ -45,6 +45,17 @@ struct PacketCounters {
   uint64_t load_faults() const { return v[PCAP_CNT_LOAD_FAULTS]; }
 };
 
+// tcpdump's -Q: the packets of which hooks to write (loopback has only egress, for every
+// direction: each of its packets is both sent and received by this host). The other hook is still
+// attached, but its filter passes only TLS handshake records: the sequencer needs the ClientHello
+// to tie a connection to its secrets, and does not write them (Packet::write false).
+enum class Direction { kIn = 1, kOut = 2, kInOut = 3 };
+// True when a packet of that hook is only looked at (not of direction `dir`).
+inline bool PeekOnly(Direction dir, bool egress, bool loopback) {
+  if (loopback) return false;
+  return !(static_cast<int>(dir) & static_cast<int>(egress ? Direction::kOut : Direction::kIn));
+}
+
 class PacketCapture {
  public:
   using Sink = std::function<void(const RawPacket&)>;
@@ -54,7 +65,9 @@ class PacketCapture {
 
   // Checks `filter` against the interface's link type (a bad expression fails here, with
   // libpcap's message) and attaches. Returns the number of hooks attached (1 or 2).
-  Result<int> Attach(const NetInterface& itf, const std::string& filter);
+  Result<int> Attach(const NetInterface& itf, const std::string& filter, Direction dir = Direction::kInOut);
+  // Removes this capture's hooks from one interface (gone, or moved to another namespace).
+  void Detach(uint32_t ifindex);
   // Removes every hook this capture attached (never a qdisc: others may be using it).
   void DetachAll();
   // The packet ring buffer, to be polled with the session's (ring_buffer__add with OnRecord and
@@ -65,6 +78,8 @@ class PacketCapture {
 
  private:
   PacketCapture() = default;
+  struct Hook;
+  static void Remove(const Hook& h);
 
   struct Hook {
     uint32_t ifindex;

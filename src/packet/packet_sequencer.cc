@@ -1,6 +1,7 @@
 #include "packet/packet_sequencer.h"
 
 #include <algorithm>
+#include <unordered_set>
 #include <utility>
 
 #include <fmt/format.h>
@@ -98,6 +99,7 @@ void PacketSequencer::SeeClientHello(Conn& c, const std::string& random) {
   // The secrets may have come first (they travel in another ring buffer).
   if (auto r = randoms_.find(random); r != randoms_.end()) {
     c.key_flags |= r->second.key_flags;
+    c.lines = r->second.lines;
     if (r->second.owner) SetOwner(c, *r->second.owner);
   }
 }
@@ -105,7 +107,18 @@ void PacketSequencer::SeeClientHello(Conn& c, const std::string& random) {
 void PacketSequencer::SetOwner(Conn& c, const Owner& o) {
   if (c.owner) return;  // the first owner named stays (loopback: both ends log the same secrets)
   c.owner = o;
-  c.comment = fmt::format("pid={} comm={}", o.pid, o.comm);
+  c.comment = OwnerComment(o);
+}
+
+std::string OwnerComment(const Owner& o) {
+  std::string s = fmt::format("pid={}", o.pid);
+  if (o.tid != 0) s += fmt::format(" tid={}", o.tid);
+  s += fmt::format(" comm={}", o.comm);
+  if (o.uid) s += fmt::format(" uid={}", *o.uid);
+  if (o.ppid != 0) s += fmt::format(" ppid={} pcomm={}", o.ppid, o.pcomm);
+  if (!o.cgroup.empty()) s += fmt::format(" cgroup={}", o.cgroup);
+  if (!o.container.empty()) s += fmt::format(" container={}", o.container);
+  return s;
 }
 
 void PacketSequencer::AddSecret(const capture::SecretEvent& s) {
@@ -116,9 +129,17 @@ void PacketSequencer::AddSecret(const capture::SecretEvent& s) {
   RandomState& r = it->second;
 
   std::string line = capture::KeyLogLine(s);
+  Conn* conn = nullptr;
+  if (auto ci = conn_by_random_.find(s.client_random); ci != conn_by_random_.end()) {
+    if (auto c = conns_.find(ci->second); c != conns_.end() && c->second.client_random == s.client_random)
+      conn = &c->second;
+  }
   if (std::find(r.lines.begin(), r.lines.end(), line) != r.lines.end()) {
     ++counters_.secrets_duplicate;
   } else {
+    if (conn && conn->lines.size() < kMaxLinesPerRandom &&
+        std::find(conn->lines.begin(), conn->lines.end(), line) == conn->lines.end())
+      conn->lines.push_back(line);
     // Now, not later: this DSB must precede every packet still held, the ones that need it.
     line += '\n';
     secrets_sink_(line);
@@ -132,13 +153,15 @@ void PacketSequencer::AddSecret(const capture::SecretEvent& s) {
                  : s.label == "SERVER_TRAFFIC_SECRET_0" ? kServerTraffic0
                                                         : 0;
   r.key_flags |= flag;
-  Owner owner{s.pid, s.comm};
-  if (!r.owner) r.owner = owner;
-  if (auto ci = conn_by_random_.find(s.client_random); ci != conn_by_random_.end()) {
-    if (auto c = conns_.find(ci->second); c != conns_.end() && c->second.client_random == s.client_random) {
-      c->second.key_flags |= flag;
-      SetOwner(c->second, owner);
-    }
+  if (!r.owner) {
+    Owner owner{s.pid, s.comm};
+    owner.tid = s.tid;
+    if (opts_.complete_owner) opts_.complete_owner(owner);
+    r.owner = std::move(owner);
+  }
+  if (conn) {
+    conn->key_flags |= flag;
+    SetOwner(*conn, *r.owner);
   }
 
   // Bounded: oldest client randoms go first (their connections keep their own copy of the state).
@@ -179,7 +202,9 @@ void PacketSequencer::Release(Why why) {
   if (why == Why::kMemory) ++counters_.released_over_memory;
 
   bool write = !opts_.targets_only || (c && c->owner);
-  if (write) {
+  if (!h.packet.write) {
+    // Looked at for its ClientHello only (-Q): neither written nor counted.
+  } else if (write) {
     if (c && c->owner) h.packet.comment = c->comment;
     ++counters_.packets_written;
     packet_sink_(std::move(h.packet));
@@ -236,6 +261,24 @@ void PacketSequencer::Poll(uint64_t now_ns) {
 void PacketSequencer::Flush() {
   // Held packets' connections get their lookup as they come to the head.
   ReleaseReady(true);
+}
+
+std::string PacketSequencer::SecretsForNewFile() const {
+  std::string out;
+  std::unordered_set<std::string> done;
+  for (const auto& [key, c] : conns_) {
+    if (c.client_random.empty()) continue;
+    bool closed = c.rst || (c.fin[0] && c.fin[1]);
+    if (closed && c.held == 0) continue;
+    if (!done.insert(c.client_random).second) continue;
+    for (const auto& l : c.lines) out += l + '\n';
+  }
+  // Secrets whose ClientHello has not been seen yet (their packets may come).
+  for (const auto& [random, r] : randoms_) {
+    if (done.count(random) || conn_by_random_.count(random)) continue;
+    for (const auto& l : r.lines) out += l + '\n';
+  }
+  return out;
 }
 
 void PacketSequencer::Sweep() {

@@ -20,7 +20,9 @@
 //     handshake). In all-traffic mode the lookup, if given, only names owners for comments.
 //   - Targets-only mode drops packets of connections without an owner, packets with no
 //     connection (ARP, ICMP...), and TLS connections never keyed (released at max_hold).
-// Packets of owned connections get the comment "pid=<pid> comm=<comm>".
+// Packets of owned connections get the comment OwnerComment(owner): "pid=<pid> tid=<tid>
+// comm=<comm> uid=<uid> ppid=<ppid> pcomm=<parent comm> cgroup=<path> container=<id>", the
+// fields that are known (`complete_owner` fills in what a secret does not carry).
 //
 // Single-threaded; times are passed in (no clock reads), so tests are deterministic. Memory is
 // bounded: held bytes by max_buffered_bytes, connection state by idle/close age-out and
@@ -48,7 +50,16 @@ namespace gotlscap::packet {
 struct Owner {
   uint32_t pid = 0;
   std::string comm;
+  uint32_t tid = 0;  // the thread that logged the secret; 0: unknown
+  std::optional<uint32_t> uid;
+  uint32_t ppid = 0;  // 0: unknown
+  std::string pcomm;
+  std::string cgroup;     // cgroup v2 path ("/user.slice/..."); "" unknown
+  std::string container;  // container id found in the cgroup path, "" none
 };
+
+// The packet comment naming `o` (fields that are unknown are left out).
+std::string OwnerComment(const Owner& o);
 
 struct SequencerOptions {
   uint64_t min_hold_ns = 200'000'000;    // every packet waits this long (late secrets, CPU reordering)
@@ -57,6 +68,9 @@ struct SequencerOptions {
   bool targets_only = false;  // -p / -e given: write only the targets' connections
   // The owner of a connection not tied to a secret (see above); nullopt: none of the targets.
   std::function<std::optional<Owner>(const ConnKey&)> lookup_owner;
+  // Completes the owner a secret names (pid, tid, comm) with uid, parent, cgroup...; once per
+  // client random.
+  std::function<void(Owner&)> complete_owner;
   // Connection state is forgotten this long after its last packet once closed (FIN both ways or
   // RST; 0: 2 x max_hold), or idle_conn_ns after it otherwise; and the least recently seen idle
   // ones beyond max_connections.
@@ -101,6 +115,10 @@ class PacketSequencer {
   void Poll(uint64_t now_ns);
   // Releases everything (at exit, after the secrets have been drained).
   void Flush();
+  // The key log lines a new file needs (tcpdump -C rotation): those of every TLS connection still
+  // open or with packets held, and of secrets not yet tied to a connection. May be called from
+  // the packet sink.
+  std::string SecretsForNewFile() const;
 
   const SequencerCounters& counters() const { return counters_; }
   size_t buffered_packets() const { return queue_.size(); }
@@ -121,6 +139,7 @@ class PacketSequencer {
     bool lookup_done = false;
     std::optional<Owner> owner;
     std::string comment;
+    std::vector<std::string> lines;  // key log lines of its client random (for a new file)
     uint8_t payloads_seen[2] = {0, 0};  // payload segments looked at for a ClientHello, per direction
     bool fin[2] = {false, false};
     bool rst = false;

@@ -637,3 +637,89 @@ TEST(PacketSequencerRobustness, TruncatedAndRandomPacketsNeverCrash) {
 
 }  // namespace
 }  // namespace gotlscap::packet
+
+// ---- tcpdump-style additions: rotation, owner details, -Q ----
+
+namespace gotlscap::packet {
+namespace {
+
+// A new file (-C) needs the keys of connections still open (or with packets held) and of secrets
+// whose ClientHello has not come yet; not those of connections closed and written out.
+TEST(PacketSequencerRotation, SecretsForNewFileNameOpenConnectionsOnly) {
+  Recorder r;
+  auto seq = r.Make();
+  const std::string open_random(32, 'o'), closed_random(32, 'c'), early_random(32, 'e');
+  Flow open_flow, closed_flow;
+  closed_flow.client_port = 50001;
+  seq.Poll(kT0);  // the secrets' time of arrival
+  seq.AddPacket(open_flow.C(kT0, kAck | kPsh, ClientHello(open_random)));
+  seq.AddPacket(closed_flow.C(kT0, kAck | kPsh, ClientHello(closed_random)));
+  seq.AddSecret(Secret("CLIENT_RANDOM", open_random));
+  seq.AddSecret(Secret("CLIENT_RANDOM", closed_random));
+  seq.AddSecret(Secret("CLIENT_RANDOM", early_random));
+  seq.AddPacket(closed_flow.C(kT0 + 1 * kMs, kFin | kAck));
+  seq.AddPacket(closed_flow.S(kT0 + 2 * kMs, kFin | kAck));
+  // Held: every connection's keys are still needed.
+  std::string all = seq.SecretsForNewFile();
+  EXPECT_NE(all.find(capture::Hex(open_random)), std::string::npos);
+  EXPECT_NE(all.find(capture::Hex(closed_random)), std::string::npos);
+  EXPECT_NE(all.find(capture::Hex(early_random)), std::string::npos);
+  seq.Poll(kT0 + 500 * kMs);  // everything written
+  std::string later = seq.SecretsForNewFile();
+  EXPECT_NE(later.find("CLIENT_RANDOM " + capture::Hex(open_random)), std::string::npos);
+  EXPECT_EQ(later.find(capture::Hex(closed_random)), std::string::npos) << later;
+  EXPECT_NE(later.find(capture::Hex(early_random)), std::string::npos);
+  EXPECT_EQ(later.back(), '\n');
+}
+
+TEST(PacketSequencerOwner, CompleteOwnerFillsTheComment) {
+  Recorder r;
+  SequencerOptions o;
+  int calls = 0;
+  o.complete_owner = [&](Owner& w) {
+    calls++;
+    w.uid = 1000;
+    w.ppid = 7;
+    w.pcomm = "bash";
+    w.cgroup = "/system.slice/docker-" + std::string(64, 'a') + ".scope";
+    w.container = std::string(64, 'a');
+  };
+  auto seq = r.Make(o);
+  const std::string random(32, 'r');
+  Flow f;
+  seq.AddPacket(f.C(kT0, kAck | kPsh, ClientHello(random)));
+  auto s = Secret("CLIENT_RANDOM", random, 42, "server");
+  s.tid = 43;
+  seq.AddSecret(s);
+  seq.AddSecret(Secret("CLIENT_RANDOM", random, 42, "server"));  // duplicate: no second lookup
+  seq.Flush();
+  EXPECT_EQ(calls, 1);
+  ASSERT_EQ(r.packets.size(), 1u);
+  EXPECT_EQ(r.packets[0].comment, "pid=42 tid=43 comm=server uid=1000 ppid=7 pcomm=bash cgroup=/system.slice/docker-" +
+                                      std::string(64, 'a') + ".scope container=" + std::string(64, 'a'));
+}
+
+// -Q: a packet of the other direction is looked at (its ClientHello ties the connection to its
+// keys and owner) but never written.
+TEST(PacketSequencerDirection, PeekedPacketsTieTheConnectionButAreNotWritten) {
+  Recorder r;
+  SequencerOptions o;
+  o.targets_only = true;
+  auto seq = r.Make(o);
+  const std::string random(32, 'q');
+  Flow f;
+  Packet hello = f.C(kT0, kAck | kPsh, ClientHello(random));
+  hello.write = false;
+  seq.AddPacket(std::move(hello));
+  seq.AddPacket(f.S(kT0 + 1 * kMs, kAck | kPsh, Encrypted(100)));
+  seq.AddSecret(Secret("CLIENT_RANDOM", random));
+  seq.Poll(kT0 + 500 * kMs);
+  ASSERT_EQ(r.packets.size(), 1u);
+  EXPECT_FALSE(r.packets[0].egress);
+  EXPECT_EQ(r.packets[0].comment, "pid=42 comm=server");
+  EXPECT_EQ(seq.counters().packets_written, 1u);
+  EXPECT_EQ(seq.counters().packets_dropped_not_target, 0u);
+}
+
+}  // namespace
+}  // namespace gotlscap::packet

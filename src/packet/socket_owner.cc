@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <cctype>
+#include <map>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -129,6 +131,138 @@ std::vector<uint32_t> PidsRunning(const std::vector<std::pair<dev_t, ino_t>>& fi
   }
   closedir(d);
   return out;
+}
+
+SocketSnapshot SocketSnapshot::Take() {
+  SocketSnapshot snap;
+  // Socket inode -> the first process holding it; one pid per network namespace for its tables.
+  std::unordered_map<uint64_t, uint32_t> holder;
+  std::map<std::string, uint32_t> netns_pid;
+  DIR* d = opendir("/proc");
+  if (!d) return snap;
+  char target[64];
+  while (dirent* de = readdir(d)) {
+    char* end = nullptr;
+    unsigned long pid = std::strtoul(de->d_name, &end, 10);
+    if (*end != '\0' || pid == 0) continue;
+    std::string dir = fmt::format("/proc/{}/fd", pid);
+    DIR* fds = opendir(dir.c_str());
+    if (!fds) continue;
+    bool any = false;
+    while (dirent* fe = readdir(fds)) {
+      ssize_t n = readlink((dir + "/" + fe->d_name).c_str(), target, sizeof(target) - 1);
+      if (n <= 8) continue;
+      target[n] = '\0';
+      uint64_t inode = 0;
+      if (std::sscanf(target, "socket:[%lu]", &inode) == 1) {
+        holder.try_emplace(inode, static_cast<uint32_t>(pid));
+        any = true;
+      }
+    }
+    closedir(fds);
+    if (!any) continue;
+    ssize_t n = readlink(fmt::format("/proc/{}/ns/net", pid).c_str(), target, sizeof(target) - 1);
+    if (n > 0) netns_pid.try_emplace(std::string(target, static_cast<size_t>(n)), static_cast<uint32_t>(pid));
+  }
+  closedir(d);
+  for (const auto& [ns, pid] : netns_pid) {
+    for (const char* table : {"tcp", "tcp6", "udp", "udp6"}) {
+      std::ifstream f(fmt::format("/proc/{}/net/{}", pid, table));
+      std::string line;
+      std::getline(f, line);  // header
+      while (std::getline(f, line)) {
+        std::istringstream is(line);
+        std::string sl, local, remote, st, queues, tr, retr, uid, timeout;
+        uint64_t inode = 0;
+        if (!(is >> sl >> local >> remote >> st >> queues >> tr >> retr >> uid >> timeout >> inode)) continue;
+        Endpoint l, r;
+        if (!ParseHexAddr(local, l) || !ParseHexAddr(remote, r) || inode == 0 || r.port == 0)
+          continue;  // listening and unconnected sockets carry no connection
+        auto h = holder.find(inode);
+        if (h == holder.end()) continue;
+        Entry e;
+        e.local = l.addr;
+        e.remote = r.addr;
+        e.v6 = l.v6;
+        e.local_port = l.port;
+        e.remote_port = r.port;
+        e.protocol = table[0] == 't' ? kProtoTcp : kProtoUdp;
+        e.pid = h->second;
+        snap.entries_.push_back(e);
+      }
+    }
+  }
+  return snap;
+}
+
+std::optional<Owner> SocketSnapshot::Find(const ConnKey& key) const {
+  const Endpoint a{key.addr_a, key.v6, key.port_a}, b{key.addr_b, key.v6, key.port_b};
+  const Endpoint ma = Mapped(a), mb = Mapped(b);
+  for (const Entry& x : entries_) {
+    if (x.protocol != key.protocol) continue;
+    const struct {
+      Endpoint local, remote;
+    } e{{x.local, x.v6, x.local_port}, {x.remote, x.v6, x.remote_port}};
+    if ((Same(e.local, a) && Same(e.remote, b)) || (Same(e.local, b) && Same(e.remote, a)) ||
+        (Same(e.local, ma) && Same(e.remote, mb)) || (Same(e.local, mb) && Same(e.remote, ma)))
+      return Owner{x.pid, CommOf(x.pid)};
+  }
+  return std::nullopt;
+}
+
+std::string ContainerIdOf(const std::string& cgroup_path) {
+  // The last run of exactly 64 hex digits.
+  std::string id;
+  size_t i = 0;
+  while (i < cgroup_path.size()) {
+    size_t j = i;
+    while (j < cgroup_path.size() && std::isxdigit(static_cast<unsigned char>(cgroup_path[j]))) ++j;
+    if (j - i == 64) id = cgroup_path.substr(i, 64);
+    i = j == i ? i + 1 : j;
+  }
+  return id;
+}
+
+void ProcessInfoCache::Complete(Owner& o) {
+  if (o.pid == 0) return;
+  auto it = cache_.find(o.pid);
+  if (it == cache_.end() || (!o.comm.empty() && it->second.comm != o.comm)) {
+    if (cache_.size() >= 8192) cache_.clear();  // bounded; pids that still matter are read again
+    Owner info;
+    info.comm = o.comm.empty() ? CommOf(o.pid) : o.comm;
+    std::ifstream status(fmt::format("/proc/{}/status", o.pid));
+    std::string line;
+    while (std::getline(status, line)) {
+      unsigned v = 0;
+      if (std::sscanf(line.c_str(), "Uid: %u", &v) == 1) info.uid = v;
+      else if (std::sscanf(line.c_str(), "PPid: %u", &v) == 1) info.ppid = v;
+    }
+    if (info.ppid != 0) info.pcomm = CommOf(info.ppid);
+    std::ifstream cg(fmt::format("/proc/{}/cgroup", o.pid));
+    std::string first;
+    while (std::getline(cg, line)) {
+      // "0::/path" (cgroup v2); on a v1 host, the first hierarchy's path.
+      size_t colon = line.find(':', line.find(':') + 1);
+      if (colon == std::string::npos) continue;
+      if (first.empty()) first = line.substr(colon + 1);
+      if (line.rfind("0::", 0) == 0) {
+        info.cgroup = line.substr(3);
+        break;
+      }
+    }
+    if (info.cgroup.empty()) info.cgroup = first;
+    info.container = ContainerIdOf(info.cgroup);
+    it = cache_.insert_or_assign(o.pid, std::move(info)).first;
+  }
+  const Owner& c = it->second;
+  if (o.comm.empty()) o.comm = c.comm;
+  if (!o.uid) o.uid = c.uid;
+  if (o.ppid == 0) {
+    o.ppid = c.ppid;
+    o.pcomm = c.pcomm;
+  }
+  if (o.cgroup.empty()) o.cgroup = c.cgroup;
+  if (o.container.empty()) o.container = c.container;
 }
 
 }  // namespace gotlscap::packet

@@ -6,9 +6,11 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "packet/packet_parse.h"
@@ -23,5 +25,39 @@ std::optional<Owner> FindSocketOwner(const ConnKey& key, const std::vector<uint3
 std::vector<uint32_t> PidsRunning(const std::vector<std::pair<dev_t, ino_t>>& files);
 
 std::string CommOf(uint32_t pid);
+
+// Every TCP and UDP socket on the host at one moment (taken once at start): /proc/PID/net/* of one
+// process per network namespace, and the socket:[inode] links of every process. Names the owner
+// of connections opened before gotlscap started, with no /proc walk per connection.
+class SocketSnapshot {
+ public:
+  static SocketSnapshot Take();
+  std::optional<Owner> Find(const ConnKey& key) const;
+  size_t sockets() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    std::array<uint8_t, 16> local{}, remote{};  // IPv4 in the first 4 bytes
+    bool v6 = false;
+    uint16_t local_port = 0, remote_port = 0;
+    uint8_t protocol = 0;
+    uint32_t pid = 0;
+  };
+  std::vector<Entry> entries_;
+};
+
+// The container id in a cgroup path (a 64-hex-digit component or suffix, as docker, containerd,
+// CRI-O and podman name their scopes: ".../docker-<id>.scope", "/kubepods/.../<id>"); "" if none.
+std::string ContainerIdOf(const std::string& cgroup_path);
+
+// uid, parent (pid, comm) and cgroup of processes, read from /proc/PID at first sight and cached
+// per pid (re-read when the comm differs: the pid was reused).
+class ProcessInfoCache {
+ public:
+  void Complete(Owner& o);
+
+ private:
+  std::unordered_map<uint32_t, Owner> cache_;
+};
 
 }  // namespace gotlscap::packet
