@@ -8,8 +8,11 @@
 # ratios are printed. One gotlscap process per scenario (workload x output format), so its
 # summary, CPU time (utime+stime from /proc/PID/stat between "ready" and SIGINT) and peak RSS
 # (VmHWM) belong to that scenario alone.
-# Scenarios: go1.27 bulk (150 x 1 MB echo) and small (10,000 x 100 B, HTTP/1.1 keep-alive), each
-# with --format json and --format text; go1.15 (stack ABI) small, json and text. Format "count"
+# Scenarios GOVER:LOAD:FORMAT[:entry]: go1.27 bulk (150 x 1 MB echo) and small (10,000 x 100 B,
+# HTTP/1.1 keep-alive), go1.15 (stack ABI) small. A trailing ":entry" runs gotlscap with
+# GOTLSCAP_READ_PATH=entry: (*Conn).Read keeps its entry probe (2 hits per Read) even where the
+# analysis proved the ret-only path (1 hit), so the default list measures both paths side by side;
+# "read path" in the tables says which one ran (from `gotlscap inspect`). Format "count"
 # attaches the same probes with a uid filter nobody matches (-u 65534): every hit is trapped and
 # counted, nothing is emitted, so its ratio is the price of the traps alone.
 # After each traced run the script waits until gotlscap's CPU time stops growing (it drained the
@@ -30,7 +33,7 @@ bulk_n=${BULK_N:-150} bulk_size=${BULK_SIZE:-1000000}
 small_n=${SMALL_N:-10000} small_size=${SMALL_SIZE:-100}
 conc=${CONCURRENCY:-1}
 out=${OUT:-/dev/null}
-scenarios=${SCENARIOS:-"1.27:bulk:count 1.27:bulk:json 1.27:bulk:text 1.27:small:count 1.27:small:json 1.27:small:text 1.15:small:count 1.15:small:json 1.15:small:text"}
+scenarios=${SCENARIOS:-"1.27:bulk:json:entry 1.27:bulk:json 1.27:small:count:entry 1.27:small:count 1.27:small:json:entry 1.27:small:json 1.27:small:text 1.15:small:count:entry 1.15:small:count 1.15:small:json:entry 1.15:small:json"}
 
 [[ $(id -u) -eq 0 ]] || { echo "run-capture-bench: needs root (eBPF uprobes)" >&2; exit 1; }
 if [[ -n ${GOTLSCAP:-} ]]; then
@@ -112,7 +115,9 @@ results=$work/results.tsv
 : >"$results"
 started_go=""
 for sc in $scenarios; do
-  IFS=: read -r gv wl fmt <<<"$sc"
+  IFS=: read -r gv wl fmt rpath <<<"$sc"
+  genv=()
+  [[ $rpath == entry ]] && genv=(GOTLSCAP_READ_PATH=entry)
   case $wl in
     bulk) n=$bulk_n size=$bulk_size ;;
     small) n=$small_n size=$small_size ;;
@@ -127,23 +132,25 @@ for sc in $scenarios; do
     start_server "$gv" T; addr_T=$srv_addr
     started_go=$gv
     gover=$("$gotlscap" inspect --json "$work/go$gv/server-T" | sed -n 's/.*"go_version": *"\([^"]*\)".*/\1/p')
+    echo "go$gv Read path: $("$gotlscap" inspect "$work/go$gv/server-T" | sed -n 's/^ *read path *//p')"
     # warm-up, not counted: page cache, server heaps
     run_client "$gv" "$addr_U" 200 "$small_size" "$work/warm.log" >/dev/null
     run_client "$gv" "$addr_T" 200 "$small_size" "$work/warm.log" >/dev/null
   fi
-  tag=go$gv-$wl-$fmt
+  tag=go$gv-$wl-$fmt${rpath:+-$rpath}
+  rp=$(env "${genv[@]}" "$gotlscap" inspect --json "$work/go$gv/server-T" | sed -n 's/.*"read_path": *"\([^"]*\)".*/\1/p')
   dest=$out
   [[ -d $out ]] && dest=$out/gotlscap-bench-$tag.out
   gerr=$work/$tag.gotlscap.err
   gargs=(--format "$fmt")
   [[ $fmt == count ]] && gargs=(--format json -u 65534)
-  "$gotlscap" text "${gargs[@]}" -o "$dest" -e "$work/go$gv/server-T" 2>"$gerr" &
+  env "${genv[@]}" "$gotlscap" text "${gargs[@]}" -o "$dest" -e "$work/go$gv/server-T" 2>"$gerr" &
   gpid=$!
   pids+=("$gpid")
   for _ in $(seq 600); do grep -q '^ready' "$gerr" && break; kill -0 "$gpid" 2>/dev/null || break; sleep 0.05; done
   grep -q '^ready' "$gerr" || { echo "run-capture-bench: gotlscap did not attach: $(cat "$gerr")" >&2; exit 1; }
   cpu0=$(cpu_of "$gpid"); vcsw0=$(vcsw_of "$gpid"); drain_max=0
-  printf '%-26s' "$tag:"
+  printf '%-32s' "$tag:"
   : >"$work/$tag.u"; : >"$work/$tag.t"; : >"$work/$tag.r"; : >"$work/$tag.su"; : >"$work/$tag.st"
   for ((i = 0; i < pairs; i++)); do
     order="U T"; ((i % 2)) && order="T U"
@@ -174,31 +181,32 @@ for sc in $scenarios; do
   summ=$(grep '^summary:' "$gerr")
   read -r ev by lost trunc hits < <(sed -E 's/^summary: ([0-9]+) events, ([0-9]+) bytes, ([0-9]+) lost, ([0-9]+) truncated .*probe hits ([0-9]+)\).*/\1 \2 \3 \4 \5/' <<<"$summ")
   tsum=$(awk '{ s += $1 } END { print s }' "$work/$tag.t")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$gover" "$wl" "$fmt" "$n" "$size" \
     "$(median <"$work/$tag.u")" "$(median <"$work/$tag.t")" "$(median <"$work/$tag.r")" \
     "$ev" "$by" "$lost" "$trunc" "$hits" "$tsum" "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" "$hwm" \
-    "$(median <"$work/$tag.su")" "$(median <"$work/$tag.st")" "$((vcsw1 - vcsw0))" "$drain_max" >>"$results"
+    "$(median <"$work/$tag.su")" "$(median <"$work/$tag.st")" "$((vcsw1 - vcsw0))" "$drain_max" "$rp" >>"$results"
   echo "  $summ"
 done
 
 echo
 echo "Throughput of the traced program (median of $pairs runs each side; ratio = median of per-pair traced/untraced; 1.00 = no slowdown)"
 awk -F'\t' -v pairs="$pairs" '
-  BEGIN { printf "%-9s %-5s %-5s | %9s %8s | %9s %8s | %5s | %14s\n", "go", "load", "fmt", "untr req/s", "MB/s", "traced req/s", "MB/s", "ratio", "srv CPU ms/run U/T"
-          print "----------------------------------------------------------------------------------------------------" }
+  BEGIN { printf "%-9s %-5s %-5s %-9s | %9s %8s | %9s %8s | %5s | %14s\n", "go", "load", "fmt", "read path", "untr req/s", "MB/s", "traced req/s", "MB/s", "ratio", "srv CPU ms/run U/T"
+          print "--------------------------------------------------------------------------------------------------------------" }
   { mb = 2 * $4 * $5 / 1e6  # request + response bodies
-    printf "%-9s %-5s %-5s | %10.0f %8.1f | %12.0f %8.1f | %5.2f | %7.0f / %-7.0f\n", $1, $2, $3, $4 / $6, mb / $6, $4 / $7, mb / $7, $8, 1000 * $17, 1000 * $18 }' "$results"
+    printf "%-9s %-5s %-5s %-9s | %10.0f %8.1f | %12.0f %8.1f | %5.2f | %7.0f / %-7.0f\n", $1, $2, $3, $21, $4 / $6, mb / $6, $4 / $7, mb / $7, $8, 1000 * $17, 1000 * $18 }' "$results"
 echo "MB/s counts request + response bodies; srv CPU = the server copy's utime+stime during one run (median)."
 echo
 echo "gotlscap itself (one process per scenario, over its $pairs traced runs)"
 awk -F'\t' -v pairs="$pairs" '
-  BEGIN { printf "%-9s %-5s %-5s | %8s | %8s %7s | %8s %7s | %5s %5s | %7s %6s %8s | %9s | %7s | %6s\n", "go", "load", "fmt", "hits/req", "events", "ev/req", "MB", "MB/s", "lost", "trunc", "CPU s", "%wall", "us/event", "wakeup/ev", "drain s", "RSS MB"
-          print "---------------------------------------------------------------------------------------------------------------------------------" }
+  BEGIN { printf "%-9s %-5s %-5s %-9s | %8s | %8s %7s | %8s %7s | %5s %5s | %7s %6s %8s %7s | %9s | %7s | %6s\n", "go", "load", "fmt", "read path", "hits/req", "events", "ev/req", "MB", "MB/s", "lost", "trunc", "CPU s", "%wall", "us/event", "s/GB", "wakeup/ev", "drain s", "RSS MB"
+          print "--------------------------------------------------------------------------------------------------------------------------------------------------" }
   { req = pairs * $4; ev = $9 > 0 ? $9 : 1
-    printf "%-9s %-5s %-5s | %8.2f | %8d %7.2f | %8.1f %7.1f | %5d %5d | %7.2f %5.0f%% %8.1f | %9.2f | %7.1f | %6.1f\n", $1, $2, $3, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $11, $12, $15, 100 * $15 / $14, ($9 > 0 ? 1e6 * $15 / ev : 0), ($9 > 0 ? $19 / ev : 0), $20, $16 / 1024 }' "$results"
+    printf "%-9s %-5s %-5s %-9s | %8.2f | %8d %7.2f | %8.1f %7.1f | %5d %5d | %7.2f %5.0f%% %8.1f %7s | %9.2f | %7.1f | %6.1f\n", $1, $2, $3, $21, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $11, $12, $15, 100 * $15 / $14, ($9 > 0 ? 1e6 * $15 / ev : 0), ($10 > 1e6 ? sprintf("%.2f", $15 / ($10 / 1e9)) : "-"), ($9 > 0 ? $19 / ev : 0), $20, $16 / 1024 }' "$results"
 echo "hits/req = probe hits / requests (traced server only; includes the client's wait-ready handshakes); MB = payload"
 echo "bytes delivered; MB/s = MB / traced wall time; CPU s = gotlscap utime+stime between ready and SIGINT, %wall"
+echo "(s/GB = CPU s per GB of payload delivered)"
 echo "of the traced runs' wall time (backlog drained after a run included); wakeup/ev = gotlscap's voluntary context"
 echo "switches per event; drain s = longest wait after a traced run until gotlscap was idle; RSS = VmHWM (peak,"
 echo "includes the ring buffer's pages, mapped twice). Format count: probes only (-u 65534), nothing emitted."

@@ -600,6 +600,80 @@ TEST_P(CaptureMatrixTest, ServerAndClientStreamsMatch) {
 INSTANTIATE_TEST_SUITE_P(Matrix, CaptureMatrixTest, ::testing::ValuesIn(CaptureMatrixRows()), ServerRowName);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CaptureMatrixTest);
 
+// Read's two paths on the newest toolchain: ret-only (c and b read from their spill slots at the
+// RET, as the analysis proves for this binary) and the fallback forced with
+// GOTLSCAP_READ_PATH=entry (entry probe + RET probe keyed by goroutine). Both must capture the same
+// exact streams (the client's requests are deterministic, so the server's read stream is
+// byte-identical across the runs but for the server's port in Host headers), with no Read return missing its arguments; the fallback costs
+// one more probe hit per Read.
+struct ReadPathRun {
+  std::string server_read, server_wrote;
+  uint64_t probe_hits = 0, events = 0;
+};
+ReadPathRun RunReadPath(const MatrixRow& row, bool force_entry) {
+  ReadPathRun out;
+  const MatrixRow* crow = FindRow(row.go_minor, row.variant, "client");
+  EXPECT_NE(crow, nullptr);
+  if (!crow) return out;
+  TempDir dir;
+  const std::string server_bin = CopyBinary(dir, row), client_bin = CopyBinary(dir, *crow);
+  const uint64_t t0 = WallNs();
+  // gotlscap inherits the test's environment (the server and client ignore the variable).
+  if (force_entry) setenv("GOTLSCAP_READ_PATH", "entry", 1);
+  Gotlscap cap(dir, {"-e", server_bin, "-e", client_bin});
+  unsetenv("GOTLSCAP_READ_PATH");
+  EXPECT_TRUE(cap.WaitReady());
+  Server srv;
+  EXPECT_TRUE(StartServer(server_bin, &srv));
+  const size_t kSmall = 10000, kBig = 3000000;
+  ProcRun c1 = RunToEnd(ClientArgs(client_bin, srv.url(), "all", 10, kSmall, 1, {"-tls", "1.3"}));
+  EXPECT_EQ(c1.exit_code, 0) << c1.describe;
+  ProcRun c2 = RunToEnd(ClientArgs(client_bin, srv.url(), "echo", 1, kBig, 1000, {"-tls", "1.3"}));
+  EXPECT_EQ(c2.exit_code, 0) << c2.describe;
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  Capture c = cap.Stop();
+  CheckCapture(c, {{{uint32_t(srv.pid()), "server"}, {uint32_t(c1.pid), "client"}, {uint32_t(c2.pid), "client"}},
+                   false,
+                   t0,
+                   WallNs()});
+  EXPECT_EQ(c.summary.no_entry, 0u) << c.err;
+  auto streams = Streams(c.events);
+  auto pairs = PairStreams(streams, {srv.addr});
+  const Sides s1 = Collect(pairs, uint32_t(c1.pid)), s2 = Collect(pairs, uint32_t(c2.pid));
+  CheckClientPayloads(s1.client_wrote, s1.client_read, s1.server_wrote, "all", 10, kSmall, 1, false);
+  CheckClientPayloads(s2.client_wrote, s2.client_read, s2.server_wrote, "echo", 1, kBig, 1000, false);
+  out.server_read = s1.server_read + s2.server_read;
+  out.server_wrote = s1.server_wrote + s2.server_wrote;
+  // The listening port (in Host headers) is the only thing that differs between runs.
+  for (size_t at = 0; (at = out.server_read.find(srv.addr, at)) != std::string::npos;)
+    out.server_read.replace(at, srv.addr.size(), "HOST:PORT");
+  out.probe_hits = c.summary.probe_hits;
+  out.events = c.summary.events;
+  return out;
+}
+
+TEST(CaptureReadPath, RetOnlyAndForcedEntryCaptureTheSameStreams) {
+  REQUIRE_CAPTURE_ENV();
+  const MatrixRow* row = NewestRow("default", "server");
+  ASSERT_NE(row, nullptr);
+  auto inspect = RunCommand({GotlscapBin(), "inspect", "--json", row->path});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.Describe();
+  const auto j = nlohmann::json::parse(inspect.out);
+  ASSERT_EQ(j["functions"]["crypto/tls.(*Conn).Read"]["read_path"], "ret-only")
+      << "the newest toolchain's Read should be proven: " << inspect.out;
+  const ReadPathRun ret_only = RunReadPath(*row, false);
+  const ReadPathRun entry = RunReadPath(*row, true);
+  ASSERT_FALSE(ret_only.server_read.empty());
+  EXPECT_EQ(ret_only.server_read.size(), entry.server_read.size());
+  EXPECT_TRUE(ret_only.server_read == entry.server_read)
+      << "the server's read streams differ between the paths: " << DescribeDiff(ret_only.server_read, entry.server_read);
+  // Each Read costs one hit instead of two: the fallback traps more (reads are about half the events).
+  EXPECT_GT(entry.probe_hits, ret_only.probe_hits) << "ret-only " << ret_only.probe_hits << ", entry " << entry.probe_hits;
+  RecordProperty("probe_hits_ret_only", std::to_string(ret_only.probe_hits));
+  RecordProperty("probe_hits_entry", std::to_string(entry.probe_hits));
+}
+
 // HTTP/2 with 4 concurrent streams on one connection (TLS 1.3), then TLS 1.2 with session
 // resumption (a new, resumed connection per request): on the stack-ABI toolchain (1.15), an
 // early register-ABI one (1.19) and the newest.

@@ -6,12 +6,14 @@
 // (same code layout, verified by go-matrix.sh); the values must be identical.
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "test_env.h"
@@ -429,6 +431,192 @@ TEST_P(InspectMatrixTest, MatchesOracles) {
       EXPECT_EQ(rets, GnuObjdumpRets(row.path, addr, addr + sym.size)) << "ret_offsets vs GNU objdump";
     }
   }
+}
+
+// --- Read's probe path ------------------------------------------------------------------
+// gotlscap proves from its own (Capstone) disassembly whether (*Conn).Read's c, b.ptr and b.len sit
+// at entry-SP+8/+16/+24 at every RET (ret-only: no entry probe). This checks the claim against
+// `go tool objdump`'s listing of the twin, read independently: the frame size from the prologue,
+// SP restored before every RET, and every store to the three slots accounted for (register ABI: the
+// spills of AX/BX/CX or R0/R1/R2 before the first call, and the morestack block's stores of the
+// same registers; stack ABI: none).
+
+// "0x68(SP)" / "120(RSP)" / "(SP)" -> offset; nullopt if not an SP-relative memory operand.
+std::optional<int64_t> SpOffset(const std::string& operand, bool arm64) {
+  const std::string base = arm64 ? "(RSP)" : "(SP)";
+  if (operand.size() < base.size() || operand.compare(operand.size() - base.size(), base.size(), base) != 0)
+    return std::nullopt;
+  std::string num = operand.substr(0, operand.size() - base.size());
+  if (num.empty()) return 0;
+  try {
+    return std::stoll(num, nullptr, 0);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+// Operands of a Go-syntax instruction ("MOVQ AX, 0x68(SP)" -> {"AX", "0x68(SP)"}); a register pair
+// "(R5, R4)" stays one operand.
+std::vector<std::string> GoOperands(const std::string& text) {
+  std::vector<std::string> ops;
+  size_t sp = text.find(' ');
+  if (sp == std::string::npos) return ops;
+  std::string cur;
+  int depth = 0;
+  for (char c : text.substr(sp + 1)) {
+    if (c == '(') depth++;
+    if (c == ')') depth--;
+    if (c == ',' && depth == 0) {
+      ops.push_back(Trim(cur));
+      cur.clear();
+      continue;
+    }
+    cur += c;
+  }
+  if (!Trim(cur).empty()) ops.push_back(Trim(cur));
+  return ops;
+}
+
+std::string Mnemonic(const std::string& text) { return text.substr(0, text.find(' ')); }
+
+// Bytes a Go-syntax store writes (conservative: 16 when unknown).
+int64_t StoreBytes(const std::string& mnemonic) {
+  if (mnemonic == "MOVQ" || mnemonic == "MOVD" || mnemonic == "FMOVD") return 8;
+  if (mnemonic == "MOVL" || mnemonic == "MOVW" || mnemonic == "FMOVS") return 4;  // arm64 MOVW: 4 bytes
+  if (mnemonic == "MOVB") return 1;
+  if (mnemonic == "MOVH") return 2;
+  return 16;  // MOVUPS, STP, FMOVQ, ...
+}
+
+// Empty if objdump's listing confirms gotlscap's ret-only claim, else what disagrees.
+std::string CheckReadSlots(const std::vector<Insn>& insns, bool arm64, bool register_abi) {
+  // Frame: amd64 [PUSHQ BP;] SUBQ $N, SP; arm64 MOVD.W R30, -N(RSP).
+  int64_t frame = -1;
+  size_t body = 0;
+  for (size_t i = 0; i < insns.size() && i < 12 && frame < 0; i++) {
+    const std::string& t = insns[i].text;
+    const auto ops = GoOperands(t);
+    if (!arm64 && Mnemonic(t) == "SUBQ" && ops.size() == 2 && ops[1] == "SP" && ops[0][0] == '$') {
+      bool push = false;  // Go 1.21+: PUSHQ BP; MOVQ SP, BP; SUBQ $N, SP
+      for (size_t k = 0; k < i; k++) push |= insns[k].text == "PUSHQ BP";
+      frame = std::stoll(ops[0].substr(1), nullptr, 0) + (push ? 8 : 0);
+      body = i;
+    }
+    if (arm64 && Mnemonic(t) == "MOVD.W" && ops.size() == 2 && ops[0] == "R30") {
+      auto off = SpOffset(ops[1], true);
+      if (off && *off < 0) frame = -*off, body = i;
+    }
+  }
+  if (frame < 0) return "no prologue recognised in objdump's listing";
+  // The morestack block: from the first conditional branch's target to the end.
+  uint64_t morestack = 0;
+  for (size_t i = 0; i < body; i++) {
+    const std::string m = Mnemonic(insns[i].text);
+    if (m == "JBE" || m == "JLS" || m == "BLS" || m == "JB") {
+      const auto ops = GoOperands(insns[i].text);
+      if (ops.empty()) break;
+      if (!arm64) {
+        morestack = std::stoull(ops[0], nullptr, 0);
+      } else if (ops[0].size() > 4 && ops[0].substr(ops[0].size() - 4) == "(PC)") {
+        morestack = insns[i].addr + 4 * std::stoll(ops[0].substr(0, ops[0].size() - 4));
+      }
+    }
+  }
+  if (!morestack) return "no stack-bound check found";
+  const char* regs[3] = {arm64 ? "R0" : "AX", arm64 ? "R1" : "BX", arm64 ? "R2" : "CX"};
+  bool before_call = true;
+  int spills = 0;
+  for (size_t i = 0; i < insns.size(); i++) {
+    const Insn& in = insns[i];
+    const std::string m = Mnemonic(in.text);
+    const bool in_morestack = in.addr >= morestack;
+    const int64_t delta = in_morestack || i < body ? 0 : -frame;  // SP offset from its entry value
+    if (!in_morestack && (m == "CALL" || m[0] == 'J' || m[0] == 'B' || m == "CBZ" || m == "CBNZ" || m == "TBZ" ||
+                          m == "TBNZ" || m == "RET") && i >= body)
+      before_call = false;
+    if (m == "RET") {
+      // The instruction before restores SP: ADDQ $N, SP [+ POPQ BP] / MOVD.P N(RSP), R30.
+      // (1.15 may put a NOPL between them.)
+      std::vector<std::string> before;
+      for (size_t k = i; k-- > 0 && before.size() < 2;)
+        if (insns[k].text.rfind("NOP", 0) != 0) before.push_back(insns[k].text);
+      before.resize(2);
+      const std::string &p1 = before[0], &p2 = before[1];
+      bool ok;
+      if (arm64) {
+        ok = p1 == "MOVD.P " + std::to_string(frame) + "(RSP), R30" || p1 == fmt::format("ADD ${}, RSP, RSP", frame);
+      } else if (p1 == "POPQ BP") {
+        ok = p2 == fmt::format("ADDQ ${:#x}, SP", frame - 8);
+      } else {
+        ok = p1 == fmt::format("ADDQ ${:#x}, SP", frame);
+      }
+      if (!ok) return fmt::format("RET at {:#x} not preceded by the epilogue of a {:#x}-byte frame", in.addr, frame);
+      continue;
+    }
+    const auto ops = GoOperands(in.text);
+    if (ops.empty() || m.rfind("CMP", 0) == 0 || m.rfind("TEST", 0) == 0) continue;
+    // Go syntax: the destination is the last operand.
+    auto off = SpOffset(ops.back(), arm64);
+    if (!off || (arm64 && m.rfind("LD", 0) == 0) || m == "LEAQ") continue;
+    const int64_t lo = delta + *off, hi = lo + StoreBytes(m);
+    if (hi <= 8 || lo >= 32) continue;
+    // A store to a slot: only the spill of the slot's own register (STP (Ra, Rb): two slots).
+    const int slot = static_cast<int>((lo - 8) / 8);
+    bool spill = register_abi && ops.size() == 2 && lo % 8 == 0 && hi - lo == 8 && ops[0] == regs[slot];
+    if (register_abi && m == "STP" && ops.size() == 2 && lo % 8 == 0 && lo >= 8) {
+      // Each register of the pair that lands in a slot must be that slot's own (b.cap at +32 is
+      // not one of them).
+      const auto pair = GoOperands("X " + ops[0].substr(1, ops[0].size() - 2));
+      spill = pair.size() == 2 && pair[0] == regs[slot] && (slot + 1 >= 3 || pair[1] == regs[slot + 1]);
+    }
+    if (!spill) return fmt::format("{:#x} {} stores to an argument slot", in.addr, in.text);
+    if (!in_morestack) {
+      if (!before_call) return fmt::format("{:#x} {} spills after a call or branch", in.addr, in.text);
+      spills++;
+    }
+  }
+  if (register_abi && spills != 3) return fmt::format("{} spills of c, b.ptr, b.len before the first call", spills);
+  return "";
+}
+
+TEST_P(InspectMatrixTest, ReadPathIsProvenOrExplained) {
+  const MatrixRow& row = GetParam();
+  SCOPED_TRACE(::testing::Message() << row);
+  auto run = RunCommand({GotlscapBin(), "inspect", "--json", row.path});
+  ASSERT_EQ(run.exit_code, 0) << run.Describe();
+  json j = json::parse(run.out);
+  const json& read = j.at("functions").at("crypto/tls.(*Conn).Read");
+  const std::string path = read.at("read_path");
+  RecordProperty("read_path", path);
+  if (path == "entry+ret") {
+    ASSERT_TRUE(read.contains("reason"));
+    EXPECT_FALSE(read.at("reason").get<std::string>().empty());
+    std::cout << row.TestName() << ": entry+ret: " << read.at("reason").get<std::string>() << "\n";
+    return;
+  }
+  ASSERT_EQ(path, "ret-only");
+  const std::string proof = read.at("proof");
+  std::cout << row.TestName() << ": ret-only: " << proof << "\n";
+  const bool arm64 = row.goarch == "arm64";
+  const bool reg = j.at("abi") == "register";
+  if (reg) {
+    EXPECT_THAT(proof, ::testing::HasSubstr(arm64 ? "R0→8(RSP)" : "AX→8(SP)"));
+  } else {
+    EXPECT_THAT(proof, ::testing::HasSubstr("stack ABI"));
+  }
+  // Forced fallback: the same binary, GOTLSCAP_READ_PATH=entry.
+  auto forced = RunCommand({"/usr/bin/env", "GOTLSCAP_READ_PATH=entry", GotlscapBin(), "inspect", "--json", row.path});
+  ASSERT_EQ(forced.exit_code, 0) << forced.Describe();
+  const json forced_json = json::parse(forced.out);
+  const json& fr = forced_json.at("functions").at("crypto/tls.(*Conn).Read");
+  EXPECT_EQ(fr.at("read_path"), "entry+ret");
+  EXPECT_THAT(fr.at("reason").get<std::string>(), ::testing::HasSubstr("GOTLSCAP_READ_PATH=entry"));
+  // The independent reading of go tool objdump's listing.
+  if (row.twin.empty()) GTEST_SKIP() << "no verified unstripped twin";
+  const auto dis = GoObjdump(row, row.twin, {"crypto/tls.(*Conn).Read"});
+  auto d = dis.find("crypto/tls.(*Conn).Read");
+  ASSERT_NE(d, dis.end());
+  EXPECT_EQ(CheckReadSlots(d->second.insns, arm64, reg), "") << "objdump disagrees with: " << proof;
 }
 
 std::string RowName(const ::testing::TestParamInfo<MatrixRow>& info) { return info.param.TestName(); }

@@ -4,6 +4,8 @@
  *   (*Conn).writeRecordLocked entry  -> data written (record type 23 only)
  *   (*Conn).Read entry               -> remember c and b, keyed by (tgid, goroutine)
  *   (*Conn).Read at every RET        -> n bytes of b were read; an io.EOF result -> EOF record
+ *                                       (ret-only: no entry probe, c and b read from their stack
+ *                                       slots, where user space proved they are at every RET)
  *   (*Conn).Close entry              -> CLOSE record (no payload): the connection ends
  *
  * Never uretprobes: they rewrite return addresses on goroutine stacks, which Go moves.
@@ -389,21 +391,33 @@ int gotls_read_entry(struct pt_regs *ctx) {
 }
 
 /* func (c *Conn) Read(b []byte) (int, error): at each RET. n is RAX/R0, or the word after c and
- * b (c, b.ptr, b.len, b.cap, n) on the stack. */
+ * b (c, b.ptr, b.len, b.cap, n) on the stack. With GOTLS_COOKIE_READ_RET_ONLY, c, b.ptr and b.len
+ * are the words at SP+8/+16/+24: SP is back at its entry value at a RET, and user space proved from
+ * the disassembly that the stack ABI's arguments / the register ABI's spill slots (stored at
+ * entry) are never overwritten. One trap per Read instead of two, and no map. */
 SEC("uprobe")
 int gotls_read_return(struct pt_regs *ctx) {
   count(GOTLS_CNT_PROBE_HITS, 1);
   __u32 tgid = bpf_get_current_pid_tgid() >> 32;
   if (!wanted(tgid)) return 0;
-  bool st = stack_abi(ctx);
-  struct read_key k = {.tgid = tgid, .g = current_g(ctx, st)};
-  struct read_args *a = bpf_map_lookup_elem(&reads, &k);
-  if (!a) {
-    count(GOTLS_CNT_READ_NO_ENTRY, 1);
-    return 0;
+  __u64 cookie = bpf_get_attach_cookie(ctx);
+  bool st = cookie & GOTLS_COOKIE_STACK_ABI;
+  struct read_args args = {};
+  if (cookie & GOTLS_COOKIE_READ_RET_ONLY) {
+    if (bpf_probe_read_user(&args, sizeof(args), (void *)(stack_pointer(ctx) + 8))) {
+      count(GOTLS_CNT_READ_FAULTS, 1);
+      return 0;
+    }
+  } else {
+    struct read_key k = {.tgid = tgid, .g = current_g(ctx, st)};
+    struct read_args *a = bpf_map_lookup_elem(&reads, &k);
+    if (!a) {
+      count(GOTLS_CNT_READ_NO_ENTRY, 1);
+      return 0;
+    }
+    args = *a;
+    bpf_map_delete_elem(&reads, &k);
   }
-  struct read_args args = *a;
-  bpf_map_delete_elem(&reads, &k);
   __s64 n = (__s64)(st ? stack_word(ctx, 4) : reg_arg(ctx, 0));
   if (n > 0) {
     if ((__u64)n > args.len) n = args.len; /* never more than the buffer */

@@ -30,6 +30,9 @@ typedef __s64 gt_s64;
 #define GOTLS_COOKIE_STACK_ABI 0x1
 /* setTrafficSecret gained a `level` argument in Go 1.21: its secret moved from word 2 to 3. */
 #define GOTLS_COOKIE_SECRET_AFTER_LEVEL 0x2
+/* (*Conn).Read RET probes without an entry probe: user space proved (disassembly) that c, b.ptr and
+ * b.len sit at SP+8/+16/+24 at every RET (stack ABI arguments, register ABI spill slots). */
+#define GOTLS_COOKIE_READ_RET_ONLY 0x4
 
 /* CLOSE and EOF records carry no payload (total_len and chunk_len 0): the connection ended.
  * CLOSE: the process called (*Conn).Close; EOF: a Read returned io.EOF (the peer closed). */

@@ -125,10 +125,17 @@ Result<int> GoTlsProbes::Attach(const gobin::GoBinary& bin, const std::string& p
     // Entry hooks go after the stack-growth check: a call that grows its stack re-runs the entry.
     if (auto r = attach(skel_->progs.gotls_write_record, write->file_offset + write->body_offset); !r.ok())
       return r.error();
-    if (auto r = attach(skel_->progs.gotls_read_entry, read->file_offset + read->body_offset); !r.ok())
-      return r.error();
+    // Read: RET probes alone where the analysis proved c and b are in their stack slots at every
+    // RET (gobin::ReadPath); else an entry probe stashes them for the RETs.
+    const bool ret_only = bin.read_path == gobin::ReadPath::kRetOnly;
+    if (!ret_only)
+      if (auto r = attach(skel_->progs.gotls_read_entry, read->file_offset + read->body_offset); !r.ok())
+        return r.error();
     for (uint64_t ret : read->ret_offsets)
-      if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret); !r.ok()) return r.error();
+      if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret,
+                          ret_only ? GOTLS_COOKIE_READ_RET_ONLY : 0);
+          !r.ok())
+        return r.error();
     // Connection ends (close events). Optional: a program without it still has its data captured.
     if (const auto* close = site("crypto/tls.(*Conn).Close"))
       if (auto r = attach(skel_->progs.gotls_close, close->file_offset + close->body_offset); !r.ok())

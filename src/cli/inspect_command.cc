@@ -40,6 +40,11 @@ nlohmann::ordered_json ToJson(const gobin::GoBinary& b) {
     fns[f.name] = {{"address", f.address},     {"file_offset", f.file_offset}, {"size", f.size},
                    {"args_size", f.args_size}, {"ret_offsets", f.ret_offsets},
                    {"body_offset", f.body_offset}};
+    if (f.name == "crypto/tls.(*Conn).Read") {
+      // Which probes Read gets, and the disassembly's proof (or why the fallback).
+      fns[f.name]["read_path"] = gobin::ReadPathName(b.read_path);
+      fns[f.name][b.read_path == gobin::ReadPath::kRetOnly ? "proof" : "reason"] = b.read_path_why;
+    }
   }
   j["functions"] = fns;
   return j;
@@ -66,6 +71,7 @@ void PrintText(const gobin::GoBinary& b) {
     fmt::print("    {:<42} addr {:#x}  file offset {:#x}  size {}  body at +{:#x}  RET at +[{}]\n", f.name,
                f.address, f.file_offset, f.size, f.body_offset, rets);
   }
+  fmt::print("  read path    {}: {}\n", gobin::ReadPathName(b.read_path), b.read_path_why);
 }
 
 }  // namespace

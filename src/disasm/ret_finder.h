@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/result.h"
@@ -16,6 +17,13 @@ namespace gotlscap::disasm {
 struct RetScan {
   std::vector<uint64_t> ret_offsets;  // offsets from the function entry
   uint64_t instructions = 0;          // instructions decoded (for tests and diagnostics)
+};
+
+// Whether a function's first argument words are provably at fixed stack slots at every RET, so
+// a probe there can read them without an entry probe (see ProveArgsAtReturns).
+struct ArgSlotsProof {
+  bool proven = false;
+  std::string text;  // the proof when proven, else why not (one line)
 };
 
 // One per analysed binary: the Capstone handles are opened once (opening them per function was
@@ -43,6 +51,25 @@ class Disassembler {
   // check reads only SP and g). Recognised by its shape: a forward conditional branch in the first
   // instructions whose target block jumps back to the entry.
   uint64_t FindBodyStart(std::span<const uint8_t> code, uint64_t entry) const;
+
+  // Proves, or refuses to prove, that at every RET of the function the integer argument words
+  // 0..nwords-1 sit at entry-SP + 8 + 8*i (the stack ABI's argument words, and the register ABI's
+  // spill slots, which the caller reserves just above the return address / at RSP+8 on arm64).
+  // The proof, over every instruction reachable from the entry (direct branches only):
+  //  1. SP: every instruction that changes SP is understood (PUSH/POP, ADD/SUB SP,#imm, arm64
+  //     pre/post-indexed SP writeback), each instruction is reached with one SP offset, and every
+  //     RET is reached with SP back at its entry value.
+  //  2. No instruction stores to any byte of the slots, and no instruction derives from SP a pointer
+  //     at or above the entry SP (so no store through another register can reach them). Stores
+  //     through pointers into the function's own frame stay below it (Go is memory safe).
+  //  3. Register ABI only: the argument registers (AX BX CX.. / R0 R1 R2..) are stored, unmodified,
+  //     to their slots in the straight line from the entry before any call, return or branch other
+  //     than the stack-bound check, and nothing branches into that line: the stores dominate every
+  //     RET. The stack-bound check's morestack block may store the same unmodified registers to the
+  //     same slots (value-preserving) and must jump back to the entry.
+  // Anything else (indirect jumps, unknown instructions on the path, other SP arithmetic) refuses.
+  ArgSlotsProof ProveArgsAtReturns(std::span<const uint8_t> code, uint64_t entry, bool register_abi, int nwords,
+                                   uint64_t body_offset) const;
 
  private:
   explicit Disassembler(bool x86) : x86_(x86) {}

@@ -81,3 +81,72 @@ TEST(BodyStart, Arm64AfterTheStackCheck) {
 
 }  // namespace
 }  // namespace gotlscap::disasm
+
+namespace gotlscap::disasm {
+namespace {
+
+// A Go 1.21+-shaped amd64 function: stack check, PUSH BP frame of 0x18 bytes, spills of AX/BX/CX
+// to entry SP+8/16/24, a call, the epilogue; the morestack block re-stores the same registers.
+std::vector<uint8_t> SpillingFunction(bool clobber_after_call) {
+  std::vector<uint8_t> c = {
+      0x49, 0x3b, 0x66, 0x10,        // 00 cmp rsp, [r14+0x10]
+      0x76, 0x22,                    // 04 jbe 0x28
+      0x55,                          // 06 push rbp
+      0x48, 0x89, 0xe5,              // 07 mov rbp, rsp
+      0x48, 0x83, 0xec, 0x10,        // 0a sub rsp, 0x10
+      0x48, 0x89, 0x44, 0x24, 0x20,  // 0e mov [rsp+0x20], rax   (entry SP+8)
+      0x48, 0x89, 0x5c, 0x24, 0x28,  // 13 mov [rsp+0x28], rbx   (entry SP+16)
+      0x48, 0x89, 0x4c, 0x24, 0x30,  // 18 mov [rsp+0x30], rcx   (entry SP+24)
+      0xe8, 0x00, 0x00, 0x00, 0x00,  // 1d call (next)
+      0x48, 0x83, 0xc4, 0x10,        // 22 add rsp, 0x10
+      0x5d,                          // 26 pop rbp
+      0xc3,                          // 27 ret
+      0x48, 0x89, 0x44, 0x24, 0x08,  // 28 mov [rsp+8], rax
+      0x48, 0x89, 0x5c, 0x24, 0x10,  // 2d mov [rsp+0x10], rbx
+      0x48, 0x89, 0x4c, 0x24, 0x18,  // 32 mov [rsp+0x18], rcx
+      0xe8, 0x00, 0x00, 0x00, 0x00,  // 37 call (morestack)
+      0xeb, 0xc2,                    // 3c jmp 0
+      0xcc, 0xcc,
+  };
+  if (clobber_after_call) {
+    const uint8_t store_rdx[5] = {0x48, 0x89, 0x54, 0x24, 0x28};  // mov [rsp+0x28], rdx: b.ptr's slot
+    std::copy(store_rdx, store_rdx + 5, c.begin() + 0x1d);
+  }
+  return c;
+}
+
+TEST(ProveArgsAtReturns, X86SpillsBeforeAnyCallAreProven) {
+  const auto code = SpillingFunction(false);
+  auto d = Dis(elf::Machine::kAmd64);
+  ArgSlotsProof p = d.ProveArgsAtReturns(code, 0x1000, /*register_abi=*/true, 3, d.FindBodyStart(code, 0x1000));
+  EXPECT_TRUE(p.proven) << p.text;
+  EXPECT_NE(p.text.find("AX→8(SP) at +0xe, BX→16(SP) at +0x13, CX→24(SP) at +0x18"), std::string::npos) << p.text;
+}
+
+TEST(ProveArgsAtReturns, X86LaterStoreToASlotRefuses) {
+  const auto code = SpillingFunction(true);
+  auto d = Dis(elf::Machine::kAmd64);
+  ArgSlotsProof p = d.ProveArgsAtReturns(code, 0x1000, true, 3, d.FindBodyStart(code, 0x1000));
+  EXPECT_FALSE(p.proven);
+  EXPECT_NE(p.text.find("+0x1d"), std::string::npos) << p.text;
+}
+
+TEST(ProveArgsAtReturns, StackAbiStoreToAnArgumentRefuses) {
+  // Stack ABI: the same code stores registers over the caller's argument words: refused.
+  const auto code = SpillingFunction(false);
+  auto d = Dis(elf::Machine::kAmd64);
+  ArgSlotsProof p = d.ProveArgsAtReturns(code, 0x1000, /*register_abi=*/false, 3, d.FindBodyStart(code, 0x1000));
+  EXPECT_FALSE(p.proven) << p.text;
+}
+
+TEST(ProveArgsAtReturns, X86UnbalancedSpAtRetRefuses) {
+  auto code = SpillingFunction(false);
+  code[0x25] = 0x08;  // add rsp, 0x8: SP below its entry value at the RET
+  auto d = Dis(elf::Machine::kAmd64);
+  ArgSlotsProof p = d.ProveArgsAtReturns(code, 0x1000, true, 3, d.FindBodyStart(code, 0x1000));
+  EXPECT_FALSE(p.proven);
+  EXPECT_NE(p.text.find("RET at +0x27"), std::string::npos) << p.text;
+}
+
+}  // namespace
+}  // namespace gotlscap::disasm

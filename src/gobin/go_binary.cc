@@ -1,5 +1,7 @@
 #include "gobin/go_binary.h"
 
+#include <cstdlib>
+
 #include <fmt/format.h>
 
 #include "disasm/ret_finder.h"
@@ -30,6 +32,7 @@ Abi AbiFromFrame(const PclntabFormat fmt, const std::vector<FunctionSite>& fns) 
 
 }  // namespace
 
+const char* ReadPathName(ReadPath p) { return p == ReadPath::kRetOnly ? "ret-only" : "entry+ret"; }
 const char* AbiName(Abi a) { return a == Abi::kStack ? "stack" : "register"; }
 const char* ArchName(elf::Machine m) { return m == elf::Machine::kAmd64 ? "amd64" : "arm64"; }
 
@@ -119,6 +122,20 @@ Result<GoBinary> AnalyzeGoBinary(const elf::ElfFile& f, const std::string& path)
     out.functions.push_back(std::move(site));
   }
   out.abi = out.version ? AbiForVersion(out.machine, *out.version) : AbiFromFrame(out.pclntab_format, out.functions);
+
+  // Read's path: c, b.ptr, b.len (argument words 0-2) provably at fixed slots at every RET?
+  if (const FunctionSite* read = out.Function("crypto/tls.(*Conn).Read")) {
+    const disasm::ArgSlotsProof proof = dis.ProveArgsAtReturns(f.BytesAtVaddr(read->address, read->size), read->address,
+                                                               out.abi == Abi::kRegister, 3, read->body_offset);
+    const char* force = getenv("GOTLSCAP_READ_PATH");
+    if (force && std::string(force) == "entry") {
+      out.read_path_why = fmt::format("forced by GOTLSCAP_READ_PATH=entry (ret-only {})",
+                                      proof.proven ? "would be proven" : "not proven: " + proof.text);
+    } else {
+      out.read_path = proof.proven ? ReadPath::kRetOnly : ReadPath::kEntryAndRet;
+      out.read_path_why = proof.text;
+    }
+  }
   return out;
 }
 

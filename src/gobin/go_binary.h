@@ -36,6 +36,13 @@ struct FunctionSite {
   uint64_t body_offset = 0;  // after the stack-growth check: where an entry hook fires once per call
 };
 
+// How (*Conn).Read is probed. kEntryAndRet: an entry probe stashes c and b (keyed by goroutine)
+// for the RET probes. kRetOnly: the disassembly proves c, b.ptr and b.len sit at entry-SP+8/16/24
+// at every RET (stack ABI arguments, or register-ABI spill slots), so the RET probes read them
+// there and the entry probe is dropped (one uprobe hit per Read instead of two).
+enum class ReadPath { kEntryAndRet, kRetOnly };
+const char* ReadPathName(ReadPath p);  // "entry+ret" | "ret-only"
+
 struct GoBinary {
   std::string path;
   std::optional<BuildInfo> build_info;
@@ -50,10 +57,13 @@ struct GoBinary {
   uint64_t text_start = 0;
   uint64_t function_count = 0;
   std::vector<FunctionSite> functions;  // found hook targets, in HookTargets() order
+  ReadPath read_path = ReadPath::kEntryAndRet;
+  std::string read_path_why;  // kRetOnly: the proof; kEntryAndRet: why not (one line)
 
   const FunctionSite* Function(const std::string& name) const;
 };
 
+// GOTLSCAP_READ_PATH=entry (environment) forces ReadPath::kEntryAndRet (tests, comparisons).
 // Errors (kind → meaning): kIo, kNotElf, kUnsupportedArch, kNotGo (ELF without Go runtime
 // tables), kCorrupt (damaged build info / pclntab / code), kMissingFunction (a required crypto/tls
 // function is absent; the message names it and the Go version), kNoReturn (a required function
