@@ -179,7 +179,7 @@ for sc in $scenarios; do
   keep=(); for p in "${pids[@]}"; do [[ $p == "$gpid" ]] || keep+=("$p"); done; pids=("${keep[@]}")
   [[ -d $out ]] && rm -f "$dest"
   summ=$(grep '^summary:' "$gerr")
-  read -r ev by lost trunc hits < <(sed -E 's/^summary: ([0-9]+) events, ([0-9]+) bytes, ([0-9]+) lost, ([0-9]+) truncated .*probe hits ([0-9]+)\).*/\1 \2 \3 \4 \5/' <<<"$summ")
+  read -r ev by lost trunc hits < <(sed -E 's/^summary: ([0-9]+) events, ([0-9]+) bytes, ([0-9]+) lost, ([0-9]+) truncated .*probe hits ([0-9]+)[,)].*/\1 \2 \3 \4 \5/' <<<"$summ")
   tsum=$(awk '{ s += $1 } END { print s }' "$work/$tag.t")
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$gover" "$wl" "$fmt" "$n" "$size" \
@@ -206,9 +206,9 @@ awk -F'\t' -v pairs="$pairs" '
     printf "%-9s %-5s %-5s %-9s | %8.2f | %8d %7.2f | %8.1f %7.1f | %5d %5d | %7.2f %5.0f%% %8.1f %7s | %9.2f | %7.1f | %6.1f\n", $1, $2, $3, $21, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $11, $12, $15, 100 * $15 / $14, ($9 > 0 ? 1e6 * $15 / ev : 0), ($10 > 1e6 ? sprintf("%.2f", $15 / ($10 / 1e9)) : "-"), ($9 > 0 ? $19 / ev : 0), $20, $16 / 1024 }' "$results"
 echo "hits/req = probe hits / requests (traced server only; includes the client's wait-ready handshakes); MB = payload"
 echo "bytes delivered; MB/s = MB / traced wall time; CPU s = gotlscap utime+stime between ready and SIGINT, %wall"
-echo "(s/GB = CPU s per GB of payload delivered)"
 echo "of the traced runs' wall time (backlog drained after a run included); wakeup/ev = gotlscap's voluntary context"
 echo "switches per event; drain s = longest wait after a traced run until gotlscap was idle; RSS = VmHWM (peak,"
-echo "includes the ring buffer's pages, mapped twice). Format count: probes only (-u 65534), nothing emitted."
+echo "includes the ring buffer's pages, mapped twice); s/GB = CPU s per GB of payload delivered. Format count: probes"
+echo "only (-u 65534), nothing emitted. Read path: ret-only = 1 hit per Read (proven), entry+ret = 2 (\":entry\")."
 lost_total=$(awk -F'\t' '{ s += $11 } END { print s + 0 }' "$results")
 [[ $lost_total -eq 0 ]] || { echo "LOST EVENTS: $lost_total chunks lost in total" >&2; exit 3; }
