@@ -73,7 +73,7 @@ Result<std::unique_ptr<GoTlsProbes>> GoTlsProbes::Load(const ProbeOptions& opts)
   p->skel_ = gotls_bpf__open();
   if (!p->skel_) return BpfLoadError(-errno);
   if (opts.uid) p->skel_->rodata->filter_uid = *opts.uid;
-  p->skel_->rodata->filter_pids = !opts.pids.empty();
+  p->skel_->rodata->filter_pids = !opts.pids.empty() || opts.pid_filter;
   p->skel_->rodata->filter_cgroup = !opts.cgroup.empty();
   // Without data probes the data ring buffer stays minimal.
   bpf_map__set_max_entries(p->skel_->maps.events, opts.data ? RoundUpPow2(opts.ringbuf_bytes) : 4096);
@@ -89,12 +89,16 @@ Result<std::unique_ptr<GoTlsProbes>> GoTlsProbes::Load(const ProbeOptions& opts)
       return MakeError(ErrorKind::kUsage, fmt::format("--cgroup {}: not a cgroup v2 directory ({})", opts.cgroup,
                                                       std::strerror(err)));
   }
-  for (uint32_t pid : opts.pids) {
-    uint8_t one = 1;
-    bpf_map__update_elem(p->skel_->maps.target_pids, &pid, sizeof pid, &one, sizeof one, BPF_ANY);
-  }
+  for (uint32_t pid : opts.pids) p->AddPid(pid);
   return p;
 }
+
+void GoTlsProbes::AddPid(uint32_t pid) {
+  uint8_t one = 1;
+  bpf_map__update_elem(skel_->maps.target_pids, &pid, sizeof pid, &one, sizeof one, BPF_ANY);
+}
+
+void GoTlsProbes::RemovePid(uint32_t pid) { bpf_map__delete_elem(skel_->maps.target_pids, &pid, sizeof pid, 0); }
 
 GoTlsProbes::~GoTlsProbes() {
   DetachAll();

@@ -25,6 +25,7 @@ struct ProbeOptions {
   uint64_t ringbuf_bytes = 64ull << 20;  // rounded up to a power of two
   std::optional<uint32_t> uid;           // only this user's processes
   std::vector<uint32_t> pids;            // only these processes (empty: all)
+  bool pid_filter = false;               // the pid filter even with no pids yet (AddPid later)
   std::string cgroup;                    // only tasks under this cgroup v2 directory ("" : all)
 };
 
@@ -61,6 +62,10 @@ class GoTlsProbes {
   // (whole-host mode detaches a binary no process uses any more).
   Result<int> AttachGroup(const gobin::GoBinary& binary, const std::string& path, uint64_t group);
   void DetachGroup(uint64_t group);
+  // Adds a process to (removes it from) the kernel's pid filter, at any time (`-- COMMAND`: each
+  // process of the command's tree as it appears). Only with `pids` or `pid_filter` set at Load.
+  void AddPid(uint32_t pid);
+  void RemovePid(uint32_t pid);
 
   int ringbuf_fd() const;
   int secrets_fd() const;

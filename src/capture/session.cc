@@ -57,6 +57,7 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
   po.ringbuf_bytes = opts.ringbuf_bytes;
   po.uid = opts.uid;
   po.pids = opts.pids;
+  po.pid_filter = opts.pid_filter;
   po.cgroup = opts.cgroup;
   ASSIGN_OR_RETURN(s->probes_, GoTlsProbes::Load(po));
   for (auto& t : s->targets_) {

@@ -30,6 +30,7 @@ struct SessionOptions {
   // No -e/-p: start with no target; host::HostFollower attaches binaries as it finds them.
   bool follow_host = false;
   std::string cgroup;  // --cgroup: a cgroup v2 directory (resolved by the CLI)
+  bool pid_filter = false;  // -- COMMAND: the kernel's pid filter on, pids added as they come
 };
 
 struct Target {

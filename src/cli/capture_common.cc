@@ -10,12 +10,28 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli/command_run.h"
 #include "cli/exit_codes.h"
 
 namespace gotlscap::cli {
 namespace {
-void OnSignal(int) { StopFlag().store(true); }
+std::atomic<pid_t> g_forward_pid{0};
+std::atomic<int> g_signals{0}, g_stop_signal{0};
+
+void OnSignal(int sig, siginfo_t* si, void*) {
+  const pid_t child = g_forward_pid.load();
+  if (child > 0 && g_signals.fetch_add(1) == 0) {
+    // From the terminal (SI_KERNEL), the command, in our process group, got it too.
+    if (si->si_code <= 0) kill(child, sig);
+    return;
+  }
+  g_stop_signal.store(sig);
+  StopFlag().store(true);
+}
 }  // namespace
+
+void ForwardSignalsTo(pid_t pid) { g_forward_pid.store(pid); }
+int StopSignal() { return g_stop_signal.load(); }
 
 std::atomic<bool>& StopFlag() {
   static std::atomic<bool> stop{false};
@@ -24,7 +40,8 @@ std::atomic<bool>& StopFlag() {
 
 void InstallSignalHandlers() {
   struct sigaction sa {};
-  sa.sa_handler = OnSignal;  // no SA_RESTART: the ring-buffer poll returns at once
+  sa.sa_sigaction = OnSignal;  // no SA_RESTART: the ring-buffer poll returns at once
+  sa.sa_flags = SA_SIGINFO;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as a write error instead
@@ -50,6 +67,11 @@ void AddFollowOptions(CLI::App* cmd, FollowCli& o) {
   cmd->add_option("--comm", o.comms, "Only programs of this name; repeatable")->group(group);
   cmd->add_option("--exclude-comm", o.exclude_comms, "Not programs of this name; repeatable")->group(group);
   cmd->add_flag("-v,--verbose", o.verbose, "One line for each program skipped, and why")->group(group);
+  cmd->footer("Run a program under capture: ... [options] -- COMMAND [ARGS...] captures COMMAND's process tree only, "
+              "from its first instruction, and exits with its exit code");
+  cmd->add_option("--run-as", o.run_as,
+                  "With -- COMMAND: run it as this user (default under sudo: the user who ran sudo)")
+      ->group("Run a command (-- COMMAND [ARGS...])");
   cmd->add_option("--cgroup", o.cgroup,
                   "Only processes in this cgroup v2 (or below it): a path, absolute or relative to the cgroup v2 mount");
 }
@@ -77,8 +99,9 @@ Result<std::string> ResolveCgroup(const std::string& path) {
 }
 
 Result<std::unique_ptr<host::HostFollower>> StartFollowing(capture::CaptureSession& session, const FollowCli& o,
-                                                           std::optional<uint32_t> uid) {
+                                                           std::optional<uint32_t> uid, CommandRun* cmd) {
   host::FollowOptions fo;
+  if (cmd) fo.tree_root = static_cast<uint32_t>(cmd->pid());
   fo.comms = o.comms;
   fo.exclude_comms = o.exclude_comms;
   fo.uid = uid;
@@ -88,6 +111,13 @@ Result<std::unique_ptr<host::HostFollower>> StartFollowing(capture::CaptureSessi
     fflush(stderr);
   });
   if (!f.ok()) return f.error();
+  if (cmd) {
+    cmd->SetFollower(f->get());
+    fmt::print(stderr, "ready: running {} (pid {}), following its process tree\n", cmd->name(), cmd->pid());
+    fflush(stderr);
+    cmd->Release();
+    return f;
+  }
   auto s = (*f)->summary();
   fmt::print(stderr, "ready: following the host: {} uprobes on {} binar{}\n", (*f)->probe_count(), s.attached_now,
              s.attached_now == 1 ? "y" : "ies");

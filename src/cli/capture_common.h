@@ -1,6 +1,8 @@
 // Pieces every capture subcommand shares: stop on SIGINT/SIGTERM, the `ready` line, one-line errors.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
@@ -16,9 +18,16 @@ class App;
 
 namespace gotlscap::cli {
 
+class CommandRun;
+
 // Set by SIGINT/SIGTERM (and by a command that must stop, e.g. on a write error).
 std::atomic<bool>& StopFlag();
 void InstallSignalHandlers();
+// -- COMMAND: the first SIGINT/SIGTERM goes to `pid` instead (unless the terminal sent it to
+// both), the second one stops us. 0: none.
+void ForwardSignalsTo(pid_t pid);
+// The signal that set StopFlag, 0 if none did.
+int StopSignal();
 // "ready: N uprobes on M binaries: go1.x /path (ABI), ..." on stderr: scripts wait for it.
 void PrintReady(const capture::CaptureSession& session);
 // Prints "gotlscap: <message>" and returns the exit code of the error's kind.
@@ -31,15 +40,18 @@ struct FollowCli {
   std::vector<std::string> comms, exclude_comms;
   std::string cgroup;  // --cgroup (also with -e/-p)
   bool verbose = false;
+  std::vector<std::string> command;  // after `--`: run it, capture its process tree only
+  std::string run_as;                // --run-as USER (for the command)
 };
 // --cgroup PATH: a cgroup v2 directory, absolute or relative to the cgroup v2 mount
 // ("system.slice/x.service"). "" stays "".
 Result<std::string> ResolveCgroup(const std::string& path);
 void AddFollowOptions(CLI::App* cmd, FollowCli& o);
 // Starts following the host on `session` (which was started with follow_host); prints the
-// attach lines and then the `ready` line.
+// attach lines and then the `ready` line. With `cmd`, only its process tree is followed (the
+// session needs pid_filter), and the command is released once all is ready.
 Result<std::unique_ptr<host::HostFollower>> StartFollowing(capture::CaptureSession& session, const FollowCli& o,
-                                                           std::optional<uint32_t> uid);
+                                                           std::optional<uint32_t> uid, CommandRun* cmd = nullptr);
 // "host: B binaries attached (D detached, A still attached), P processes, E execs, S skipped"
 void PrintFollowSummary(const host::HostFollower& f);
 

@@ -7,6 +7,7 @@
 
 #include "capture/session.h"
 #include "cli/capture_common.h"
+#include "cli/command_run.h"
 #include "cli/exit_codes.h"
 #include "output/keylog_file.h"
 
@@ -38,13 +39,16 @@ int RunKeylog(const KeylogOptions& o) {
   so.cgroup = *cgroup;
   so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
+  auto cmd = PrepareCommand(o.follow, !so.follow_host, false);
+  if (!cmd.ok()) return Fail(cmd.error());
+  so.pid_filter = *cmd != nullptr;
   auto session = capture::CaptureSession::Start(so, [](capture::DataEvent&&) {}, [&](capture::SecretEvent&& s) {
     if (!(*file)->Write(s) && (*file)->failed()) StopFlag().store(true);
   });
   if (!session.ok()) return Fail(session.error());
   std::unique_ptr<host::HostFollower> follower;
   if (so.follow_host) {
-    auto f = StartFollowing(**session, o.follow, o.uid);
+    auto f = StartFollowing(**session, o.follow, o.uid, cmd->get());
     if (!f.ok()) return Fail(f.error());
     follower = std::move(*f);
   } else {
@@ -52,6 +56,7 @@ int RunKeylog(const KeylogOptions& o) {
   }
   (*session)->Run(StopFlag(), DeadlineFor(o.duration), [&] {
     if (follower) follower->Tick(capture::MonotonicNowNs());
+    if (*cmd && (*cmd)->Done()) StopFlag().store(true);
   });
   if (follower) follower->Stop();
   auto s = (*session)->Finish();
@@ -65,7 +70,7 @@ int RunKeylog(const KeylogOptions& o) {
     fmt::print(stderr, "gotlscap: cannot write to {}: {}\n", o.keylog_file, std::strerror((*file)->last_errno()));
     return ExitCodeFor(ErrorKind::kIo);
   }
-  return 0;
+  return *cmd ? (*cmd)->ExitCode() : 0;
 }
 
 }  // namespace gotlscap::cli

@@ -1,5 +1,7 @@
 // gotlscap: capture TLS plaintext and secrets from Go programs with eBPF.
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -29,8 +31,24 @@ int main(int argc, char** argv) {
   RegisterEcapture(app, ecapture);
   PsOptions ps;
   RegisterPs(app, ps);
+  // `gotlscap text|keylog|pcap [options] -- COMMAND [ARGS...]`: the words after the first `--`
+  // are the command to run under capture, never options or filter words.
+  std::vector<std::string> command;
+  int parse_argc = argc;
+  if (argc > 2 && (std::string(argv[1]) == "text" || std::string(argv[1]) == "keylog" || std::string(argv[1]) == "pcap"))
+    for (int i = 2; i < argc; i++)
+      if (std::string(argv[i]) == "--") {
+        if (i + 1 == argc) {
+          fmt::print(stderr, "gotlscap: -- must be followed by a command (see --help)\n");
+          return ExitCodeFor(gotlscap::ErrorKind::kUsage);
+        }
+        command.assign(argv + i + 1, argv + argc);
+        parse_argc = i;
+        break;
+      }
+  text.follow.command = keylog.follow.command = pcap.follow.command = command;
   try {
-    app.parse(argc, argv);
+    app.parse(parse_argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

@@ -13,6 +13,7 @@
 
 #include "capture/session.h"
 #include "cli/capture_common.h"
+#include "cli/command_run.h"
 #include "cli/exit_codes.h"
 #include "cli/pcap_interfaces.h"
 #include "output/pcapng_writer.h"
@@ -118,16 +119,20 @@ int RunPcap(const PcapOptions& o) {
     return Fail(e);
   };
 
+  // -- COMMAND: forked now, run once everything is attached; only its tree's packets are written.
+  auto cmd = PrepareCommand(o.follow, !follow_host, o.file == "-");
+  if (!cmd.ok()) return fail_before_start(cmd.error());
   packet::SequencerOptions sopts;
-  sopts.targets_only = !follow_host;
+  sopts.targets_only = !follow_host || *cmd;
   std::unique_ptr<TargetOwners> owners;
   // Whole host: connections opened before the start are named from one /proc snapshot.
   std::optional<packet::SocketSnapshot> snapshot;
-  if (follow_host) snapshot = packet::SocketSnapshot::Take();
+  if (follow_host && !*cmd) snapshot = packet::SocketSnapshot::Take();
   packet::ProcessInfoCache process_info;
   sopts.complete_owner = [&](packet::Owner& owner) { process_info.Complete(owner); };
   auto find_owner = [&](const packet::ConnKey& key) -> std::optional<packet::Owner> {
     if (snapshot) return snapshot->Find(key);
+    if (*cmd) return packet::FindSocketOwner(key, (*cmd)->tree_pids());
     return owners ? owners->Find(key) : std::nullopt;
   };
   sopts.lookup_owner = [&](const packet::ConnKey& key) {
@@ -163,6 +168,7 @@ int RunPcap(const PcapOptions& o) {
   if (!cgroup.ok()) return fail_before_start(cgroup.error());
   so.cgroup = *cgroup;
   so.follow_host = follow_host;
+  so.pid_filter = *cmd != nullptr;
   InstallSignalHandlers();
   auto session = capture::CaptureSession::Start(so, [](capture::DataEvent&&) {}, [&](capture::SecretEvent&& s) {
     seq.AddSecret(s);
@@ -219,7 +225,7 @@ int RunPcap(const PcapOptions& o) {
   fmt::print(stderr, "capturing on {}{}{}\n", (*ifs)->Describe(), filter.empty() ? "" : ", filter: ", filter);
   std::unique_ptr<host::HostFollower> follower;
   if (follow_host) {
-    auto f = StartFollowing(**session, o.follow, o.uid);
+    auto f = StartFollowing(**session, o.follow, o.uid, cmd->get());
     if (!f.ok()) return fail_before_start(f.error());
     follower = std::move(*f);
   } else {
@@ -250,6 +256,7 @@ int RunPcap(const PcapOptions& o) {
       fflush(stderr);
     }
     if (follower) follower->Tick(capture::MonotonicNowNs());
+    if (*cmd && (*cmd)->Done()) StopFlag().store(true);
     seq.Poll(now_epoch());
     if (!out.Flush()) StopFlag().store(true);
   });
@@ -268,7 +275,7 @@ int RunPcap(const PcapOptions& o) {
     fmt::print(stderr, "gotlscap: cannot write to {}: {}\n", o.file, std::strerror(out.last_errno()));
     return ExitCodeFor(ErrorKind::kIo);
   }
-  return 0;
+  return *cmd ? (*cmd)->ExitCode() : 0;
 }
 
 }  // namespace gotlscap::cli

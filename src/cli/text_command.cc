@@ -11,6 +11,7 @@
 
 #include "capture/session.h"
 #include "cli/capture_common.h"
+#include "cli/command_run.h"
 #include "cli/exit_codes.h"
 #include "decode/http_decoder.h"
 #include "output/event_writer.h"
@@ -57,6 +58,9 @@ int RunText(const TextOptions& o) {
   so.ringbuf_bytes = o.ringbuf_mb << 20;
   so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
+  auto cmd = PrepareCommand(o.follow, !so.follow_host, out == stdout);
+  if (!cmd.ok()) return Fail(cmd.error());
+  so.pid_filter = *cmd != nullptr;
   uint64_t http_messages = 0;
   std::unique_ptr<decode::HttpDecoder> http;
   if (o.decode == "http") {
@@ -86,7 +90,7 @@ int RunText(const TextOptions& o) {
 
   std::unique_ptr<host::HostFollower> follower;
   if (so.follow_host) {
-    auto f = StartFollowing(**session, o.follow, o.uid);
+    auto f = StartFollowing(**session, o.follow, o.uid, cmd->get());
     if (!f.ok()) return Fail(f.error());
     follower = std::move(*f);
   } else {
@@ -96,6 +100,7 @@ int RunText(const TextOptions& o) {
   bool write_failed = false;
   (*session)->Run(StopFlag(), deadline, [&] {
     if (follower) follower->Tick(capture::MonotonicNowNs());
+    if (*cmd && (*cmd)->Done()) StopFlag().store(true);
     if (!writer->Flush()) {
       write_failed = true;
       StopFlag().store(true);
@@ -118,7 +123,7 @@ int RunText(const TextOptions& o) {
     return ExitCodeFor(ErrorKind::kIo);
   }
   if (out != stdout) fclose(out);
-  return 0;
+  return *cmd ? (*cmd)->ExitCode() : 0;
 }
 
 }  // namespace gotlscap::cli

@@ -74,10 +74,12 @@ int OpenProcConnector() {
 
 }  // namespace
 
-Result<std::unique_ptr<ExecWatcher>> ExecWatcher::Start(Callback cb, DoneCallback on_exec_done) {
+Result<std::unique_ptr<ExecWatcher>> ExecWatcher::Start(Callback cb, DoneCallback on_exec_done,
+                                                        ForkCallback on_fork) {
   std::unique_ptr<ExecWatcher> w(new ExecWatcher());
   w->cb_ = std::move(cb);
   w->done_cb_ = std::move(on_exec_done);
+  w->fork_cb_ = std::move(on_fork);
   w->proc_fd_ = OpenProcConnector();
   // FAN_CLASS_CONTENT: permission events; the event's fd is opened read-only for analysis.
   w->fan_fd_ = fanotify_init(FAN_CLOEXEC | FAN_CLASS_CONTENT | FAN_NONBLOCK, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
@@ -191,6 +193,11 @@ void ExecWatcher::ReadProcEvents() {
       auto* ev = reinterpret_cast<proc_event*>(cn->data);
       // Only whole processes: a thread of a process exec'ing reports the process's tgid.
       if (ev->what == proc_event::PROC_EVENT_EXEC) done_cb_(static_cast<uint32_t>(ev->event_data.exec.process_tgid));
+      // A new process, not a new thread (whose pid differs from its tgid).
+      if (ev->what == proc_event::PROC_EVENT_FORK && fork_cb_ &&
+          ev->event_data.fork.child_pid == ev->event_data.fork.child_tgid)
+        fork_cb_(static_cast<uint32_t>(ev->event_data.fork.parent_tgid),
+                 static_cast<uint32_t>(ev->event_data.fork.child_tgid));
     }
   }
 }

@@ -11,7 +11,7 @@
 // is still useful where fanotify cannot see: a program on a filesystem mounted only in another
 // mount namespace (a container started later). The kernel's process connector (netlink) gives
 // it without BPF or tracefs; `on_exec_done` receives those, and the mounts of a new namespace are
-// then watched too.
+// then watched too. The connector's fork events go to `on_fork` (-- COMMAND follows a tree).
 #pragma once
 
 #include <atomic>
@@ -35,11 +35,14 @@ class ExecWatcher {
   };
   using Callback = std::function<void(const Exec&)>;
   using DoneCallback = std::function<void(uint32_t pid)>;
+  // A new process (not a thread): `child` forked by `parent` (process connector, after the fact).
+  using ForkCallback = std::function<void(uint32_t parent, uint32_t child)>;
 
   // Marks the filesystems mounted in our mount namespace and starts the answering thread.
   // kPermission without CAP_SYS_ADMIN; kInternal when the kernel lacks fanotify permission
   // events. Without the process connector, `on_exec_done` is simply never called.
-  static Result<std::unique_ptr<ExecWatcher>> Start(Callback cb, DoneCallback on_exec_done);
+  static Result<std::unique_ptr<ExecWatcher>> Start(Callback cb, DoneCallback on_exec_done,
+                                                    ForkCallback on_fork = nullptr);
   ~ExecWatcher();
 
   // Also watches the filesystems mounted in `pid`'s mount namespace (containers).
@@ -57,6 +60,7 @@ class ExecWatcher {
 
   Callback cb_;
   DoneCallback done_cb_;
+  ForkCallback fork_cb_;
   int fan_fd_ = -1;
   int proc_fd_ = -1;  // netlink process connector, -1 when unavailable
   int stop_fd_ = -1;  // eventfd: wakes the thread to exit

@@ -37,8 +37,17 @@ Result<std::unique_ptr<HostFollower>> HostFollower::Start(capture::GoTlsProbes& 
   // Watch execs first, then scan: a program started in between is seen at least once (twice is
   // harmless: the second sighting finds its binary attached).
   HostFollower* raw = f.get();
+  if (opts.tree_root) {
+    auto root = ReadParent(opts.tree_root);
+    if (!root) return MakeError(ErrorKind::kNoProcess, fmt::format("no such process: {}", opts.tree_root));
+    f->AddMember(opts.tree_root, root->start_time);
+  }
+  ExecWatcher::ForkCallback on_fork;
+  if (opts.tree_root) on_fork = [raw](uint32_t parent, uint32_t child) { raw->OnFork(parent, child); };
   ASSIGN_OR_RETURN(f->watcher_, ExecWatcher::Start([raw](const ExecWatcher::Exec& e) { raw->OnExec(e); },
-                                                   [raw](uint32_t pid) { raw->OnExecDone(pid); }));
+                                                   [raw](uint32_t pid) { raw->OnExecDone(pid); }, std::move(on_fork)));
+  // A command's tree is its root alone, which has not exec'ed its program yet: nothing to scan.
+  if (opts.tree_root) return f;
 
   std::unordered_map<FileKey, std::vector<ProcessInfo>, FileKeyHash> by_file;
   for (auto& p : ScanProcesses()) by_file[p.file].push_back(std::move(p));
@@ -71,7 +80,8 @@ bool HostFollower::Wanted(const std::string& comm, uint32_t uid) const {
 
 void HostFollower::OnExec(const ExecWatcher::Exec& e) {
   // The program waits for this answer: the common case (a binary already known not to be Go)
-  // must cost one fstat and a cache hit, no /proc reads.
+  // must cost one fstat and a cache hit, no /proc reads (a command's tree: its parent chain).
+  if (opts_.tree_root && !JoinTree(e.pid)) return;
   auto key = FileKeyOfFd(e.fd);
   if (!key.ok()) return;
   const std::string path = fmt::format("/proc/self/fd/{}", e.fd);
@@ -99,6 +109,7 @@ void HostFollower::OnExec(const ExecWatcher::Exec& e) {
 void HostFollower::OnExecDone(uint32_t pid) {
   // After the fact: for most programs OnExec already ran and this only records the pid; it
   // matters for programs on filesystems fanotify does not watch yet (another mount namespace).
+  if (opts_.tree_root && !JoinTree(pid)) return;
   auto proc = ReadProcess(pid);
   if (!proc) return;
   {
@@ -107,6 +118,70 @@ void HostFollower::OnExecDone(uint32_t pid) {
     if (mount_namespaces_.insert(proc->mnt_ns).second) watcher_->WatchMountsOf(pid);
   }
   Track({{proc->pid, proc->start_time}}, proc->file, proc->exe_link, proc->exe, proc->comm, proc->uid);
+}
+
+void HostFollower::OnFork(uint32_t parent, uint32_t child) {
+  // Only the map: every fork of the host comes here. A child whose parent joined later (or whose
+  // event was lost) is still found at its exec, by its parent chain.
+  {
+    std::lock_guard<std::mutex> l(tree_mu_);
+    if (!tree_.count(parent)) return;
+  }
+  // Its program is its parent's, attached already: from now on the kernel lets its events through.
+  if (auto info = ReadParent(child)) AddMember(child, info->start_time);
+}
+
+bool HostFollower::JoinTree(uint32_t pid) {
+  const uint32_t self = static_cast<uint32_t>(getpid());
+  uint32_t p = pid;
+  for (int depth = 0; depth < 256 && p > 1; ++depth) {
+    auto info = ReadParent(p);
+    if (!info) return false;
+    bool member = info->ppid == self;  // the root, or an orphan of the tree (we are its subreaper)
+    if (!member) {
+      std::lock_guard<std::mutex> l(tree_mu_);
+      auto it = tree_.find(p);
+      member = it != tree_.end() && it->second == info->start_time;  // not a reused pid
+    }
+    if (member) {
+      if (p != pid) {
+        auto self_info = ReadParent(pid);
+        if (!self_info) return false;
+        AddMember(pid, self_info->start_time);
+      } else {
+        AddMember(pid, info->start_time);
+      }
+      return true;
+    }
+    p = info->ppid;
+  }
+  return false;
+}
+
+void HostFollower::AddMember(uint32_t pid, uint64_t start_time) {
+  std::lock_guard<std::mutex> l(tree_mu_);
+  auto [it, added] = tree_.insert_or_assign(pid, start_time);
+  if (added) probes_.AddPid(pid);
+}
+
+void HostFollower::PruneTree() {
+  std::lock_guard<std::mutex> l(tree_mu_);
+  for (auto it = tree_.begin(); it != tree_.end();) {
+    auto info = ReadParent(it->first);
+    if (info && info->start_time == it->second) {
+      ++it;
+    } else {
+      probes_.RemovePid(it->first);  // gone (or the pid is another process's now)
+      it = tree_.erase(it);
+    }
+  }
+}
+
+std::vector<uint32_t> HostFollower::tree_pids() const {
+  std::lock_guard<std::mutex> l(tree_mu_);
+  std::vector<uint32_t> out;
+  for (const auto& [pid, start] : tree_) out.push_back(pid);
+  return out;
 }
 
 void HostFollower::NoteSkipped(const FileKey& key, const std::shared_ptr<const BinaryVerdict>& v,
@@ -167,6 +242,7 @@ void HostFollower::Detach(Binary& b, const char* why) {
 void HostFollower::Tick(uint64_t now_ns) {
   if (now_ns < next_tick_ns_) return;
   next_tick_ns_ = now_ns + 1'000'000'000;
+  if (opts_.tree_root) PruneTree();
   std::lock_guard<std::mutex> l(mu_);
   bool candidates = false;
   for (auto& [key, b] : binaries_) {
@@ -183,6 +259,10 @@ void HostFollower::Tick(uint64_t now_ns) {
   if (!candidates) return;
   // Before detaching, one scan: processes that forked (no exec) run the binary unseen.
   for (const auto& p : ScanProcesses()) {
+    if (opts_.tree_root) {
+      std::lock_guard<std::mutex> l(tree_mu_);
+      if (!tree_.count(p.pid)) continue;
+    }
     auto it = binaries_.find(p.file);
     if (it != binaries_.end() && it->second.pids.emplace(p.pid, p.start_time).second) {
       it->second.idle_since_ns = 0;

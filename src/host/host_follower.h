@@ -37,6 +37,11 @@ struct FollowOptions {
   std::optional<uint32_t> uid;             // -u: only programs run by this user
   bool verbose = false;                    // one line per skipped binary
   uint64_t linger_ns = 5'000'000'000;      // detach a binary unused this long
+  // -- COMMAND: only this process and its descendants (forks and execs, also in the kernel's pid
+  // filter: GoTlsProbes::AddPid; the probes must be loaded with pid_filter). A process belongs
+  // when its parent chain reaches a member, or reaches us: the CLI is the child subreaper of
+  // the tree, so orphaned members are reparented to it (and it forks nothing else).
+  uint32_t tree_root = 0;
 };
 
 struct FollowSummary {
@@ -61,6 +66,8 @@ class HostFollower {
   void Stop();
   FollowSummary summary() const;
   int probe_count() const;
+  // tree_root set: the processes of the tree seen so far (still running or not yet pruned).
+  std::vector<uint32_t> tree_pids() const;
 
  private:
   struct Binary {
@@ -75,6 +82,11 @@ class HostFollower {
   HostFollower(capture::GoTlsProbes& probes, const FollowOptions& opts, Log log);
   void OnExec(const ExecWatcher::Exec& e);
   void OnExecDone(uint32_t pid);
+  void OnFork(uint32_t parent, uint32_t child);
+  // tree_root set: whether `pid` is in the tree; a member found by its parent chain joins it.
+  bool JoinTree(uint32_t pid);
+  void AddMember(uint32_t pid, uint64_t start_time);
+  void PruneTree();
   // Records that `pid` runs the file `key` (readable at `path`), attaching it when needed.
   struct Proc {
     uint32_t pid;
@@ -98,6 +110,8 @@ class HostFollower {
   uint64_t next_group_ = 1;
   uint64_t next_tick_ns_ = 0;
   FollowSummary summary_;
+  mutable std::mutex tree_mu_;
+  std::unordered_map<uint32_t, uint64_t> tree_;  // member pid -> start time
 };
 
 }  // namespace gotlscap::host

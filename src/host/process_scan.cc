@@ -168,6 +168,15 @@ std::optional<ProcessInfo> ReadProcess(uint32_t pid) {
   return info;
 }
 
+std::optional<ParentInfo> ReadParent(uint32_t pid) {
+  auto stat = ReadSmall(fmt::format("/proc/{}/stat", pid), 1024);
+  if (!stat) return std::nullopt;
+  auto fields = StatFields(*stat);
+  ParentInfo p;
+  if (fields.size() < 20 || !ParseNum(fields[1], p.ppid) || !ParseNum(fields[19], p.start_time)) return std::nullopt;
+  return p;
+}
+
 std::vector<ProcessInfo> ScanProcesses() {
   std::vector<ProcessInfo> out;
   DIR* d = ::opendir("/proc");

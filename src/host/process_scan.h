@@ -48,4 +48,11 @@ std::optional<ProcessInfo> ReadProcess(uint32_t pid);
 // Every readable user-space process (including the caller), sorted by pid.
 std::vector<ProcessInfo> ScanProcesses();
 
+// Parent pid and start time from /proc/PID/stat alone (cheap; zombies too); nullopt when gone.
+struct ParentInfo {
+  uint32_t ppid = 0;
+  uint64_t start_time = 0;
+};
+std::optional<ParentInfo> ReadParent(uint32_t pid);
+
 }  // namespace gotlscap::host
