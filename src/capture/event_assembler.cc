@@ -184,4 +184,23 @@ void EventAssembler::FlushOlderThan(uint64_t monotonic_ns) {
   }
 }
 
+std::vector<uint32_t> EventAssembler::Pids() const {
+  std::vector<uint32_t> out;
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    out.push_back(it->first.pid);
+    ConnKey next{};
+    next.pid = it->first.pid + 1;
+    if (next.pid == 0) break;
+    it = conns_.lower_bound(next);
+  }
+  return out;
+}
+
+void EventAssembler::ForgetProcess(uint32_t pid) {
+  ConnKey from{};
+  from.pid = pid;
+  for (auto it = conns_.lower_bound(from); it != conns_.end() && it->first.pid == pid;)
+    it = it->second.pending == 0 ? conns_.erase(it) : std::next(it);
+}
+
 }  // namespace gotlscap::capture

@@ -42,6 +42,10 @@ class EventAssembler {
   uint64_t connection_ends() const { return ends_; }        // end events delivered
   uint64_t ignored_ends() const { return ignored_ends_; }   // of connections without data events
 
+  // Processes with connection state, and dropping one's state (it exited without closing).
+  std::vector<uint32_t> Pids() const;
+  void ForgetProcess(uint32_t pid);
+
  private:
   // A *tls.Conn address and even the kernel socket struct are reused after a connection closes
   // (garbage collection, slab reuse); the addresses and ports tell the connections apart.
@@ -86,7 +90,7 @@ class EventAssembler {
     size_t operator()(const CallKey& k) const { return std::hash<uint64_t>()(k.call_id * 31 + k.tid); }
   };
   std::unordered_map<CallKey, Pending, CallKeyHash> pending_;
-  std::map<ConnKey, ConnState> conns_;
+  std::map<ConnKey, ConnState> conns_;  // ordered by pid first: ForgetProcess erases a range
   uint64_t next_conn_id_ = 1;
   uint64_t malformed_ = 0;
   uint64_t incomplete_ = 0;

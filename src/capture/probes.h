@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,7 @@ class GoTlsProbes {
   // The same, with the uprobes remembered as `group` so DetachGroup can remove exactly them
   // (whole-host mode detaches a binary no process uses any more).
   Result<int> AttachGroup(const gobin::GoBinary& binary, const std::string& path, uint64_t group);
+  // Thread-safe with AttachGroup: the uprobes are removed (in parallel) outside the lock.
   void DetachGroup(uint64_t group);
   // Adds a process to (removes it from) the kernel's pid filter, at any time (`-- COMMAND`: each
   // process of the command's tree as it appears). Only with `pids` or `pid_filter` set at Load.
@@ -73,10 +75,12 @@ class GoTlsProbes {
 
  private:
   GoTlsProbes() = default;
+  Result<int> AttachLinks(const gobin::GoBinary& binary, const std::string& path, std::vector<bpf_link*>& made);
   ProbeOptions opts_;
   gotls_bpf* skel_ = nullptr;
   std::vector<bpf_link*> links_;
   std::map<uint64_t, std::vector<bpf_link*>> groups_;
+  std::mutex links_mu_;  // Attach/Detach may come from the exec-following thread and the capture loop
 };
 
 }  // namespace gotlscap::capture

@@ -146,6 +146,13 @@ void CaptureSession::Run(const std::atomic<bool>& stop, uint64_t deadline_ns, co
     if (now - last_flush > 1000000000ull) {
       assembler_->FlushOlderThan(now - 1000000000ull);
       last_flush = now;
+      // Processes that exited without closing their connections (a short-lived client): their
+      // connection state goes, so memory does not grow with the processes that came and went.
+      for (uint32_t pid : assembler_->Pids())
+        if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+          assembler_->ForgetProcess(pid);
+          if (on_process_exit_) on_process_exit_(pid);
+        }
     }
     on_idle();
   }

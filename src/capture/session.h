@@ -60,6 +60,8 @@ class CaptureSession {
 
   const std::vector<Target>& targets() const { return targets_; }
   GoTlsProbes& probes() { return *probes_; }
+  // Called (from Run) for each traced process found gone, after its connection state is dropped.
+  void SetProcessExitHandler(std::function<void(uint32_t pid)> fn) { on_process_exit_ = std::move(fn); }
   // Another BPF ring buffer to poll with the session's (pcap mode's packets); Finish drains it.
   Result<bool> AddRingBuffer(int map_fd, int (*fn)(void* ctx, void* data, size_t size), void* ctx);
   int probe_count() const;
@@ -84,6 +86,7 @@ class CaptureSession {
   SecretSink secret_sink_;
   KeyUpdateTracker key_updates_;
   int64_t mono_to_epoch_ = 0;
+  std::function<void(uint32_t)> on_process_exit_;
 };
 
 uint64_t MonotonicNowNs();

@@ -88,6 +88,9 @@ int RunText(const TextOptions& o) {
       [&](capture::SecretEvent&& s) { writer->WriteSecret(s); });
   if (!session.ok()) return Fail(session.error());
 
+  (*session)->SetProcessExitHandler([&](uint32_t pid) {
+    if (http) http->ForgetProcess(pid);
+  });
   std::unique_ptr<host::HostFollower> follower;
   if (so.follow_host) {
     auto f = StartFollowing(**session, o.follow, o.uid, cmd->get());

@@ -81,6 +81,13 @@ bool HttpDecoder::Close(uint32_t pid, uint64_t conn_id) {
   return true;
 }
 
+void HttpDecoder::ForgetProcess(uint32_t pid) {
+  std::vector<uint64_t> ids;
+  for (auto it = index_.lower_bound({pid, 0}); it != index_.end() && it->first.first == pid; ++it)
+    ids.push_back(it->first.second);
+  for (uint64_t id : ids) Close(pid, id);
+}
+
 bool HttpDecoder::Feed(const capture::DataEvent& ev) {
   if (ev.closed()) {
     Close(ev.pid, ev.conn.id);

@@ -45,6 +45,8 @@ class HttpDecoder {
   // of the same connection id arriving later start afresh, as a connection picked up mid-stream.
   // Returns false when the connection was not known (never fed, already closed or dropped).
   bool Close(uint32_t pid, uint64_t conn_id);
+  // Closes every connection of a process that exited without closing them.
+  void ForgetProcess(uint32_t pid);
 
   uint64_t messages() const { return messages_; }
   uint64_t notices() const { return notices_; }

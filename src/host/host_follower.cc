@@ -85,10 +85,7 @@ void HostFollower::OnExec(const ExecWatcher::Exec& e) {
   auto key = FileKeyOfFd(e.fd);
   if (!key.ok()) return;
   const std::string path = fmt::format("/proc/self/fd/{}", e.fd);
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    summary_.execs++;
-  }
+  execs_++;  // no lock: the common path must not wait for the capture loop's Tick
   std::shared_ptr<const BinaryVerdict> v = cache_.Get(*key, path);
   if (!v || !v->tls) {
     NoteSkipped(*key, v, Readlink(path));
@@ -186,10 +183,10 @@ std::vector<uint32_t> HostFollower::tree_pids() const {
 
 void HostFollower::NoteSkipped(const FileKey& key, const std::shared_ptr<const BinaryVerdict>& v,
                                const std::string& shown_path) {
-  std::lock_guard<std::mutex> l(mu_);
+  std::lock_guard<std::mutex> l(skipped_mu_);
   if (skipped_logged_.size() > 4096) skipped_logged_.clear();
   if (!skipped_logged_.insert(key).second) return;
-  summary_.skipped++;
+  skipped_++;
   if (!opts_.verbose) return;
   if (v && v->go)
     log_(fmt::format("skipped {} {}: {}", v->version.empty() ? "go" : v->version, shown_path, v->reason));
@@ -233,15 +230,20 @@ void HostFollower::Track(const std::vector<Proc>& procs, const FileKey& key, con
   log_(fmt::format("attached {} {} ({} pid{})", v->version, shown_path, procs.size(), procs.size() == 1 ? "" : "s"));
 }
 
-void HostFollower::Detach(Binary& b, const char* why) {
-  probes_.DetachGroup(b.group);
-  summary_.binaries_detached++;
-  log_(fmt::format("detached {} {} ({})", b.verdict->version, b.shown_path, why));
-}
-
 void HostFollower::Tick(uint64_t now_ns) {
   if (now_ns < next_tick_ns_) return;
   next_tick_ns_ = now_ns + 1'000'000'000;
+  // Removing uprobes is slow (RCU grace periods): done after the lock is released, so execs on
+  // the host, which need the lock to be answered, never wait for it.
+  std::vector<Binary> to_detach;
+  TickLocked(now_ns, to_detach);
+  for (Binary& b : to_detach) {
+    probes_.DetachGroup(b.group);
+    log_(fmt::format("detached {} {} (no process left)", b.verdict->version, b.shown_path));
+  }
+}
+
+void HostFollower::TickLocked(uint64_t now_ns, std::vector<Binary>& to_detach) {
   if (opts_.tree_root) PruneTree();
   std::lock_guard<std::mutex> l(mu_);
   bool candidates = false;
@@ -272,7 +274,8 @@ void HostFollower::Tick(uint64_t now_ns) {
   for (auto it = binaries_.begin(); it != binaries_.end();) {
     Binary& b = it->second;
     if (b.pids.empty() && b.idle_since_ns && now_ns - b.idle_since_ns >= opts_.linger_ns) {
-      Detach(b, "no process left");
+      summary_.binaries_detached++;
+      to_detach.push_back(std::move(b));
       it = binaries_.erase(it);
     } else {
       ++it;
@@ -284,6 +287,8 @@ FollowSummary HostFollower::summary() const {
   std::lock_guard<std::mutex> l(mu_);
   FollowSummary s = summary_;
   s.attached_now = binaries_.size();
+  s.execs = execs_.load();
+  s.skipped += skipped_.load();
   return s;
 }
 

@@ -11,6 +11,7 @@
 // it, present and future, whatever path or mount namespace it is run from.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -96,7 +97,7 @@ class HostFollower {
              const std::string& shown_path, const std::string& comm, uint32_t uid);
   bool Wanted(const std::string& comm, uint32_t uid) const;
   void NoteSkipped(const FileKey& key, const std::shared_ptr<const BinaryVerdict>& v, const std::string& shown_path);
-  void Detach(Binary& b, const char* why);
+  void TickLocked(uint64_t now_ns, std::vector<Binary>& to_detach);
 
   capture::GoTlsProbes& probes_;
   FollowOptions opts_;
@@ -105,7 +106,9 @@ class HostFollower {
   std::unique_ptr<ExecWatcher> watcher_;
   mutable std::mutex mu_;  // the fanotify thread and the capture loop both attach/detach
   std::unordered_map<FileKey, Binary, FileKeyHash> binaries_;
-  std::unordered_set<FileKey, FileKeyHash> skipped_logged_;  // verbose: one line per binary
+  std::mutex skipped_mu_;  // apart from mu_: a skipped exec never waits for the capture loop
+  std::unordered_set<FileKey, FileKeyHash> skipped_logged_;  // one count (and -v line) per binary
+  std::atomic<uint64_t> execs_{0}, skipped_{0};
   std::set<uint64_t> mount_namespaces_;
   uint64_t next_group_ = 1;
   uint64_t next_tick_ns_ = 0;

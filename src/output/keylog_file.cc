@@ -49,7 +49,7 @@ Result<std::unique_ptr<KeyLogFile>> KeyLogFile::Open(const std::string& path) {
     ends_with_newline = !in.eof();
     std::istringstream fields(line);
     std::string label, random, secret;
-    if (fields >> label >> random >> secret && label[0] != '#') f->seen_.emplace(label, random);
+    if (fields >> label >> random >> secret && label[0] != '#') f->seen_.insert({label, random});
   }
   // Never glue our first line onto an unterminated last line of someone else's.
   if (!ends_with_newline && ::write(f->fd_, "\n", 1) != 1)
@@ -63,7 +63,7 @@ KeyLogFile::~KeyLogFile() {
 
 bool KeyLogFile::Write(const capture::SecretEvent& s) {
   auto key = std::make_pair(s.label, capture::Hex(s.client_random));
-  if (seen_.count(key)) {
+  if (seen_.contains(key)) {
     duplicates_++;
     return false;
   }

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "capture/secret_event.h"
+#include "common/recent_set.h"
 #include "common/result.h"
 
 namespace gotlscap::output {
@@ -30,7 +31,9 @@ class KeyLogFile {
  private:
   KeyLogFile() = default;
   int fd_ = -1;
-  std::set<std::pair<std::string, std::string>> seen_;  // (label, client random hex)
+  // (label, client random hex) of the most recent secrets: duplicates arrive close together (both
+  // ends, two probes); bounded so a long run does not grow with every connection.
+  RecentSet<std::pair<std::string, std::string>> seen_{8192};
   uint64_t written_ = 0, duplicates_ = 0, not_written_ = 0;
   bool failed_ = false;
   int errno_ = 0;

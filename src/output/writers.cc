@@ -9,6 +9,7 @@
 
 #include "output/encoding.h"
 #include "output/event_writer.h"
+#include "common/recent_set.h"
 
 namespace gotlscap::output {
 namespace {
@@ -18,7 +19,7 @@ class BufferedWriter : public EventWriter {
   explicit BufferedWriter(FILE* out) : out_(out) {}
   bool Flush() override { return !failed_ && fflush(out_) == 0 && !ferror(out_); }
   // The same secret reaches us from writeKeyLog and keysFromMasterSecret: show it once per process.
-  bool FirstTime(const capture::SecretEvent& s) { return seen_.emplace(s.pid, s.label, s.client_random).second; }
+  bool FirstTime(const capture::SecretEvent& s) { return seen_.insert({s.pid, s.label, s.client_random}); }
 
  protected:
   void Put(const fmt::memory_buffer& b) {
@@ -26,7 +27,7 @@ class BufferedWriter : public EventWriter {
   }
   FILE* out_;
   bool failed_ = false;
-  std::set<std::tuple<uint32_t, std::string, std::string>> seen_;
+  RecentSet<std::tuple<uint32_t, std::string, std::string>> seen_{4096};  // duplicates come close together
 };
 
 // A body as text when it is text, else a hex dump of its start: binary bodies never garble the
