@@ -14,6 +14,8 @@ PACKAGES=(
   debian-archive-keyring gcc libc6-dev util-linux
   # keylog/pcap tests: packet capture and decryption by Wireshark's own tools
   tshark openssl
+  # pcap tests: network namespaces, veth pairs, tc (qdisc/filter checks)
+  iproute2
   curl
 )
 
