@@ -125,6 +125,14 @@ Result<std::unique_ptr<host::HostFollower>> StartFollowing(capture::CaptureSessi
   return f;
 }
 
+Result<std::unique_ptr<host::HostFollower>> AnnounceReady(capture::CaptureSession& session, bool follow_host,
+                                                          const FollowCli& o, std::optional<uint32_t> uid,
+                                                          CommandRun* cmd) {
+  if (follow_host) return StartFollowing(session, o, uid, cmd);
+  PrintReady(session);
+  return std::unique_ptr<host::HostFollower>();
+}
+
 void PrintFollowSummary(const host::HostFollower& f) {
   auto s = f.summary();
   fmt::print(stderr, "host: {} binaries attached ({} detached, {} still attached), {} processes, {} execs, {} skipped\n",

@@ -52,6 +52,11 @@ void AddFollowOptions(CLI::App* cmd, FollowCli& o);
 // session needs pid_filter), and the command is released once all is ready.
 Result<std::unique_ptr<host::HostFollower>> StartFollowing(capture::CaptureSession& session, const FollowCli& o,
                                                            std::optional<uint32_t> uid, CommandRun* cmd = nullptr);
+// The `ready` step every capture subcommand shares: StartFollowing when the session follows the
+// host (no -e/-p), else PrintReady; the follower is null in the second case.
+Result<std::unique_ptr<host::HostFollower>> AnnounceReady(capture::CaptureSession& session, bool follow_host,
+                                                          const FollowCli& o, std::optional<uint32_t> uid,
+                                                          CommandRun* cmd);
 // "host: B binaries attached (D detached, A still attached), P processes, E execs, S skipped"
 void PrintFollowSummary(const host::HostFollower& f);
 

@@ -46,14 +46,9 @@ int RunKeylog(const KeylogOptions& o) {
     if (!(*file)->Write(s) && (*file)->failed()) StopFlag().store(true);
   });
   if (!session.ok()) return Fail(session.error());
-  std::unique_ptr<host::HostFollower> follower;
-  if (so.follow_host) {
-    auto f = StartFollowing(**session, o.follow, o.uid, cmd->get());
-    if (!f.ok()) return Fail(f.error());
-    follower = std::move(*f);
-  } else {
-    PrintReady(**session);
-  }
+  auto ready = AnnounceReady(**session, so.follow_host, o.follow, o.uid, cmd->get());
+  if (!ready.ok()) return Fail(ready.error());
+  std::unique_ptr<host::HostFollower> follower = std::move(*ready);
   (*session)->Run(StopFlag(), DeadlineFor(o.duration), [&] {
     if (follower) follower->Tick(capture::MonotonicNowNs());
     if (*cmd && (*cmd)->Done()) StopFlag().store(true);

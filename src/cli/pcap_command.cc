@@ -223,14 +223,9 @@ int RunPcap(const PcapOptions& o) {
   usr1.sa_handler = OnUsr1;  // no SA_RESTART: the poll returns at once
   sigaction(SIGUSR1, &usr1, nullptr);
   fmt::print(stderr, "capturing on {}{}{}\n", (*ifs)->Describe(), filter.empty() ? "" : ", filter: ", filter);
-  std::unique_ptr<host::HostFollower> follower;
-  if (follow_host) {
-    auto f = StartFollowing(**session, o.follow, o.uid, cmd->get());
-    if (!f.ok()) return fail_before_start(f.error());
-    follower = std::move(*f);
-  } else {
-    PrintReady(**session);
-  }
+  auto ready = AnnounceReady(**session, follow_host, o.follow, o.uid, cmd->get());
+  if (!ready.ok()) return fail_before_start(ready.error());
+  std::unique_ptr<host::HostFollower> follower = std::move(*ready);
 
   const std::string file_name = o.file == "-" ? "stdout" : o.file;
   auto counters = [&](const capture::ProbeCounters& sc) {

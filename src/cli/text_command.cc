@@ -91,14 +91,9 @@ int RunText(const TextOptions& o) {
   (*session)->SetProcessExitHandler([&](uint32_t pid) {
     if (http) http->ForgetProcess(pid);
   });
-  std::unique_ptr<host::HostFollower> follower;
-  if (so.follow_host) {
-    auto f = StartFollowing(**session, o.follow, o.uid, cmd->get());
-    if (!f.ok()) return Fail(f.error());
-    follower = std::move(*f);
-  } else {
-    PrintReady(**session);
-  }
+  auto ready = AnnounceReady(**session, so.follow_host, o.follow, o.uid, cmd->get());
+  if (!ready.ok()) return Fail(ready.error());
+  std::unique_ptr<host::HostFollower> follower = std::move(*ready);
   const uint64_t deadline = DeadlineFor(o.duration);
   bool write_failed = false;
   (*session)->Run(StopFlag(), deadline, [&] {

@@ -55,9 +55,9 @@ bool Same(const Endpoint& x, const Endpoint& y) {
   return x.v6 == y.v6 && x.port == y.port && std::memcmp(x.addr.data(), y.addr.data(), n) == 0;
 }
 
-// Inodes of sockets between a and b in the table at `path` (either end local).
-std::set<uint64_t> InodesIn(const std::string& path, const Endpoint& a, const Endpoint& b) {
-  std::set<uint64_t> out;
+// Calls fn(local, remote, inode) for each socket of a /proc/PID/net/{tcp,udp}[6] table.
+template <typename Fn>
+void ForEachSocket(const std::string& path, Fn fn) {
   std::ifstream f(path);
   std::string line;
   std::getline(f, line);  // header
@@ -67,9 +67,16 @@ std::set<uint64_t> InodesIn(const std::string& path, const Endpoint& a, const En
     uint64_t inode = 0;
     if (!(is >> sl >> local >> remote >> st >> queues >> tr >> retr >> uid >> timeout >> inode)) continue;
     Endpoint l, r;
-    if (!ParseHexAddr(local, l) || !ParseHexAddr(remote, r) || inode == 0) continue;
-    if ((Same(l, a) && Same(r, b)) || (Same(l, b) && Same(r, a))) out.insert(inode);
+    if (ParseHexAddr(local, l) && ParseHexAddr(remote, r) && inode != 0) fn(l, r, inode);
   }
+}
+
+// Inodes of sockets between a and b in the table at `path` (either end local).
+std::set<uint64_t> InodesIn(const std::string& path, const Endpoint& a, const Endpoint& b) {
+  std::set<uint64_t> out;
+  ForEachSocket(path, [&](const Endpoint& l, const Endpoint& r, uint64_t inode) {
+    if ((Same(l, a) && Same(r, b)) || (Same(l, b) && Same(r, a))) out.insert(inode);
+  });
   return out;
 }
 
@@ -167,19 +174,11 @@ SocketSnapshot SocketSnapshot::Take() {
   closedir(d);
   for (const auto& [ns, pid] : netns_pid) {
     for (const char* table : {"tcp", "tcp6", "udp", "udp6"}) {
-      std::ifstream f(fmt::format("/proc/{}/net/{}", pid, table));
-      std::string line;
-      std::getline(f, line);  // header
-      while (std::getline(f, line)) {
-        std::istringstream is(line);
-        std::string sl, local, remote, st, queues, tr, retr, uid, timeout;
-        uint64_t inode = 0;
-        if (!(is >> sl >> local >> remote >> st >> queues >> tr >> retr >> uid >> timeout >> inode)) continue;
-        Endpoint l, r;
-        if (!ParseHexAddr(local, l) || !ParseHexAddr(remote, r) || inode == 0 || r.port == 0)
-          continue;  // listening and unconnected sockets carry no connection
+      ForEachSocket(fmt::format("/proc/{}/net/{}", pid, table), [&](const Endpoint& l, const Endpoint& r,
+                                                                      uint64_t inode) {
+        if (r.port == 0) return;  // listening and unconnected sockets carry no connection
         auto h = holder.find(inode);
-        if (h == holder.end()) continue;
+        if (h == holder.end()) return;
         Entry e;
         e.local = l.addr;
         e.remote = r.addr;
@@ -189,7 +188,7 @@ SocketSnapshot SocketSnapshot::Take() {
         e.protocol = table[0] == 't' ? kProtoTcp : kProtoUdp;
         e.pid = h->second;
         snap.entries_.push_back(e);
-      }
+      });
     }
   }
   return snap;
