@@ -474,6 +474,10 @@ static __always_inline void emit_secret(__u8 source, __u64 label, __u64 label_le
   e->source = source;
   e->half_conn = half_conn;
   bpf_get_current_comm(e->comm, sizeof(e->comm));
+  e->uid = (__u32)bpf_get_current_uid_gid();
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+  e->cgroup_id = bpf_get_current_cgroup_id();
   e->label_len = label_len;
   e->random_len = random_len;
   e->secret_len = secret_len;

@@ -106,6 +106,11 @@ struct gotls_secret_event {
   gt_u8 client_random[GOTLS_RANDOM_MAX];
   gt_u8 secret[GOTLS_SECRET_MAX];
   gt_u64 half_conn; /* GOTLS_SECRET_TRAFFIC: the *halfConn whose key changes */
+  /* Who logged it, read in the kernel: a short-lived client may be gone from /proc by the time
+   * user space sees the secret (pcap comments name uid, parent and cgroup). */
+  gt_u32 uid;
+  gt_u32 ppid;
+  gt_u64 cgroup_id; /* cgroup v2 id (the inode number of its directory) */
 };
 
 #endif

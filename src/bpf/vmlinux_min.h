@@ -24,6 +24,7 @@ typedef _Bool bool;
 enum bpf_map_type {
   BPF_MAP_TYPE_HASH = 1,
   BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+  BPF_MAP_TYPE_CGROUP_ARRAY = 8,
   BPF_MAP_TYPE_LRU_HASH = 9,
   BPF_MAP_TYPE_RINGBUF = 27,
 };
@@ -51,6 +52,8 @@ struct files_struct {
 struct task_struct {
   struct files_struct *files;
   struct thread_struct thread;
+  struct task_struct *real_parent;
+  int tgid;
 };
 struct inode {
   unsigned short i_mode;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace gotlscap::capture {
@@ -11,6 +12,9 @@ struct SecretEvent {
   uint32_t pid = 0;
   uint32_t tid = 0;
   std::string comm;
+  std::optional<uint32_t> uid;  // read in the kernel with the secret (unset in hand-made events)
+  uint32_t ppid = 0;            // 0: unknown
+  uint64_t cgroup_id = 0;       // cgroup v2 id, 0: unknown
   std::string label;          // "CLIENT_RANDOM", "CLIENT_TRAFFIC_SECRET_0", ...
   std::string client_random;  // raw bytes (32)
   std::string secret;         // raw bytes

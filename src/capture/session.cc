@@ -113,6 +113,9 @@ int CaptureSession::OnSecret(void* ctx, void* data, size_t size) {
   s.pid = e.pid;
   s.tid = e.tid;
   s.comm.assign(e.comm, strnlen(e.comm, sizeof e.comm));
+  s.uid = e.uid;
+  s.ppid = e.ppid;
+  s.cgroup_id = e.cgroup_id;
   s.label.assign(e.label, std::min<size_t>(e.label_len, GOTLS_LABEL_MAX));
   s.client_random.assign(reinterpret_cast<const char*>(e.client_random), std::min<size_t>(e.random_len, GOTLS_RANDOM_MAX));
   s.secret.assign(reinterpret_cast<const char*>(e.secret), std::min<size_t>(e.secret_len, GOTLS_SECRET_MAX));

@@ -156,6 +156,9 @@ void PacketSequencer::AddSecret(const capture::SecretEvent& s) {
   if (!r.owner) {
     Owner owner{s.pid, s.comm};
     owner.tid = s.tid;
+    owner.uid = s.uid;  // from the kernel: right even if the process has exited since
+    owner.ppid = s.ppid;
+    owner.cgroup_id = s.cgroup_id;
     if (opts_.complete_owner) opts_.complete_owner(owner);
     r.owner = std::move(owner);
   }

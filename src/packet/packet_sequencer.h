@@ -56,6 +56,7 @@ struct Owner {
   std::string pcomm;
   std::string cgroup;     // cgroup v2 path ("/user.slice/..."); "" unknown
   std::string container;  // container id found in the cgroup path, "" none
+  uint64_t cgroup_id = 0;  // cgroup v2 id, to find `cgroup` when the process is gone from /proc
 };
 
 // The packet comment naming `o` (fields that are unknown are left out).

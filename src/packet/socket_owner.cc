@@ -1,6 +1,8 @@
 #include "packet/socket_owner.h"
 
 #include <dirent.h>
+#include <filesystem>
+#include <mntent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -260,8 +262,38 @@ void ProcessInfoCache::Complete(Owner& o) {
     o.ppid = c.ppid;
     o.pcomm = c.pcomm;
   }
+  if (o.pcomm.empty() && o.ppid != 0) o.pcomm = CommOf(o.ppid);
   if (o.cgroup.empty()) o.cgroup = c.cgroup;
-  if (o.container.empty()) o.container = c.container;
+  if (o.cgroup.empty() && o.cgroup_id != 0) o.cgroup = CgroupPath(o.cgroup_id);
+  if (o.container.empty()) o.container = ContainerIdOf(o.cgroup);
+}
+
+std::string ProcessInfoCache::CgroupPath(uint64_t id) {
+  auto it = cgroup_paths_.find(id);
+  if (it != cgroup_paths_.end()) return it->second;
+  std::string root;
+  if (FILE* m = setmntent("/proc/self/mounts", "r")) {
+    while (mntent* e = getmntent(m))
+      if (std::string(e->mnt_type) == "cgroup2") {
+        root = e->mnt_dir;
+        break;
+      }
+    endmntent(m);
+  }
+  if (root.empty()) return "";
+  if (cgroup_paths_.size() > 4096) cgroup_paths_.clear();
+  // One walk records every cgroup: later lookups of other ids are map hits.
+  std::error_code ec;
+  struct stat st {};
+  if (stat(root.c_str(), &st) == 0) cgroup_paths_[st.st_ino] = "/";
+  for (auto i = std::filesystem::recursive_directory_iterator(root, ec);
+       !ec && i != std::filesystem::recursive_directory_iterator(); i.increment(ec)) {
+    if (!i->is_directory(ec) || stat(i->path().c_str(), &st) != 0) continue;
+    cgroup_paths_[st.st_ino] = "/" + std::filesystem::relative(i->path(), root, ec).string();
+  }
+  it = cgroup_paths_.find(id);
+  if (it == cgroup_paths_.end()) it = cgroup_paths_.emplace(id, "").first;  // not again
+  return it->second;
 }
 
 }  // namespace gotlscap::packet

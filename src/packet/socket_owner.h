@@ -57,7 +57,11 @@ class ProcessInfoCache {
   void Complete(Owner& o);
 
  private:
+  // The cgroup v2 path of a cgroup id (its directory's inode number), by walking the cgroup v2
+  // mount; for processes gone from /proc. "" when not found.
+  std::string CgroupPath(uint64_t id);
   std::unordered_map<uint32_t, Owner> cache_;
+  std::unordered_map<uint64_t, std::string> cgroup_paths_;
 };
 
 }  // namespace gotlscap::packet
