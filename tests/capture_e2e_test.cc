@@ -1007,6 +1007,30 @@ TEST(CaptureLifecycle, TargetRestartsDuringCapture) {
   }
 }
 
+// Two servers of one binary, `wanted` traced and `other` not: one echo client run against each
+// (payload seeds `seed_wanted` / `seed_other`), then only the wanted server's streams, exact.
+void ExpectOnlyWantedServerCaptured(const Programs& p, Gotlscap& cap, const Server& wanted, const Server& other,
+                                    uint32_t seed_wanted, uint32_t seed_other, uint64_t t0) {
+  ProcRun c1 = RunToEnd(ClientArgs(p.client, wanted.url(), "echo", 2, 20000, seed_wanted, {"-tls", "1.3"}));
+  ASSERT_EQ(c1.exit_code, 0) << c1.describe;
+  ProcRun c2 = RunToEnd(ClientArgs(p.client, other.url(), "echo", 2, 20000, seed_other, {"-tls", "1.3"}));
+  ASSERT_EQ(c2.exit_code, 0) << c2.describe;
+  Capture c = cap.Stop();
+  CheckCapture(c, {{{uint32_t(wanted.pid()), "server"}}, false, t0, WallNs()});
+  ASSERT_FALSE(c.events.empty());
+  auto streams = Streams(c.events);
+  CheckConnIds(streams);
+  ASSERT_GE(streams.size(), 1u);
+  std::string wrote, read;
+  for (const auto& [key, st] : streams) {
+    EXPECT_EQ(st.local, wanted.addr);
+    wrote += st.wrote;
+    read += st.read;
+  }
+  CheckClientPayloads(read, wrote, wrote, "echo", 2, 20000, seed_wanted, false);
+  EXPECT_FALSE(Contains(read, PayloadBytes(20000, seed_other))) << "the other server's request";
+}
+
 // (d) `-p PID` alone traces /proc/PID/exe, and only that process, though a second process runs
 // the same file.
 TEST(CaptureLifecycle, PidAloneTracesOnlyThatProcess) {
@@ -1021,24 +1045,7 @@ TEST(CaptureLifecycle, PidAloneTracesOnlyThatProcess) {
   ASSERT_TRUE(cap.WaitReady());
   EXPECT_THAT(cap.ready_line(), HasSubstr("/proc/" + std::to_string(wanted.pid()) + "/exe"));
   EXPECT_THAT(cap.ready_line(), HasSubstr("1 binary"));
-  ProcRun c1 = RunToEnd(ClientArgs(p.client, wanted.url(), "echo", 2, 20000, 500, {"-tls", "1.3"}));
-  ASSERT_EQ(c1.exit_code, 0) << c1.describe;
-  ProcRun c2 = RunToEnd(ClientArgs(p.client, other.url(), "echo", 2, 20000, 600, {"-tls", "1.3"}));
-  ASSERT_EQ(c2.exit_code, 0) << c2.describe;
-  Capture c = cap.Stop();
-  CheckCapture(c, {{{uint32_t(wanted.pid()), "server"}}, false, t0, WallNs()});
-  ASSERT_FALSE(c.events.empty());
-  auto streams = Streams(c.events);
-  CheckConnIds(streams);
-  ASSERT_GE(streams.size(), 1u);
-  std::string wrote, read;
-  for (const auto& [key, st] : streams) {
-    EXPECT_EQ(st.local, wanted.addr);
-    wrote += st.wrote;
-    read += st.read;
-  }
-  CheckClientPayloads(read, wrote, wrote, "echo", 2, 20000, 500, false);
-  EXPECT_FALSE(Contains(read, PayloadBytes(20000, 600))) << "the other server's request";
+  ExpectOnlyWantedServerCaptured(p, cap, wanted, other, 500, 600, t0);
 }
 
 // --cgroup: of two processes running the same binary, only the one inside the cgroup (v2) is
@@ -1076,25 +1083,12 @@ TEST(CaptureLifecycle, CgroupTracesOnlyItsProcesses) {
   }
   Gotlscap cap(p.dir, {"-e", p.server, "--cgroup", name});
   ASSERT_TRUE(cap.WaitReady());
-  ProcRun c1 = RunToEnd(ClientArgs(p.client, wanted.url(), "echo", 2, 20000, 700, {"-tls", "1.3"}));
-  ASSERT_EQ(c1.exit_code, 0) << c1.describe;
-  ProcRun c2 = RunToEnd(ClientArgs(p.client, other.url(), "echo", 2, 20000, 800, {"-tls", "1.3"}));
-  ASSERT_EQ(c2.exit_code, 0) << c2.describe;
-  Capture c = cap.Stop();
+  ExpectOnlyWantedServerCaptured(p, cap, wanted, other, 700, 800, t0);
+  // Both servers end before the cgroup is removed.
   wanted.proc->Signal(SIGTERM);
   other.proc->Signal(SIGTERM);
   wanted.proc->Wait(seconds(10));
   other.proc->Wait(seconds(10));
-  CheckCapture(c, {{{uint32_t(wanted.pid()), "server"}}, false, t0, WallNs()});
-  ASSERT_FALSE(c.events.empty());
-  std::string wrote, read;
-  for (const auto& [key, st] : Streams(c.events)) {
-    EXPECT_EQ(st.local, wanted.addr);
-    wrote += st.wrote;
-    read += st.read;
-  }
-  CheckClientPayloads(read, wrote, wrote, "echo", 2, 20000, 700, false);
-  EXPECT_FALSE(Contains(read, PayloadBytes(20000, 800))) << "the server outside the cgroup";
 }
 
 // (e) A pid that does not exist: exit 11 at once, one line on stderr.
