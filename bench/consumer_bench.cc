@@ -1,6 +1,6 @@
 // consumer_bench: gotlscap's user-space consumer without the kernel. Feeds synthetic ring-buffer
 // records (the chunks the BPF side emits) through EventAssembler and the real JSON/text writers
-// into /dev/null, and compares the writers' encoders with sized, pointer-writing variants.
+// into /dev/null, and times each encoder alone (base64: the AVX2 path and the portable one).
 // It tells how many MB/s and events/s one core can consume, i.e. where bench/run-capture-bench.sh
 // starts losing events. Usage: consumer_bench [--min-time SEC]
 #include <fcntl.h>
@@ -92,46 +92,6 @@ std::vector<std::vector<uint8_t>> Records(const std::string& payload, uint64_t c
   return out;
 }
 
-// --- sized variants: one resize, then raw pointer writes ---------------------------------
-void Base64Sized(fmt::memory_buffer& out, std::string_view in) {
-  static const char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const auto* p = reinterpret_cast<const uint8_t*>(in.data());
-  size_t n = in.size(), i = 0, at = out.size();
-  out.resize(at + (n + 2) / 3 * 4);
-  char* o = out.data() + at;
-  for (; i + 3 <= n; i += 3) {
-    uint32_t v = (uint32_t(p[i]) << 16) | (uint32_t(p[i + 1]) << 8) | p[i + 2];
-    o[0] = kA[v >> 18], o[1] = kA[(v >> 12) & 63], o[2] = kA[(v >> 6) & 63], o[3] = kA[v & 63];
-    o += 4;
-  }
-  if (n - i == 1) {
-    uint32_t v = uint32_t(p[i]) << 16;
-    o[0] = kA[v >> 18], o[1] = kA[(v >> 12) & 63], o[2] = '=', o[3] = '=';
-  } else if (n - i == 2) {
-    uint32_t v = (uint32_t(p[i]) << 16) | (uint32_t(p[i + 1]) << 8);
-    o[0] = kA[v >> 18], o[1] = kA[(v >> 12) & 63], o[2] = kA[(v >> 6) & 63], o[3] = '=';
-  }
-}
-
-void EscapedSized(fmt::memory_buffer& out, std::string_view bytes) {
-  static const char kHex[] = "0123456789abcdef";
-  size_t at = out.size();
-  out.resize(at + 4 * bytes.size());  // worst case
-  char* o = out.data() + at;
-  for (unsigned char c : bytes) {
-    if ((c >= 0x20 && c < 0x7f && c != '\\') || c == '\n' || c == '\t') {
-      *o++ = char(c);
-    } else if (c == '\\') {
-      *o++ = '\\', *o++ = '\\';
-    } else if (c == '\r') {
-      *o++ = '\\', *o++ = 'r';
-    } else {
-      *o++ = '\\', *o++ = 'x', *o++ = kHex[c >> 4], *o++ = kHex[c & 15];
-    }
-  }
-  out.resize(size_t(o - out.data()));
-}
-
 void Row(const char* what, size_t bytes_per_call, double s) {
   fmt::print("  {:<52} {:>9.2f} us/call {:>9.0f} MB/s {:>10.0f} calls/s\n", what, s * 1e6,
              double(bytes_per_call) / s / 1e6, 1.0 / s);
@@ -147,28 +107,29 @@ int main(int argc, char** argv) {
   static char buf[1 << 20];
   setvbuf(devnull, buf, _IOFBF, sizeof buf);
 
-  fmt::print("encoders alone (payload -> fmt::memory_buffer, cleared each call)\n");
+  fmt::print("encoders alone (payload -> one fmt::memory_buffer, cleared each call, as the writers do)\n");
   for (size_t n : {size_t(100), size_t(16384), size_t(1000000)}) {
     for (int text = 0; text < 2; text++) {
       std::string p = text ? TextPayload(n) : Payload(n, 1);
       const char* kind = text ? "text" : "binary";
       fmt::memory_buffer b;
-      Row(fmt::format("AppendBase64  {:>7} B {:<6} (current)", n, kind).c_str(), n, TimePerCall([&] {
-            fmt::memory_buffer m;
-            output::AppendBase64(m, p);
+      Row(fmt::format("AppendBase64         {:>7} B {:<6}", n, kind).c_str(), n, TimePerCall([&] {
+            b.clear();
+            output::AppendBase64(b, p);
           }));
-      Row(fmt::format("Base64Sized   {:>7} B {:<6} (suggested)", n, kind).c_str(), n, TimePerCall([&] {
-            fmt::memory_buffer m;
-            Base64Sized(m, p);
+      Row(fmt::format("AppendBase64Portable {:>7} B {:<6}", n, kind).c_str(), n, TimePerCall([&] {
+            b.clear();
+            output::AppendBase64Portable(b, p);
           }));
-      Row(fmt::format("AppendEscaped {:>7} B {:<6} (current)", n, kind).c_str(), n, TimePerCall([&] {
-            fmt::memory_buffer m;
-            output::AppendEscaped(m, p);
+      Row(fmt::format("AppendEscaped        {:>7} B {:<6}", n, kind).c_str(), n, TimePerCall([&] {
+            b.clear();
+            output::AppendEscaped(b, p);
           }));
-      Row(fmt::format("EscapedSized  {:>7} B {:<6} (suggested)", n, kind).c_str(), n, TimePerCall([&] {
-            fmt::memory_buffer m;
-            EscapedSized(m, p);
-          }));
+      if (text)
+        Row(fmt::format("AppendJsonString     {:>7} B {:<6}", n, kind).c_str(), n, TimePerCall([&] {
+              b.clear();
+              output::AppendJsonString(b, p);
+            }));
     }
   }
 

@@ -8,8 +8,8 @@
 # ratios are printed. One gotlscap process per scenario (workload x output format), so its
 # summary, CPU time (utime+stime from /proc/PID/stat between "ready" and SIGINT) and peak RSS
 # (VmHWM) belong to that scenario alone.
-# Scenarios GOVER:LOAD:FORMAT[:entry]: go1.27 bulk (150 x 1 MB echo) and small (10,000 x 100 B,
-# HTTP/1.1 keep-alive), go1.15 (stack ABI) small. A trailing ":entry" runs gotlscap with
+# Scenarios GOVER:LOAD:FORMAT[:entry]: go1.27 bulk (150 x 1 MB echo), small (10,000 x 100 B,
+# HTTP/1.1 keep-alive) and h2small (the same over HTTP/2), go1.15 (stack ABI) small. A trailing ":entry" runs gotlscap with
 # GOTLSCAP_READ_PATH=entry: (*Conn).Read keeps its entry probe (2 hits per Read) even where the
 # analysis proved the ret-only path (1 hit), so the default list measures both paths side by side;
 # "read path" in the tables says which one ran (from `gotlscap inspect`). Format "count"
@@ -20,8 +20,7 @@
 # Env: BUILD_DIR (default build-bench), GOTLSCAP (use this gotlscap binary, no build), PAIRS (5),
 #   BULK_N (150) BULK_SIZE (1000000) SMALL_N (10000) SMALL_SIZE (100) CONCURRENCY (1),
 #   OUT (where gotlscap writes events; default /dev/null; a directory = one file per scenario
-#   there, e.g. OUT=/dev/shm, deleted afterwards), SCENARIOS (default
-#   "1.27:bulk:json 1.27:bulk:text 1.27:small:json 1.27:small:text 1.15:small:json 1.15:small:text"),
+#   there, e.g. OUT=/dev/shm, deleted afterwards), SCENARIOS (default: see `scenarios=` below),
 #   KEEP=1 keeps the work directory (gotlscap stderr, client outputs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,7 +32,7 @@ bulk_n=${BULK_N:-150} bulk_size=${BULK_SIZE:-1000000}
 small_n=${SMALL_N:-10000} small_size=${SMALL_SIZE:-100}
 conc=${CONCURRENCY:-1}
 out=${OUT:-/dev/null}
-scenarios=${SCENARIOS:-"1.27:bulk:json:entry 1.27:bulk:json 1.27:small:count:entry 1.27:small:count 1.27:small:json:entry 1.27:small:json 1.27:small:text 1.15:small:count:entry 1.15:small:count 1.15:small:json:entry 1.15:small:json"}
+scenarios=${SCENARIOS:-"1.27:bulk:count 1.27:bulk:json:entry 1.27:bulk:json 1.27:small:count:entry 1.27:small:count 1.27:small:json:entry 1.27:small:json 1.27:small:text 1.27:h2small:count 1.27:h2small:json 1.15:small:count:entry 1.15:small:count 1.15:small:json:entry 1.15:small:json"}
 
 [[ $(id -u) -eq 0 ]] || { echo "run-capture-bench: needs root (eBPF uprobes)" >&2; exit 1; }
 if [[ -n ${GOTLSCAP:-} ]]; then
@@ -95,10 +94,10 @@ start_server() {
   [[ -n $srv_addr ]] || { echo "run-capture-bench: server go$1 did not start: $(cat "$log")" >&2; exit 1; }
 }
 
-# run_client GOVER ADDR N SIZE LOG -> prints elapsed seconds; fails on a client error
+# run_client GOVER ADDR N SIZE LOG [CLIENT FLAGS] -> prints elapsed seconds; fails on a client error
 run_client() {
   local line
-  "$cache/testprogs/go$1/default/client" -url "https://$2" -n "$3" -size "$4" -concurrency "$conc" \
+  "$cache/testprogs/go$1/default/client" -url "https://$2" -n "$3" -size "$4" -concurrency "$conc" "${@:6}" \
     -wait-ready 10 >"$5" 2>&1 || { echo "run-capture-bench: client failed: $(cat "$5")" >&2; return 1; }
   line=$(grep '^client: ok ' "$5")
   dur_s "$(sed -n 's/.* elapsed=\([^ ]*\).*/\1/p' <<<"$line")"
@@ -121,8 +120,11 @@ for sc in $scenarios; do
   case $wl in
     bulk) n=$bulk_n size=$bulk_size ;;
     small) n=$small_n size=$small_size ;;
+    h2small) n=$small_n size=$small_size ;;
     *) echo "run-capture-bench: bad scenario $sc" >&2; exit 2 ;;
   esac
+  cflags=()
+  [[ $wl == h2small ]] && cflags=(-h2)
   [[ -x $cache/testprogs/go$gv/default/server ]] || { echo "skip $sc: no go$gv test programs" >&2; continue; }
   if [[ $started_go != "$gv" ]]; then
     # Servers of the previous Go version are no longer needed.
@@ -157,7 +159,7 @@ for sc in $scenarios; do
     for side in $order; do
       addr=addr_$side spid=srv_pid_$side
       s0=$(cpu_of "${!spid}")
-      e=$(run_client "$gv" "${!addr}" "$n" "$size" "$work/$tag.client-$i-$side.log")
+      e=$(run_client "$gv" "${!addr}" "$n" "$size" "$work/$tag.client-$i-$side.log" "${cflags[@]}")
       s1=$(cpu_of "${!spid}")
       echo "$e" >>"$work/$tag.$(tr UT ut <<<"$side")"
       awk -v a="$s0" -v b="$s1" 'BEGIN { print b - a }' >>"$work/$tag.s$(tr UT ut <<<"$side")"
@@ -192,18 +194,18 @@ done
 echo
 echo "Throughput of the traced program (median of $pairs runs each side; ratio = median of per-pair traced/untraced; 1.00 = no slowdown)"
 awk -F'\t' -v pairs="$pairs" '
-  BEGIN { printf "%-9s %-5s %-5s %-9s | %9s %8s | %9s %8s | %5s | %14s\n", "go", "load", "fmt", "read path", "untr req/s", "MB/s", "traced req/s", "MB/s", "ratio", "srv CPU ms/run U/T"
+  BEGIN { printf "%-9s %-7s %-5s %-9s | %9s %8s | %9s %8s | %5s | %14s\n", "go", "load", "fmt", "read path", "untr req/s", "MB/s", "traced req/s", "MB/s", "ratio", "srv CPU ms/run U/T"
           print "--------------------------------------------------------------------------------------------------------------" }
   { mb = 2 * $4 * $5 / 1e6  # request + response bodies
-    printf "%-9s %-5s %-5s %-9s | %10.0f %8.1f | %12.0f %8.1f | %5.2f | %7.0f / %-7.0f\n", $1, $2, $3, $21, $4 / $6, mb / $6, $4 / $7, mb / $7, $8, 1000 * $17, 1000 * $18 }' "$results"
+    printf "%-9s %-7s %-5s %-9s | %10.0f %8.1f | %12.0f %8.1f | %5.2f | %7.0f / %-7.0f\n", $1, $2, $3, $21, $4 / $6, mb / $6, $4 / $7, mb / $7, $8, 1000 * $17, 1000 * $18 }' "$results"
 echo "MB/s counts request + response bodies; srv CPU = the server copy's utime+stime during one run (median)."
 echo
 echo "gotlscap itself (one process per scenario, over its $pairs traced runs)"
 awk -F'\t' -v pairs="$pairs" '
-  BEGIN { printf "%-9s %-5s %-5s %-9s | %8s | %8s %7s | %8s %7s | %5s %5s | %7s %6s %8s %7s | %9s | %7s | %6s\n", "go", "load", "fmt", "read path", "hits/req", "events", "ev/req", "MB", "MB/s", "lost", "trunc", "CPU s", "%wall", "us/event", "s/GB", "wakeup/ev", "drain s", "RSS MB"
+  BEGIN { printf "%-9s %-7s %-5s %-9s | %8s | %8s %7s | %8s %7s | %5s %5s | %7s %6s %8s %7s | %9s | %7s | %6s\n", "go", "load", "fmt", "read path", "hits/req", "events", "ev/req", "MB", "MB/s", "lost", "trunc", "CPU s", "%wall", "us/event", "s/GB", "wakeup/ev", "drain s", "RSS MB"
           print "--------------------------------------------------------------------------------------------------------------------------------------------------" }
   { req = pairs * $4; ev = $9 > 0 ? $9 : 1
-    printf "%-9s %-5s %-5s %-9s | %8.2f | %8d %7.2f | %8.1f %7.1f | %5d %5d | %7.2f %5.0f%% %8.1f %7s | %9.2f | %7.1f | %6.1f\n", $1, $2, $3, $21, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $11, $12, $15, 100 * $15 / $14, ($9 > 0 ? 1e6 * $15 / ev : 0), ($10 > 1e6 ? sprintf("%.2f", $15 / ($10 / 1e9)) : "-"), ($9 > 0 ? $19 / ev : 0), $20, $16 / 1024 }' "$results"
+    printf "%-9s %-7s %-5s %-9s | %8.2f | %8d %7.2f | %8.1f %7.1f | %5d %5d | %7.2f %5.0f%% %8.1f %7s | %9.2f | %7.1f | %6.1f\n", $1, $2, $3, $21, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $11, $12, $15, 100 * $15 / $14, ($9 > 0 ? 1e6 * $15 / ev : 0), ($10 > 1e6 ? sprintf("%.2f", $15 / ($10 / 1e9)) : "-"), ($9 > 0 ? $19 / ev : 0), $20, $16 / 1024 }' "$results"
 echo "hits/req = probe hits / requests (traced server only; includes the client's wait-ready handshakes); MB = payload"
 echo "bytes delivered; MB/s = MB / traced wall time; CPU s = gotlscap utime+stime between ready and SIGINT, %wall"
 echo "of the traced runs' wall time (backlog drained after a run included); wakeup/ev = gotlscap's voluntary context"

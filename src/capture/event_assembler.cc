@@ -51,17 +51,22 @@ EventAssembler::ConnState& EventAssembler::Connection(const ConnKey& key) {
   return it->second;
 }
 
-void EventAssembler::FillMeta(const gotls_data_event& h, uint64_t conn_id, DataEvent* ev) const {
+void EventAssembler::FillMeta(const gotls_data_event& h, ConnState& cs, DataEvent* ev) const {
   ev->ts_ns = h.ts_ns + mono_to_epoch_;
   ev->pid = h.pid;
   ev->tid = h.tid;
   ev->uid = h.uid;
   ev->comm.assign(h.comm, strnlen(h.comm, sizeof h.comm));
   ev->dir = h.dir == GOTLS_DIR_READ || h.dir == GOTLS_DIR_EOF ? Direction::kRead : Direction::kWrite;
-  ev->conn.id = conn_id;
+  ev->conn.id = cs.id;
   ev->conn.fd = h.fd;
-  ev->conn.local = FormatAddress(h.family, h.laddr, h.lport);
-  ev->conn.remote = FormatAddress(h.family, h.raddr, h.rport);
+  if (!cs.named) {  // the addresses are part of the connection's key: formatted once
+    cs.local = FormatAddress(h.family, h.laddr, h.lport);
+    cs.remote = FormatAddress(h.family, h.raddr, h.rport);
+    cs.named = true;
+  }
+  ev->conn.local = cs.local;
+  ev->conn.remote = cs.remote;
 }
 
 void EventAssembler::OnRecord(std::span<const uint8_t> record) {
@@ -95,7 +100,7 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
     ConnState& cs = Connection(p.conn);
     cs.pending++;
     DataEvent& ev = p.ev;
-    FillMeta(h, cs.id, &ev);
+    FillMeta(h, cs, &ev);
     ev.len = h.total_len;
     ev.truncated = h.flags & GOTLS_CHUNK_TRUNCATED;
     ev.payload.reserve(std::min<uint64_t>(p.expected, GOTLS_CHUNK_MAX));  // grows as chunks arrive
@@ -103,9 +108,15 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
   }
   Pending& p = it->second;
   if (h.offset + h.chunk_len <= p.expected) {
-    // Chunks arrive in order; a gap (lost chunk) is zero-filled and counted in `missing`.
-    if (p.ev.payload.size() < h.offset + h.chunk_len) p.ev.payload.resize(h.offset + h.chunk_len);
-    std::memcpy(p.ev.payload.data() + h.offset, data.data(), h.chunk_len);
+    // Chunks arrive in order (appended: no zero-fill first); a gap (lost chunk) is zero-filled
+    // and counted in `missing`.
+    auto& payload = p.ev.payload;
+    if (h.offset == payload.size()) {
+      payload.append(reinterpret_cast<const char*>(data.data()), h.chunk_len);
+    } else {
+      if (payload.size() < h.offset + h.chunk_len) payload.resize(h.offset + h.chunk_len);
+      std::memcpy(payload.data() + h.offset, data.data(), h.chunk_len);
+    }
     p.received += h.chunk_len;
   }
   if (h.flags & GOTLS_CHUNK_LAST) {
@@ -149,7 +160,7 @@ void EventAssembler::OnEnd(const gotls_data_event& h) {
       if (w.end == ConnEnd::kEof) return;
   }
   DataEvent ev;
-  FillMeta(h, cs.id, &ev);
+  FillMeta(h, cs, &ev);
   ev.end = end;
   if (cs.pending) {
     cs.waiting.push_back(std::move(ev));

@@ -63,6 +63,8 @@ class EventAssembler {
     uint64_t id = 0;
     uint32_t pending = 0;            // calls of this connection still being assembled
     bool eof_delivered = false;
+    bool named = false;              // local/remote below are set
+    std::string local, remote;       // formatted addresses, as in Connection
     std::vector<DataEvent> waiting;  // ends that arrived while calls were pending
   };
   struct Pending {
@@ -73,7 +75,7 @@ class EventAssembler {
     uint64_t received = 0;
   };
   static ConnKey KeyOf(const gotls_data_event& h);
-  void FillMeta(const gotls_data_event& h, uint64_t conn_id, DataEvent* ev) const;
+  void FillMeta(const gotls_data_event& h, ConnState& cs, DataEvent* ev) const;
   void Emit(Pending&& p);
   void OnEnd(const gotls_data_event& h);
   void DeliverEnd(std::map<ConnKey, ConnState>::iterator it, DataEvent&& ev);

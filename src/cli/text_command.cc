@@ -27,7 +27,7 @@ void RegisterText(CLI::App& app, TextOptions& o) {
   cmd->add_flag("--hex", o.hex, "Show payloads as hex dumps (text format)");
   cmd->add_option("-o,--output", o.output, "Write events to FILE (created mode 0600) instead of stdout");
   cmd->add_option("--duration", o.duration, "Stop after SEC seconds")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--ringbuf-mb", o.ringbuf_mb, "Ring buffer size in MiB")->check(CLI::Range(1, 4096));
+  cmd->add_option("--ringbuf-mb", o.ringbuf_mb, "Ring buffer size in MiB (default 8; raise it if the summary reports lost events)")->check(CLI::Range(1, 4096));
   cmd->add_option("--decode", o.decode, "Decode HTTP/1.x and HTTP/2 (text: instead of raw bytes; json: as extra "
                                         "\"http\" events)")
       ->check(CLI::IsMember({"none", "http"}));
@@ -44,8 +44,6 @@ int RunText(const TextOptions& o) {
     if (fd < 0) return Fail(MakeError(ErrorKind::kIo, fmt::format("cannot create {}: {}", o.output, std::strerror(errno))));
     out = fdopen(fd, "w");
   }
-  static char buf[1 << 20];
-  setvbuf(out, buf, _IOFBF, sizeof buf);
   auto writer = o.format == "json" ? output::MakeJsonWriter(out) : output::MakeTextWriter(out, o.hex);
 
   capture::SessionOptions so;

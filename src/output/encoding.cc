@@ -5,37 +5,6 @@
 
 namespace gotlscap::output {
 
-void AppendBase64(fmt::memory_buffer& out, std::string_view in) {
-  // Sized once, written through a pointer: 4x faster than appending piece by piece (bulk
-  // transfers produce hundreds of MB/s of payload).
-  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const auto* p = reinterpret_cast<const uint8_t*>(in.data());
-  const size_t n = in.size(), start = out.size();
-  out.resize(start + (n + 2) / 3 * 4);
-  char* o = out.data() + start;
-  size_t i = 0;
-  for (; i + 3 <= n; i += 3) {
-    uint32_t v = (uint32_t(p[i]) << 16) | (uint32_t(p[i + 1]) << 8) | p[i + 2];
-    o[0] = kAlphabet[v >> 18];
-    o[1] = kAlphabet[(v >> 12) & 63];
-    o[2] = kAlphabet[(v >> 6) & 63];
-    o[3] = kAlphabet[v & 63];
-    o += 4;
-  }
-  if (n - i == 1) {
-    uint32_t v = uint32_t(p[i]) << 16;
-    o[0] = kAlphabet[v >> 18];
-    o[1] = kAlphabet[(v >> 12) & 63];
-    o[2] = o[3] = '=';
-  } else if (n - i == 2) {
-    uint32_t v = (uint32_t(p[i]) << 16) | (uint32_t(p[i + 1]) << 8);
-    o[0] = kAlphabet[v >> 18];
-    o[1] = kAlphabet[(v >> 12) & 63];
-    o[2] = kAlphabet[(v >> 6) & 63];
-    o[3] = '=';
-  }
-}
-
 void AppendTimestamp(fmt::memory_buffer& out, uint64_t epoch_ns) {
   time_t secs = static_cast<time_t>(epoch_ns / 1000000000ull);
   struct tm tm {};
@@ -84,6 +53,72 @@ void AppendEscaped(fmt::memory_buffer& out, std::string_view bytes) {
     o += kEscape.len[c];
   }
   out.resize(o - out.data());
+}
+
+namespace {
+// Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at most
+// U+10FFFF), or 0 when it is not one.
+size_t Utf8SequenceLength(const unsigned char* p, size_t avail) {
+  const unsigned char c = p[0];
+  auto cont = [&](size_t i) { return i < avail && (p[i] & 0xC0) == 0x80; };
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (c == 0xE0 && p[1] < 0xA0) return 0;  // overlong
+    if (c == 0xED && p[1] >= 0xA0) return 0;  // surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (c == 0xF0 && p[1] < 0x90) return 0;  // overlong
+    if (c == 0xF4 && p[1] >= 0x90) return 0;  // past U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+}  // namespace
+
+void AppendJsonString(fmt::memory_buffer& out, std::string_view s) {
+  static const char kHex[] = "0123456789abcdef";
+  const size_t start = out.size();
+  out.resize(start + s.size() * 6 + 2);  // worst case: every byte as \u00XX
+  char* o = out.data() + start;
+  *o++ = '"';
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  for (size_t i = 0, n = s.size(); i < n;) {
+    const unsigned char c = p[i];
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      *o++ = char(c);
+      i++;
+    } else if (c < 0x80) {
+      *o++ = '\\';
+      switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+          std::memcpy(o, "u00", 3);
+          o[3] = kHex[c >> 4];
+          o[4] = kHex[c & 15];
+          o += 5;
+      }
+      i++;
+    } else if (size_t len = Utf8SequenceLength(p + i, n - i)) {
+      std::memcpy(o, p + i, len);
+      o += len;
+      i += len;
+    } else {
+      std::memcpy(o, "\xEF\xBF\xBD", 3);  // U+FFFD REPLACEMENT CHARACTER for each bad byte
+      o += 3;
+      i++;
+    }
+  }
+  *o++ = '"';
+  out.resize(size_t(o - out.data()));
 }
 
 void AppendHexDump(fmt::memory_buffer& out, std::string_view bytes) {

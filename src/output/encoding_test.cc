@@ -1,6 +1,11 @@
 #include "output/encoding.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <random>
+#include <string>
+#include <vector>
 
 namespace gotlscap::output {
 namespace {
@@ -20,6 +25,70 @@ TEST(Encoding, Base64MatchesRfc4648Vectors) {
   EXPECT_EQ(B64("fooba"), "Zm9vYmE=");
   EXPECT_EQ(B64("foobar"), "Zm9vYmFy");
   EXPECT_EQ(B64(std::string("\xff\x00\xfe", 3)), "/wD+");
+}
+
+// A plain reference: 6 bits at a time.
+std::string Base64Reference(std::string_view s) {
+  static const char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < s.size(); i += 3) {
+    uint32_t v = uint32_t(uint8_t(s[i])) << 16;
+    if (i + 1 < s.size()) v |= uint32_t(uint8_t(s[i + 1])) << 8;
+    if (i + 2 < s.size()) v |= uint8_t(s[i + 2]);
+    out += kA[v >> 18];
+    out += kA[(v >> 12) & 63];
+    out += i + 1 < s.size() ? kA[(v >> 6) & 63] : '=';
+    out += i + 2 < s.size() ? kA[v & 63] : '=';
+  }
+  return out;
+}
+
+TEST(Encoding, Base64FastAndPortablePathsMatchTheReferenceAtEveryLength) {
+  std::mt19937 rng(7);
+  std::string data(200000, '\0');
+  for (auto& c : data) c = char(rng());
+  // Every length up to 300 (the vector loop's edges: 24-byte steps, 28 bytes read per step) and
+  // a few large ones, appended after existing content.
+  std::vector<size_t> lengths;
+  for (size_t n = 0; n <= 300; n++) lengths.push_back(n);
+  for (size_t n : {16383, 16384, 16385, 100000, 199999, 200000}) lengths.push_back(n);
+  for (size_t n : lengths) {
+    const std::string_view in(data.data() + (n % 7), std::min(n, data.size() - 7));
+    const std::string want = "x" + Base64Reference(in);
+    fmt::memory_buffer fast, portable;
+    fast.push_back('x');
+    portable.push_back('x');
+    AppendBase64(fast, in);
+    AppendBase64Portable(portable, in);
+    ASSERT_EQ(fmt::to_string(fast), want) << "length " << in.size();
+    ASSERT_EQ(fmt::to_string(portable), want) << "length " << in.size();
+  }
+}
+
+std::string JsonString(std::string_view s) {
+  fmt::memory_buffer b;
+  AppendJsonString(b, s);
+  return fmt::to_string(b);
+}
+
+TEST(Encoding, JsonStringsMatchNlohmannForValidText) {
+  for (std::string s : {std::string(""), std::string("server"), std::string("a\"b\\c/d"),
+                        std::string("\b\f\n\r\t\x01\x1f\x7f", 8), std::string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+                        std::string("[::1]:443")}) {
+    EXPECT_EQ(JsonString(s), nlohmann::json(s).dump()) << s;
+    EXPECT_EQ(nlohmann::json::parse(JsonString(s)).get<std::string>(), s);
+  }
+}
+
+TEST(Encoding, JsonStringsReplaceBytesThatAreNotUtf8) {
+  // A lone continuation byte, a truncated sequence, an overlong '/', a surrogate, past U+10FFFF.
+  for (std::string bad : {std::string("a\x80" "b"), std::string("a\xe2\x82"), std::string("\xc0\xaf"),
+                          std::string("\xed\xa0\x80"), std::string("\xf4\x90\x80\x80")}) {
+    const std::string out = JsonString(bad);
+    auto parsed = nlohmann::json::parse(out);  // valid JSON, valid UTF-8
+    EXPECT_NE(parsed.get<std::string>().find("\xef\xbf\xbd"), std::string::npos) << out;
+  }
+  EXPECT_EQ(JsonString("a\x80" "b"), "\"a\xef\xbf\xbd" "b\"");
 }
 
 TEST(Encoding, EscapesNonPrintableBytes) {
