@@ -5,6 +5,7 @@
 // Stripped rows: gotlscap reads the stripped file, the symbol oracles read its unstripped twin
 // (same code layout, verified by go-matrix.sh); the values must be identical.
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -89,6 +90,7 @@ struct Insn {
   uint64_t addr = 0;
   std::string bytes;  // in file order
   std::string text;   // Go syntax, e.g. "RET", "MOVQ BP, 0x60(SP)"
+  std::string line;   // source position, e.g. "conn.go:1393"
 };
 struct DisFunc {
   std::vector<Insn> insns;
@@ -141,6 +143,7 @@ std::map<std::string, DisFunc> GoObjdump(const MatrixRow& row, const std::string
       in.bytes = HexToBytes(f[2]);
     }
     in.text = f[3];
+    in.line = f[0];
     cur->insns.push_back(std::move(in));
   }
   return out;
@@ -617,6 +620,38 @@ TEST_P(InspectMatrixTest, ReadPathIsProvenOrExplained) {
   auto d = dis.find("crypto/tls.(*Conn).Read");
   ASSERT_NE(d, dis.end());
   EXPECT_EQ(CheckReadSlots(d->second.insns, arm64, reg), "") << "objdump disagrees with: " << proof;
+
+  // RETs left unprobed because n == 0 there: each must belong to a `return 0, ...` statement of
+  // the toolchain's own crypto/tls/conn.go (objdump's line table, the Go source: independent of
+  // our disassembly).
+  const auto zero = read.at("zero_result_rets").get<std::vector<uint64_t>>();
+  if (reg) {
+    EXPECT_FALSE(zero.empty()) << "Read's error returns (return 0, err) were not recognised";
+  } else {
+    EXPECT_TRUE(zero.empty()) << "stack ABI: results are not in registers";
+  }
+  std::vector<std::string> source;
+  {
+    std::ifstream in(row.goroot + "/src/crypto/tls/conn.go");
+    for (std::string l; std::getline(in, l);) source.push_back(l);
+  }
+  ASSERT_FALSE(source.empty()) << row.goroot << "/src/crypto/tls/conn.go";
+  const uint64_t base = read.at("address").get<uint64_t>();
+  for (uint64_t off : zero) {
+    auto insn = std::find_if(d->second.insns.begin(), d->second.insns.end(),
+                             [&](const Insn& in) { return in.addr == base + off; });
+    ASSERT_NE(insn, d->second.insns.end()) << "no instruction at +" << off;
+    EXPECT_EQ(insn->text, "RET");
+    if (insn->line == ":0") continue;  // go1.19's objdump prints no lines for PIE (its non-PIE twin is checked)
+    ASSERT_EQ(insn->line.rfind("conn.go:", 0), 0u) << insn->line;
+    const size_t n = std::stoul(insn->line.substr(8));
+    ASSERT_TRUE(n >= 1 && n <= source.size()) << insn->line;
+    EXPECT_THAT(Trim(source[n - 1]), ::testing::StartsWith("return 0, ")) << "RET +" << off << " at " << insn->line;
+  }
+  // Forced: every RET probed.
+  auto all = RunCommand({"/usr/bin/env", "GOTLSCAP_READ_ALL_RETS=1", GotlscapBin(), "inspect", "--json", row.path});
+  ASSERT_EQ(all.exit_code, 0) << all.Describe();
+  EXPECT_TRUE(json::parse(all.out).at("functions").at("crypto/tls.(*Conn).Read").at("zero_result_rets").empty());
 }
 
 std::string RowName(const ::testing::TestParamInfo<MatrixRow>& info) { return info.param.TestName(); }

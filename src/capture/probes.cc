@@ -142,7 +142,9 @@ Result<int> GoTlsProbes::AttachLinks(const gobin::GoBinary& bin, const std::stri
       if (auto r = attach(skel_->progs.gotls_read_entry, read->file_offset + read->body_offset); !r.ok())
         return r.error();
     for (uint64_t ret : read->ret_offsets)
-      if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret,
+      if (std::find(bin.read_zero_rets.begin(), bin.read_zero_rets.end(), ret) != bin.read_zero_rets.end())
+        continue;  // returns n == 0: nothing to capture there (gobin::GoBinary::read_zero_rets)
+      else if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret,
                           ret_only ? GOTLS_COOKIE_READ_RET_ONLY : 0);
           !r.ok())
         return r.error();

@@ -44,6 +44,9 @@ nlohmann::ordered_json ToJson(const gobin::GoBinary& b) {
       // Which probes Read gets, and the disassembly's proof (or why the fallback).
       fns[f.name]["read_path"] = gobin::ReadPathName(b.read_path);
       fns[f.name][b.read_path == gobin::ReadPath::kRetOnly ? "proof" : "reason"] = b.read_path_why;
+      // RETs left unprobed because they return n == 0 (no data can pass there).
+      fns[f.name]["zero_result_rets"] = b.read_zero_rets;
+      if (!b.read_zero_rets_why.empty()) fns[f.name]["zero_result_rets_note"] = b.read_zero_rets_why;
     }
   }
   j["functions"] = fns;
@@ -72,6 +75,13 @@ void PrintText(const gobin::GoBinary& b) {
                f.address, f.file_offset, f.size, f.body_offset, rets);
   }
   fmt::print("  read path    {}: {}\n", gobin::ReadPathName(b.read_path), b.read_path_why);
+  if (!b.read_zero_rets.empty()) {
+    std::string rets;
+    for (auto r : b.read_zero_rets) rets += fmt::format("{}{:#x}", rets.empty() ? "" : " ", r);
+    fmt::print("  read RETs    not probed at +[{}]: n == 0 there (nothing to capture)\n", rets);
+  } else if (!b.read_zero_rets_why.empty()) {
+    fmt::print("  read RETs    {}\n", b.read_zero_rets_why);
+  }
 }
 
 }  // namespace

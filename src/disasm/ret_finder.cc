@@ -159,6 +159,7 @@ struct FrameInsn {
     int64_t disp;   // from SP before the instruction
     uint32_t size;
     int reg = -1;   // argument register index stored (whole 8 bytes), -1 otherwise
+    bool zero = false;  // stores zeros (immediate 0, XZR, or amd64's X15, zero in ABIInternal)
   };
   std::vector<Store> sp_stores;      // stores addressed from SP
   std::vector<int64_t> sp_pointers;  // values SP + k copied into another register...
@@ -167,6 +168,8 @@ struct FrameInsn {
   bool compare = false;              // only compares its operands
   uint32_t clobbers = 0;             // argument registers (bit i) this instruction writes
   bool padding = false;              // INT3 / zero word between functions
+  bool zeroes_result = false;        // sets the first result register (AX / R0) to 0
+  std::optional<int64_t> loads_result;  // loads AX / R0 (8 bytes) from SP + this (SP before it)
   std::string problem;               // non-empty: cannot be reasoned about
   std::string text;                  // "mnemonic operands"
 };
@@ -282,6 +285,17 @@ void DecodeX86(csh h, const cs_insn* in, FrameInsn* f) {
     f->problem = "registers not decodable";
     return;
   }
+  // The first result register: zeroed (XOR AX, AX / MOV $0, AX), or loaded from a stack slot.
+  if (x.op_count == 2 && x.operands[0].type == X86_OP_REG &&
+      (x.operands[0].reg == X86_REG_EAX || x.operands[0].reg == X86_REG_RAX)) {
+    const cs_x86_op& src = x.operands[1];
+    if ((id == X86_INS_XOR && src.type == X86_OP_REG && src.reg == x.operands[0].reg) ||
+        (id == X86_INS_MOV && src.type == X86_OP_IMM && src.imm == 0))
+      f->zeroes_result = true;
+    else if (id == X86_INS_MOV && x.operands[0].reg == X86_REG_RAX && src.type == X86_OP_MEM &&
+             src.mem.base == X86_REG_RSP && src.mem.index == X86_REG_INVALID && src.size == 8)
+      f->loads_result = src.mem.disp;
+  }
   const bool is_add = id == X86_INS_ADD, is_sub = id == X86_INS_SUB;
   if (id == X86_INS_PUSH || id == X86_INS_PUSHFQ) {
     f->sp_change = -8;
@@ -339,7 +353,10 @@ void DecodeX86(csh h, const cs_insn* in, FrameInsn* f) {
       if (id == X86_INS_MOV && x.op_count == 2 && x.operands[1].type == X86_OP_REG && X86Is64(x.operands[1].reg) &&
           op.size == 8)
         reg = X86ArgIndex(x.operands[1].reg);
-      f->sp_stores.push_back({m.disp, op.size ? op.size : 64u, reg});
+      const bool zero = x.op_count == 2 && ((id == X86_INS_MOV && x.operands[1].type == X86_OP_IMM && x.operands[1].imm == 0) ||
+                                            ((id == X86_INS_MOVUPS || id == X86_INS_MOVAPS || id == X86_INS_MOVDQU) &&
+                                             x.operands[1].type == X86_OP_REG && x.operands[1].reg == X86_REG_XMM15));
+      f->sp_stores.push_back({m.disp, op.size ? op.size : 64u, reg, zero});
     } else if (m.base == X86_REG_RBP || m.index == X86_REG_RBP) {
       f->problem = "stores through the frame pointer";
     }
@@ -405,6 +422,17 @@ void DecodeArm64(const cs_insn* in, FrameInsn* f) {
   }
   const bool store = Arm64IsStore(id), load = Arm64IsLoad(id);
   const bool compare = id == ARM64_INS_CMP || id == ARM64_INS_CMN || id == ARM64_INS_TST;
+  // The first result register: zeroed (MOVD ZR, R0 / MOVD $0, R0), or loaded from a stack slot.
+  if (a.op_count == 2 && a.operands[0].type == ARM64_OP_REG &&
+      (a.operands[0].reg == ARM64_REG_X0 || a.operands[0].reg == ARM64_REG_W0)) {
+    const cs_arm64_op& src = a.operands[1];
+    if (id == ARM64_INS_MOV && ((src.type == ARM64_OP_REG && (src.reg == ARM64_REG_XZR || src.reg == ARM64_REG_WZR)) ||
+                                (src.type == ARM64_OP_IMM && src.imm == 0)))
+      f->zeroes_result = true;
+    else if ((id == ARM64_INS_LDR || id == ARM64_INS_LDUR) && a.operands[0].reg == ARM64_REG_X0 &&
+             src.type == ARM64_OP_MEM && IsSp(src.mem.base) && src.mem.index == ARM64_REG_INVALID && !a.writeback)
+      f->loads_result = src.mem.disp;
+  }
   f->compare = compare;
   // Registers read: every register operand not only written, and memory bases and indexes.
   for (int i = 0; i < a.op_count; i++) {
@@ -475,13 +503,14 @@ void DecodeArm64(const cs_insn* in, FrameInsn* f) {
         f->problem = "stores to an indexed stack address";
         continue;
       }
+      auto is_zr = [&](int k) { return a.operands[k].type == ARM64_OP_REG && (a.operands[k].reg == ARM64_REG_XZR || a.operands[k].reg == ARM64_REG_WZR); };
       if (store && (id == ARM64_INS_STP || id == ARM64_INS_STNP) && i == 2) {
         const uint32_t sz = Arm64RegBytes(a.operands[0].reg);
-        f->sp_stores.push_back({disp, sz, sz == 8 ? Arm64ArgIndex(a.operands[0].reg) : -1});
-        f->sp_stores.push_back({disp + sz, sz, sz == 8 ? Arm64ArgIndex(a.operands[1].reg) : -1});
+        f->sp_stores.push_back({disp, sz, sz == 8 ? Arm64ArgIndex(a.operands[0].reg) : -1, is_zr(0)});
+        f->sp_stores.push_back({disp + sz, sz, sz == 8 ? Arm64ArgIndex(a.operands[1].reg) : -1, is_zr(1)});
       } else if (store && (id == ARM64_INS_STR || id == ARM64_INS_STUR) && i == 1) {
         const uint32_t sz = Arm64RegBytes(a.operands[0].reg);
-        f->sp_stores.push_back({disp, sz, sz == 8 ? Arm64ArgIndex(a.operands[0].reg) : -1});
+        f->sp_stores.push_back({disp, sz, sz == 8 ? Arm64ArgIndex(a.operands[0].reg) : -1, is_zr(0)});
       } else if (store && (id == ARM64_INS_STRB || id == ARM64_INS_STURB)) {
         f->sp_stores.push_back({disp, 1, -1});
       } else if (store && (id == ARM64_INS_STRH || id == ARM64_INS_STURH)) {
@@ -511,6 +540,64 @@ void DecodeArm64Unknown(uint32_t w, FrameInsn* f) {
     if (r < 31) f->gpr_writes |= 1ull << r, f->gpr_reads |= 1ull << r;
   }
   f->gpr_reads |= 1ull << rn;
+}
+
+// RETs at which the first integer result (AX / R0; Read's byte count) is provably 0, so a probe
+// there could never capture data. Walking back from the RET through straight-line code that no
+// branch enters: either the last write to AX/R0 zeroes it, or it loads it from a frame slot whose
+// last store (further back on the same straight line) stored zeros. Calls between that store and
+// the load cannot change the slot: the function derives no pointer into its frame at or below it
+// (Go is memory safe: nothing else can address it). Register ABI only (results in registers).
+// The frame pointer (BP / R29) is not such a pointer: it is only saved and restored, and the
+// proof already refused any store through it.
+std::vector<size_t> ZeroResultRets(const std::vector<FrameInsn>& insns, const std::map<uint64_t, size_t>& at,
+                                   const std::vector<std::optional<int64_t>>& delta, bool x86) {
+  const int frame_pointer = x86 ? 5 : 29;  // RBP (X86Gpr numbering) / X29
+  std::set<size_t> targets;
+  std::optional<int64_t> lowest_pointer;  // lowest frame address derived from SP anywhere
+  for (size_t i = 0; i < insns.size(); i++) {
+    if (!delta[i]) continue;
+    const FrameInsn& f = insns[i];
+    if (f.flow == FrameInsn::kJump || f.flow == FrameInsn::kCond)
+      if (auto t = at.find(f.target); t != at.end()) targets.insert(t->second);
+    if (f.sp_pointer_reg == frame_pointer) continue;
+    for (int64_t k : f.sp_pointers)
+      if (!lowest_pointer || *delta[i] + k < *lowest_pointer) lowest_pointer = *delta[i] + k;
+  }
+  std::vector<size_t> out;
+  for (size_t r = 0; r < insns.size(); r++) {
+    if (insns[r].flow != FrameInsn::kRet || !delta[r]) continue;
+    std::optional<int64_t> slot;  // AX/R0 came from this frame slot (offset from the entry SP)
+    bool zero = false;
+    for (size_t cur = r, steps = 0; steps < 64 && cur > 0 && !targets.count(cur); steps++) {
+      const size_t prev = cur - 1;
+      const FrameInsn& f = insns[prev];
+      const bool falls_through = f.flow == FrameInsn::kNext || f.flow == FrameInsn::kCall || f.flow == FrameInsn::kCond;
+      if (!delta[prev] || !falls_through || !f.problem.empty()) break;
+      cur = prev;
+      if (!slot) {
+        if (f.flow == FrameInsn::kCall) break;  // a call leaves anything in AX/R0
+        if (f.zeroes_result) {
+          zero = true;
+          break;
+        }
+        if (f.loads_result) slot = *delta[prev] + *f.loads_result;
+        else if (f.gpr_writes & 1) break;
+        continue;
+      }
+      const auto hit = std::find_if(f.sp_stores.begin(), f.sp_stores.end(), [&](const FrameInsn::Store& s) {
+        const int64_t abs = *delta[prev] + s.disp;
+        return abs < *slot + 8 && abs + int64_t(s.size) > *slot;
+      });
+      if (hit == f.sp_stores.end()) continue;
+      const int64_t abs = *delta[prev] + hit->disp;
+      zero = hit->zero && abs <= *slot && abs + int64_t(hit->size) >= *slot + 8;
+      break;
+    }
+    if (zero && slot && lowest_pointer && *lowest_pointer <= *slot) zero = false;
+    if (zero) out.push_back(r);
+  }
+  return out;
 }
 
 }  // namespace
@@ -764,11 +851,13 @@ ArgSlotsProof Disassembler::ProveArgsAtReturns(std::span<const uint8_t> code, ui
     spills += fmt::format("{}{}→{}({}) at {}", r ? ", " : "", reg_name(r), 8 + 8 * r, sp_name, hex(spilled[r]));
   }
   const size_t extra = slot_stores.size() - static_cast<size_t>(nwords);
-  return ArgSlotsProof{
+  ArgSlotsProof proof{
       true, fmt::format("spills {} (SP at entry) before any branch or call; {}; no other store to those slots{} and no "
                         "pointer to them",
                         spills, rets_text,
                         extra ? fmt::format(" (the morestack path stores the same registers: {} stores)", extra) : "")};
+  for (size_t r : ZeroResultRets(insns, at, delta, x86)) proof.zero_result_rets.push_back(insns[r].addr - entry);
+  return proof;
 }
 
 }  // namespace gotlscap::disasm

@@ -24,6 +24,10 @@ struct RetScan {
 struct ArgSlotsProof {
   bool proven = false;
   std::string text;  // the proof when proven, else why not (one line)
+  // Register ABI, when proven: RETs (offsets from the entry) where the first result register is
+  // provably 0 (for Read: n == 0, nothing to capture), by straight-line analysis back from each
+  // RET (zeroed, or loaded from a frame slot last stored with zeros, no pointer into the frame).
+  std::vector<uint64_t> zero_result_rets;
 };
 
 // One per analysed binary: the Capstone handles are opened once (opening them per function was

@@ -134,6 +134,16 @@ Result<GoBinary> AnalyzeGoBinary(const elf::ElfFile& f, const std::string& path)
     } else {
       out.read_path = proof.proven ? ReadPath::kRetOnly : ReadPath::kEntryAndRet;
       out.read_path_why = proof.text;
+      if (proof.proven) {
+        const char* all = getenv("GOTLSCAP_READ_ALL_RETS");
+        if (all && std::string(all) == "1") {
+          if (!proof.zero_result_rets.empty())
+            out.read_zero_rets_why = fmt::format("{} RETs return n == 0; probed anyway (GOTLSCAP_READ_ALL_RETS=1)",
+                                                 proof.zero_result_rets.size());
+        } else {
+          out.read_zero_rets = proof.zero_result_rets;
+        }
+      }
     }
   }
   return out;

@@ -59,6 +59,12 @@ struct GoBinary {
   std::vector<FunctionSite> functions;  // found hook targets, in HookTargets() order
   ReadPath read_path = ReadPath::kEntryAndRet;
   std::string read_path_why;  // kRetOnly: the proof; kEntryAndRet: why not (one line)
+  // kRetOnly: Read's RETs (offsets, a subset of its ret_offsets) that provably return n == 0
+  // (error paths: the net/http server's aborted background read, io.EOF): not probed, one trap
+  // fewer per such Read. Their cost: an io.EOF returned there gives no "eof" event (Close still
+  // ends the connection). GOTLSCAP_READ_ALL_RETS=1 probes them (read_zero_rets stays empty).
+  std::vector<uint64_t> read_zero_rets;
+  std::string read_zero_rets_why;  // set when they were found but are probed anyway
 
   const FunctionSite* Function(const std::string& name) const;
 };
