@@ -45,7 +45,8 @@ class BufferedWriter : public EventWriter {
       }
       off += size_t(n);
     }
-    b_.clear();  // keeps its capacity
+    b_.clear();  // keeps its capacity, but not that of a rare huge event (up to 43 MiB of base64)
+    if (b_.capacity() > (8u << 20)) b_ = fmt::memory_buffer();
   }
   fmt::memory_buffer b_;
   int fd_;
