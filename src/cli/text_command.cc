@@ -27,7 +27,7 @@ void RegisterText(CLI::App& app, TextOptions& o) {
   cmd->add_flag("--hex", o.hex, "Show payloads as hex dumps (text format)");
   cmd->add_option("-o,--output", o.output, "Write events to FILE (created mode 0600) instead of stdout");
   cmd->add_option("--duration", o.duration, "Stop after SEC seconds")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--ringbuf-mb", o.ringbuf_mb, "Ring buffer size in MiB (default 8; raise it if the summary reports lost events)")->check(CLI::Range(1, 4096));
+  cmd->add_option("--ringbuf-mb", o.ringbuf_mb, "Ring buffer size in MiB (default 32; raise it if the summary reports lost events)")->check(CLI::Range(1, 4096));
   cmd->add_option("--decode", o.decode, "Decode HTTP/1.x and HTTP/2 (text: instead of raw bytes; json: as extra "
                                         "\"http\" events)")
       ->check(CLI::IsMember({"none", "http"}));
