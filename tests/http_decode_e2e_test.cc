@@ -838,6 +838,8 @@ std::set<uint64_t> ConnsOf(const std::vector<const HttpEv*>& evs, uint32_t pid) 
 TEST_P(HttpDecodeMatrixTest, CloseEndsEveryConnectionAndItsDecoderState) {
   REQUIRE_CAPTURE_ENV();
   for (const bool all_rets : {false, true}) {
+  // Go 1.15 (stack ABI) has no unprobed RETs: both runs would be the same run.
+  if (all_rets && GetParam().go_minor == "1.15") break;
   SCOPED_TRACE(all_rets ? "GOTLSCAP_READ_ALL_RETS=1" : "default probes");
   const auto start = Clock::now();
   Programs p;
