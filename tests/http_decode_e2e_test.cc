@@ -838,168 +838,170 @@ std::set<uint64_t> ConnsOf(const std::vector<const HttpEv*>& evs, uint32_t pid) 
 TEST_P(HttpDecodeMatrixTest, CloseEndsEveryConnectionAndItsDecoderState) {
   REQUIRE_CAPTURE_ENV();
   for (const bool all_rets : {false, true}) {
-  // Go 1.15 (stack ABI) has no unprobed RETs: both runs would be the same run.
-  if (all_rets && GetParam().go_minor == "1.15") break;
-  SCOPED_TRACE(all_rets ? "GOTLSCAP_READ_ALL_RETS=1" : "default probes");
-  const auto start = Clock::now();
-  Programs p;
-  ASSERT_TRUE(CopyPrograms(GetParam().go_minor, &p));
-  std::vector<std::string> env;
-  if (all_rets) env.push_back("GOTLSCAP_READ_ALL_RETS=1");
-  Gotlscap cap(p.dir, {"-e", p.server, "-e", p.client}, false, env);
-  ASSERT_TRUE(cap.WaitReady());
-  Server srv;
-  ASSERT_TRUE(StartServer(p.server, &srv));
-  const size_t kSize = 5000;
-  const int kToClose = 3;
-  const uint32_t kSeed = 400;
-  struct Run {
-    std::string label;
-    ProcRun run;
-    size_t conns;  // TCP connections the run opens
-  };
-  std::vector<Run> runs;
-  auto run = [&](const std::string& label, int n, uint32_t seed, std::vector<std::string> extra, size_t conns) {
-    extra.push_back("-close-idle");
-    runs.push_back({label, RunToEnd(ClientArgs(p.client, srv.url(), n, kSize, seed, extra)), conns});
-    EXPECT_EQ(runs.back().run.exit_code, 0) << runs.back().run.describe;
-  };
-  run("toclose", kToClose, kSeed, {"-mode", "toclose", "-tls", "1.3"}, kToClose);
-  run("h1", 5, 500, {"-tls", "1.2"}, 1);
-  run("h2", 5, 600, {"-h2", "-tls", "1.3"}, 1);
-  ASSERT_FALSE(HasFailure());
-
-  // Per side and connection: data events, close events, and the toclose responses.
-  struct ConnSeen {
-    size_t data = 0, closes = 0, eofs = 0;
-    size_t last_data_seq = 0, close_seq = 0, eof_seq = 0;
-    std::string local, remote;
-  };
-  using Side = std::map<uint64_t, ConnSeen>;  // conn id -> what was seen
-  auto sides = [&](const Output& o, Side* client, Side* server, Problems* pr) {
-    std::set<std::string> client_locals;  // the server's view: remote address of our clients
-    std::set<uint32_t> client_pids;
-    for (const auto& r : runs) client_pids.insert(uint32_t(r.run.pid));
-    for (const auto& d : o.data)
-      if (client_pids.count(d.pid)) client_locals.insert(d.local);
-    auto side_of = [&](uint32_t pid, const std::string& remote) -> Side* {
-      if (client_pids.count(pid)) return client;
-      if (pid == uint32_t(srv.pid()) && client_locals.count(remote)) return server;
-      return nullptr;
+    // Go 1.15 (stack ABI) has no unprobed RETs: both runs would be the same run.
+    if (all_rets && GetParam().go_minor == "1.15") break;
+    SCOPED_TRACE(all_rets ? "GOTLSCAP_READ_ALL_RETS=1" : "default probes");
+    const auto start = Clock::now();
+    Programs p;
+    ASSERT_TRUE(CopyPrograms(GetParam().go_minor, &p));
+    std::vector<std::string> env;
+    if (all_rets) env.push_back("GOTLSCAP_READ_ALL_RETS=1");
+    Gotlscap cap(p.dir, {"-e", p.server, "-e", p.client}, false, env);
+    ASSERT_TRUE(cap.WaitReady());
+    Server srv;
+    ASSERT_TRUE(StartServer(p.server, &srv));
+    const size_t kSize = 5000;
+    const int kToClose = 3;
+    const uint32_t kSeed = 400;
+    struct Run {
+      std::string label;
+      ProcRun run;
+      size_t conns;  // TCP connections the run opens
     };
-    for (const auto& d : o.data)
-      if (Side* s = side_of(d.pid, d.remote)) {
-        ConnSeen& c = (*s)[d.conn_id];
-        c.data++;
-        c.last_data_seq = std::max(c.last_data_seq, d.seq);
-        c.local = d.local;
-        c.remote = d.remote;
-      }
-    for (const auto& e : o.closes) {
-      Side* s = side_of(e.pid, e.remote);
-      if (!s) {
-        if (pr) pr->Add("close event of another process or connection: " + e.line);
-        continue;
-      }
-      auto it = s->find(e.conn_id);
-      if (it == s->end()) {
-        if (pr) pr->Add("close event of a connection without data events: " + e.line);
-        continue;
-      }
-      ConnSeen& c = it->second;
-      if (e.reason == "close") {
-        c.closes++;
-        c.close_seq = e.seq;
-      } else {
-        c.eofs++;
-        c.eof_seq = e.seq;
-      }
-      if (pr && (e.local != c.local || e.remote != c.remote || e.fd < 0))
-        pr->Add("close event with other connection fields than its data events: " + e.line);
-      if (pr && e.comm != (s == client ? "client" : "server")) pr->Add("close event comm: " + e.line);
-    }
-  };
-  auto toclose_responses = [&](const Output& o, uint32_t pid) {
-    size_t n = 0;
-    for (const auto& e : o.http) {
-      if (e.pid != pid || e.kind != "response" || e.req_path.rfind("/toclose?", 0) != 0) continue;
-      const size_t at = e.req_path.find("&seed=");
-      const auto seed = at == std::string::npos ? std::nullopt : ParseU64(e.req_path.substr(at + 6), 10);
-      if (e.proto == "HTTP/1.0" && e.status == 200 && seed && e.body == PayloadBytes(kSize, uint32_t(*seed)) &&
-          e.body_wire_len == kSize)
-        n++;
-    }
-    return n;
-  };
-  size_t want_conns = 0;
-  for (const auto& r : runs) want_conns += r.conns;
-  auto all_closed = [&](const Side& s) {
-    if (s.size() != want_conns) return false;
-    for (const auto& [id, c] : s)
-      if (c.closes == 0) return false;
-    return true;
-  };
+    std::vector<Run> runs;
+    auto run = [&](const std::string& label, int n, uint32_t seed, std::vector<std::string> extra, size_t conns) {
+      extra.push_back("-close-idle");
+      runs.push_back({label, RunToEnd(ClientArgs(p.client, srv.url(), n, kSize, seed, extra)), conns});
+      EXPECT_EQ(runs.back().run.exit_code, 0) << runs.back().run.describe;
+    };
+    run("toclose", kToClose, kSeed, {"-mode", "toclose", "-tls", "1.3"}, kToClose);
+    run("h1", 5, 500, {"-tls", "1.2"}, 1);
+    run("h2", 5, 600, {"-h2", "-tls", "1.3"}, 1);
+    ASSERT_FALSE(HasFailure());
 
-  // While the capture runs: wait until everything ended and was decoded.
-  Output live;
-  Side live_client, live_server;
-  size_t resp_client = 0, resp_server = 0;
-  for (const auto deadline = Clock::now() + seconds(20); Clock::now() < deadline;) {
-    live = cap.Peek();
-    live_client.clear();
-    live_server.clear();
-    sides(live, &live_client, &live_server, nullptr);
-    uint32_t client_pid = uint32_t(runs[0].run.pid);
-    resp_client = toclose_responses(live, client_pid);
-    resp_server = toclose_responses(live, uint32_t(srv.pid()));
-    if (all_closed(live_client) && all_closed(live_server) && resp_client == kToClose && resp_server == kToClose)
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_EQ(resp_client, size_t(kToClose)) << "toclose responses decoded by the client side before the capture stopped";
-  EXPECT_EQ(resp_server, size_t(kToClose)) << "toclose responses decoded by the server side before the capture stopped";
-  EXPECT_TRUE(all_closed(live_client)) << live_client.size() << " client connections, want " << want_conns
-                                       << ", each with a close event, before the capture stopped";
-  EXPECT_TRUE(all_closed(live_server)) << live_server.size() << " server connections, want " << want_conns
-                                       << ", each with a close event, before the capture stopped";
+    // Per side and connection: data events, close events, and the toclose responses.
+    struct ConnSeen {
+      size_t data = 0, closes = 0, eofs = 0;
+      size_t last_data_seq = 0, close_seq = 0, eof_seq = 0;
+      std::string local, remote;
+    };
+    using Side = std::map<uint64_t, ConnSeen>;  // conn id -> what was seen
+    auto sides = [&](const Output& o, Side* client, Side* server, Problems* pr) {
+      std::set<std::string> client_locals;  // the server's view: remote address of our clients
+      std::set<uint32_t> client_pids;
+      for (const auto& r : runs) client_pids.insert(uint32_t(r.run.pid));
+      for (const auto& d : o.data)
+        if (client_pids.count(d.pid)) client_locals.insert(d.local);
+      auto side_of = [&](uint32_t pid, const std::string& remote) -> Side* {
+        if (client_pids.count(pid)) return client;
+        if (pid == uint32_t(srv.pid()) && client_locals.count(remote)) return server;
+        return nullptr;
+      };
+      for (const auto& d : o.data)
+        if (Side* s = side_of(d.pid, d.remote)) {
+          ConnSeen& c = (*s)[d.conn_id];
+          c.data++;
+          c.last_data_seq = std::max(c.last_data_seq, d.seq);
+          c.local = d.local;
+          c.remote = d.remote;
+        }
+      for (const auto& e : o.closes) {
+        Side* s = side_of(e.pid, e.remote);
+        if (!s) {
+          if (pr) pr->Add("close event of another process or connection: " + e.line);
+          continue;
+        }
+        auto it = s->find(e.conn_id);
+        if (it == s->end()) {
+          if (pr) pr->Add("close event of a connection without data events: " + e.line);
+          continue;
+        }
+        ConnSeen& c = it->second;
+        if (e.reason == "close") {
+          c.closes++;
+          c.close_seq = e.seq;
+        } else {
+          c.eofs++;
+          c.eof_seq = e.seq;
+        }
+        if (pr && (e.local != c.local || e.remote != c.remote || e.fd < 0))
+          pr->Add("close event with other connection fields than its data events: " + e.line);
+        if (pr && e.comm != (s == client ? "client" : "server")) pr->Add("close event comm: " + e.line);
+      }
+    };
+    auto toclose_responses = [&](const Output& o, uint32_t pid) {
+      size_t n = 0;
+      for (const auto& e : o.http) {
+        if (e.pid != pid || e.kind != "response" || e.req_path.rfind("/toclose?", 0) != 0) continue;
+        const size_t at = e.req_path.find("&seed=");
+        const auto seed = at == std::string::npos ? std::nullopt : ParseU64(e.req_path.substr(at + 6), 10);
+        if (e.proto == "HTTP/1.0" && e.status == 200 && seed && e.body == PayloadBytes(kSize, uint32_t(*seed)) &&
+            e.body_wire_len == kSize)
+          n++;
+      }
+      return n;
+    };
+    size_t want_conns = 0;
+    for (const auto& r : runs) want_conns += r.conns;
+    auto all_closed = [&](const Side& s) {
+      if (s.size() != want_conns) return false;
+      for (const auto& [id, c] : s)
+        if (c.closes == 0) return false;
+      return true;
+    };
 
-  srv.proc->Signal(SIGTERM);
-  srv.proc->Wait(seconds(10));
-  Output o = cap.Stop();
-  RecordSeconds("total_seconds", start);
-  ExpectCleanOutput(o);
-  Problems pr(20);
-  Side client, server;
-  sides(o, &client, &server, &pr);
-  for (const auto* side : {&client, &server}) {
-    const std::string name = side == &client ? "client" : "server";
-    if (side->size() != want_conns)
-      pr.Add(name + ": " + std::to_string(side->size()) + " connections, want " + std::to_string(want_conns));
-    for (const auto& [id, c] : *side) {
-      const std::string conn = name + " conn " + std::to_string(id) + " (" + c.local + " -> " + c.remote + ")";
-      if (c.closes != 1) pr.Add(conn + ": " + std::to_string(c.closes) + " close events, want 1");
-      if (c.eofs > 1) pr.Add(conn + ": " + std::to_string(c.eofs) + " eof events, want at most 1");
-      if (c.closes && c.close_seq < c.last_data_seq) pr.Add(conn + ": a data event follows the close event");
-      if (c.eofs && c.closes && c.close_seq < c.eof_seq) pr.Add(conn + ": eof after close");
+    // While the capture runs: wait until everything ended and was decoded.
+    Output live;
+    Side live_client, live_server;
+    size_t resp_client = 0, resp_server = 0;
+    for (const auto deadline = Clock::now() + seconds(20); Clock::now() < deadline;) {
+      live = cap.Peek();
+      live_client.clear();
+      live_server.clear();
+      sides(live, &live_client, &live_server, nullptr);
+      uint32_t client_pid = uint32_t(runs[0].run.pid);
+      resp_client = toclose_responses(live, client_pid);
+      resp_server = toclose_responses(live, uint32_t(srv.pid()));
+      if (all_closed(live_client) && all_closed(live_server) && resp_client == kToClose && resp_server == kToClose)
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-  }
-  // The toclose connections: the server closes them (its close follows its write); the client
-  // reads io.EOF (the server's close_notify), then closes.
-  std::set<std::string> toclose_locals;
-  for (const auto& e : o.http)
-    if (e.pid == uint32_t(runs[0].run.pid) && e.kind == "request" && e.path.rfind("/toclose?", 0) == 0)
-      toclose_locals.insert(e.local);
-  EXPECT_EQ(toclose_locals.size(), size_t(kToClose));
-  // The stack ABI (Go 1.15) has no unprobed RETs: eof events there in both runs.
-  const bool eof_expected = all_rets || GetParam().go_minor == "1.15";
-  for (const auto& [id, c] : client)
-    if (eof_expected && toclose_locals.count(c.local) && c.eofs != 1)
-      pr.Add("client toclose conn " + std::to_string(id) + ": no eof event");
-  // Decoding is unchanged by the ends: every exchange once per side.
-  EXPECT_EQ(toclose_responses(o, uint32_t(runs[0].run.pid)), size_t(kToClose));
-  EXPECT_EQ(toclose_responses(o, uint32_t(srv.pid())), size_t(kToClose));
-  EXPECT_EQ(o.http.size(), (size_t(kToClose) + 5 + 5) * 2 * 2) << "requests x (request, response) x sides";
-  EXPECT_EQ(pr.size(), 0u) << pr.str();
+    EXPECT_EQ(resp_client, size_t(kToClose))
+        << "toclose responses decoded by the client side before the capture stopped";
+    EXPECT_EQ(resp_server, size_t(kToClose))
+        << "toclose responses decoded by the server side before the capture stopped";
+    EXPECT_TRUE(all_closed(live_client)) << live_client.size() << " client connections, want " << want_conns
+                                         << ", each with a close event, before the capture stopped";
+    EXPECT_TRUE(all_closed(live_server)) << live_server.size() << " server connections, want " << want_conns
+                                         << ", each with a close event, before the capture stopped";
+
+    srv.proc->Signal(SIGTERM);
+    srv.proc->Wait(seconds(10));
+    Output o = cap.Stop();
+    RecordSeconds("total_seconds", start);
+    ExpectCleanOutput(o);
+    Problems pr(20);
+    Side client, server;
+    sides(o, &client, &server, &pr);
+    for (const auto* side : {&client, &server}) {
+      const std::string name = side == &client ? "client" : "server";
+      if (side->size() != want_conns)
+        pr.Add(name + ": " + std::to_string(side->size()) + " connections, want " + std::to_string(want_conns));
+      for (const auto& [id, c] : *side) {
+        const std::string conn = name + " conn " + std::to_string(id) + " (" + c.local + " -> " + c.remote + ")";
+        if (c.closes != 1) pr.Add(conn + ": " + std::to_string(c.closes) + " close events, want 1");
+        if (c.eofs > 1) pr.Add(conn + ": " + std::to_string(c.eofs) + " eof events, want at most 1");
+        if (c.closes && c.close_seq < c.last_data_seq) pr.Add(conn + ": a data event follows the close event");
+        if (c.eofs && c.closes && c.close_seq < c.eof_seq) pr.Add(conn + ": eof after close");
+      }
+    }
+    // The toclose connections: the server closes them (its close follows its write); the client
+    // reads io.EOF (the server's close_notify), then closes.
+    std::set<std::string> toclose_locals;
+    for (const auto& e : o.http)
+      if (e.pid == uint32_t(runs[0].run.pid) && e.kind == "request" && e.path.rfind("/toclose?", 0) == 0)
+        toclose_locals.insert(e.local);
+    EXPECT_EQ(toclose_locals.size(), size_t(kToClose));
+    // The stack ABI (Go 1.15) has no unprobed RETs: eof events there in both runs.
+    const bool eof_expected = all_rets || GetParam().go_minor == "1.15";
+    for (const auto& [id, c] : client)
+      if (eof_expected && toclose_locals.count(c.local) && c.eofs != 1)
+        pr.Add("client toclose conn " + std::to_string(id) + ": no eof event");
+    // Decoding is unchanged by the ends: every exchange once per side.
+    EXPECT_EQ(toclose_responses(o, uint32_t(runs[0].run.pid)), size_t(kToClose));
+    EXPECT_EQ(toclose_responses(o, uint32_t(srv.pid())), size_t(kToClose));
+    EXPECT_EQ(o.http.size(), (size_t(kToClose) + 5 + 5) * 2 * 2) << "requests x (request, response) x sides";
+    EXPECT_EQ(pr.size(), 0u) << pr.str();
   }
 }
 

@@ -141,13 +141,14 @@ Result<int> GoTlsProbes::AttachLinks(const gobin::GoBinary& bin, const std::stri
     if (!ret_only)
       if (auto r = attach(skel_->progs.gotls_read_entry, read->file_offset + read->body_offset); !r.ok())
         return r.error();
-    for (uint64_t ret : read->ret_offsets)
-      if (std::find(bin.read_zero_rets.begin(), bin.read_zero_rets.end(), ret) != bin.read_zero_rets.end())
-        continue;  // returns n == 0: nothing to capture there (gobin::GoBinary::read_zero_rets)
-      else if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret,
+    for (uint64_t ret : read->ret_offsets) {
+      // A RET that returns n == 0 has nothing to capture (gobin::GoBinary::read_zero_rets).
+      if (std::find(bin.read_zero_rets.begin(), bin.read_zero_rets.end(), ret) != bin.read_zero_rets.end()) continue;
+      if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret,
                           ret_only ? GOTLS_COOKIE_READ_RET_ONLY : 0);
           !r.ok())
         return r.error();
+    }
     // Connection ends (close events). Optional: a program without it still has its data captured.
     if (const auto* close = site("crypto/tls.(*Conn).Close"))
       if (auto r = attach(skel_->progs.gotls_close, close->file_offset + close->body_offset); !r.ok())

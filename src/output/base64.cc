@@ -84,27 +84,27 @@ __attribute__((target("avx2"))) size_t EncodeAvx2(const uint8_t* p, size_t n, ch
 }
 
 const bool kHaveAvx2 = __builtin_cpu_supports("avx2");
+#else
+constexpr bool kHaveAvx2 = false;
 #endif
 
-}  // namespace
-
-void AppendBase64(fmt::memory_buffer& out, std::string_view in) {
+void Append(fmt::memory_buffer& out, std::string_view in, [[maybe_unused]] bool vector) {
   const auto* p = reinterpret_cast<const uint8_t*>(in.data());
   const size_t n = in.size(), start = out.size();
   out.resize(start + (n + 2) / 3 * 4);  // sized once, then written through a pointer
   char* o = out.data() + start;
   size_t done = 0;
 #if defined(__x86_64__)
-  if (kHaveAvx2) done = EncodeAvx2(p, n, o);
+  if (vector) done = EncodeAvx2(p, n, o);
 #endif
   EncodeScalar(p + done, n - done, o + done / 3 * 4);
 }
 
+}  // namespace
+
+void AppendBase64(fmt::memory_buffer& out, std::string_view in) { Append(out, in, kHaveAvx2); }
+
 // The portable path alone, so tests can compare both on any machine.
-void AppendBase64Portable(fmt::memory_buffer& out, std::string_view in) {
-  const size_t start = out.size();
-  out.resize(start + (in.size() + 2) / 3 * 4);
-  EncodeScalar(reinterpret_cast<const uint8_t*>(in.data()), in.size(), out.data() + start);
-}
+void AppendBase64Portable(fmt::memory_buffer& out, std::string_view in) { Append(out, in, false); }
 
 }  // namespace gotlscap::output
