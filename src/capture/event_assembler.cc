@@ -44,7 +44,7 @@ EventAssembler::ConnState& EventAssembler::Connection(const ConnKey& key) {
     // Bound memory on very long runs with connections that never report an end: forget the
     // idle ones (their later bytes get new ids, their ends are dropped).
     for (auto it = conns_.begin(); it != conns_.end();)
-      it = it->second.pending == 0 ? conns_.erase(it) : std::next(it);
+      it = it->second.pending == 0 && it->second.waiting.empty() ? conns_.erase(it) : std::next(it);
   }
   auto [it, inserted] = conns_.try_emplace(key);
   if (inserted) it->second.id = next_conn_id_++;
@@ -135,15 +135,30 @@ void EventAssembler::Emit(Pending&& p) {
   sink_(std::move(p.ev));
   auto it = conns_.find(p.conn);
   if (it == conns_.end() || it->second.pending == 0) return;
-  if (--it->second.pending == 0 && !it->second.waiting.empty()) {
-    std::vector<DataEvent> ends = std::move(it->second.waiting);
-    for (auto& e : ends) {
-      if (it == conns_.end()) break;  // a close came first: nothing after it
-      const bool close = e.end == ConnEnd::kClose;
-      DeliverEnd(it, std::move(e));
-      if (close) it = conns_.end();
-    }
+  // The last pending call releases the ends it held, unless a close is in its grace period
+  // (then DeliverHeldCloses does).
+  if (--it->second.pending == 0 && it->second.close_at == 0) DeliverWaiting(it);
+}
+
+void EventAssembler::DeliverWaiting(std::map<ConnKey, ConnState>::iterator it) {
+  std::vector<DataEvent> ends = std::move(it->second.waiting);
+  it->second.waiting.clear();
+  for (auto& e : ends) {
+    const bool close = e.end == ConnEnd::kClose;
+    DeliverEnd(it, std::move(e));
+    if (close) return;  // the connection is gone: nothing after its close
   }
+}
+
+void EventAssembler::DeliverHeldCloses(uint64_t monotonic_now_ns) {
+  std::erase_if(held_closes_, [&](const ConnKey& key) {
+    auto it = conns_.find(key);
+    if (it == conns_.end() || it->second.close_at == 0) return true;  // already delivered
+    if (it->second.pending || it->second.close_at + kCloseGraceNs > monotonic_now_ns) return false;
+    it->second.close_at = 0;
+    DeliverWaiting(it);
+    return true;
+  });
 }
 
 void EventAssembler::OnEnd(const gotls_data_event& h) {
@@ -159,9 +174,16 @@ void EventAssembler::OnEnd(const gotls_data_event& h) {
     for (const auto& w : cs.waiting)
       if (w.end == ConnEnd::kEof) return;
   }
+  if (cs.close_at) return;  // a second close, or an EOF after the close: nothing after a close
   DataEvent ev;
   FillMeta(h, cs, &ev);
   ev.end = end;
+  if (end == ConnEnd::kClose) {
+    cs.close_at = h.ts_ns;
+    cs.waiting.push_back(std::move(ev));
+    held_closes_.push_back(it->first);
+    return;
+  }
   if (cs.pending) {
     cs.waiting.push_back(std::move(ev));
     return;
@@ -179,7 +201,10 @@ void EventAssembler::DeliverEnd(std::map<ConnKey, ConnState>::iterator it, DataE
   sink_(std::move(ev));
 }
 
-void EventAssembler::FlushAll() { FlushOlderThan(UINT64_MAX); }
+void EventAssembler::FlushAll() {
+  FlushOlderThan(UINT64_MAX);
+  DeliverHeldCloses(UINT64_MAX);
+}
 
 void EventAssembler::FlushOlderThan(uint64_t monotonic_ns) {
   // In call order, so per-connection order is kept.
@@ -210,8 +235,9 @@ std::vector<uint32_t> EventAssembler::Pids() const {
 void EventAssembler::ForgetProcess(uint32_t pid) {
   ConnKey from{};
   from.pid = pid;
+  // Connections holding ends keep them until they are delivered (DeliverHeldCloses, Emit).
   for (auto it = conns_.lower_bound(from); it != conns_.end() && it->first.pid == pid;)
-    it = it->second.pending == 0 ? conns_.erase(it) : std::next(it);
+    it = it->second.pending == 0 && it->second.waiting.empty() ? conns_.erase(it) : std::next(it);
 }
 
 }  // namespace gotlscap::capture

@@ -6,7 +6,11 @@
 //   - after every data event of that connection whose chunks were still arriving (a call on
 //     another goroutine may be split into chunks around the close record): the end waits for them;
 //   - a connection's first EOF only (Read keeps returning io.EOF), and one close: after a close
-//     the connection's id is forgotten, so later bytes with the same identity get a new id.
+//     the connection's id is forgotten, so later bytes with the same identity get a new id;
+//   - a close is held kCloseGraceNs (DeliverHeldCloses) before it is delivered: a call that
+//     raced it on another goroutine (its probe fired just after Close's entry probe, e.g. an
+//     HTTP/2 frame written while the transport closes) still belongs to the connection and is
+//     delivered before its close.
 // Pure user-space logic, unit-tested without BPF.
 #pragma once
 
@@ -36,6 +40,10 @@ class EventAssembler {
   // draining at exit and periodically for calls whose last chunk was lost.
   void FlushAll();
   void FlushOlderThan(uint64_t monotonic_ns);
+  // Delivers the closes received before monotonic_now_ns - kCloseGraceNs whose connections have
+  // no call still arriving. The capture loop calls it after each ring-buffer read.
+  void DeliverHeldCloses(uint64_t monotonic_now_ns);
+  static constexpr uint64_t kCloseGraceNs = 50'000'000;
 
   uint64_t malformed_records() const { return malformed_; }
   uint64_t incomplete_events() const { return incomplete_; }
@@ -65,7 +73,8 @@ class EventAssembler {
     bool eof_delivered = false;
     bool named = false;              // local/remote below are set
     std::string local, remote;       // formatted addresses, as in Connection
-    std::vector<DataEvent> waiting;  // ends that arrived while calls were pending
+    std::vector<DataEvent> waiting;  // ends held: while calls were pending, or a close's grace
+    uint64_t close_at = 0;           // monotonic time of a held close (0: none)
   };
   struct Pending {
     gotls_data_event hdr;
@@ -79,6 +88,7 @@ class EventAssembler {
   void Emit(Pending&& p);
   void OnEnd(const gotls_data_event& h);
   void DeliverEnd(std::map<ConnKey, ConnState>::iterator it, DataEvent&& ev);
+  void DeliverWaiting(std::map<ConnKey, ConnState>::iterator it);
   ConnState& Connection(const ConnKey& key);
 
   Sink sink_;
@@ -93,6 +103,7 @@ class EventAssembler {
   };
   std::unordered_map<CallKey, Pending, CallKeyHash> pending_;
   std::map<ConnKey, ConnState> conns_;  // ordered by pid first: ForgetProcess erases a range
+  std::vector<ConnKey> held_closes_;     // connections with close_at set, in arrival order
   uint64_t next_conn_id_ = 1;
   uint64_t malformed_ = 0;
   uint64_t incomplete_ = 0;

@@ -135,6 +135,10 @@ TEST(EventAssembler, CloseEndsTheConnectionOfItsDataEvents) {
   a.OnRecord(EndRecord(2, 2, GOTLS_DIR_EOF));
   a.OnRecord(EndRecord(2, 3, GOTLS_DIR_EOF));  // Read keeps returning io.EOF: reported once
   a.OnRecord(EndRecord(1, 4, GOTLS_DIR_CLOSE));
+  // The close is held for its grace period (a racing call may still come), then delivered.
+  a.DeliverHeldCloses(1004 + EventAssembler::kCloseGraceNs - 1);
+  ASSERT_EQ(out.size(), 2u);
+  a.DeliverHeldCloses(1004 + EventAssembler::kCloseGraceNs);
   ASSERT_EQ(out.size(), 3u);
   EXPECT_FALSE(out[0].closed());
   EXPECT_EQ(out[1].end, ConnEnd::kEof);
@@ -183,6 +187,8 @@ TEST(EventAssembler, CloseWaitsForCallsStillArriving) {
   a.OnRecord(EndRecord(1, 4, GOTLS_DIR_CLOSE));
   ASSERT_EQ(out.size(), 1u);
   a.OnRecord(Record(big, part1.size(), part2, GOTLS_CHUNK_LAST));
+  ASSERT_EQ(out.size(), 2u);  // the ends wait for the close's grace period
+  a.DeliverHeldCloses(UINT64_MAX);
   ASSERT_EQ(out.size(), 4u);
   EXPECT_EQ(out[1].payload, part1 + part2);
   EXPECT_EQ(out[2].end, ConnEnd::kEof);
@@ -198,6 +204,33 @@ TEST(EventAssembler, CloseWaitsForCallsStillArriving) {
   EXPECT_EQ(out[1].missing, 1u);
   EXPECT_EQ(out[2].end, ConnEnd::kClose);
   EXPECT_EQ(out[2].conn.id, out[0].conn.id);
+}
+
+// A call whose probe fired just after Close's (another goroutine wrote while the connection was
+// being closed) is the connection's, with its id, and comes before the close.
+TEST(EventAssembler, ACallRacingTheCloseComesBeforeIt) {
+  std::vector<DataEvent> out;
+  EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, 0);
+  a.OnRecord(Record(Header(1, 1, 1), 0, "a", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  a.OnRecord(EndRecord(1, 2, GOTLS_DIR_CLOSE));
+  a.OnRecord(Record(Header(3, 3, 1), 0, "b", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  a.OnRecord(EndRecord(2, 4, GOTLS_DIR_EOF));  // after the close: not reported
+  a.OnRecord(EndRecord(1, 5, GOTLS_DIR_CLOSE));  // a second close: not reported
+  a.DeliverHeldCloses(1002 + EventAssembler::kCloseGraceNs);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].payload, "a");
+  EXPECT_EQ(out[1].payload, "b");
+  EXPECT_EQ(out[2].end, ConnEnd::kClose);
+  for (const auto& e : out) EXPECT_EQ(e.conn.id, out[0].conn.id);
+  // A process that exited keeps a held close until it is delivered.
+  out.clear();
+  a.OnRecord(Record(Header(1, 6, 1), 0, "c", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  a.OnRecord(EndRecord(1, 7, GOTLS_DIR_CLOSE));
+  a.ForgetProcess(42);
+  a.FlushAll();
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].end, ConnEnd::kClose);
+  EXPECT_EQ(out[1].conn.id, out[0].conn.id);
 }
 
 TEST(FormatAddress, MapsIpv4InIpv6) {

@@ -145,6 +145,7 @@ void CaptureSession::Run(const std::atomic<bool>& stop, uint64_t deadline_ns, co
     int n = ring_buffer__poll(rb_, timeout_ms);
     if (n < 0 && n != -EINTR) break;
     if (ring_buffer__consume(rb_) < 0) break;
+    assembler_->DeliverHeldCloses(MonotonicNowNs());
     // A call whose last chunk was lost would wait forever: give each call a second.
     if (now - last_flush > 1000000000ull) {
       assembler_->FlushOlderThan(now - 1000000000ull);
