@@ -159,7 +159,8 @@ struct FrameInsn {
     int64_t disp;   // from SP before the instruction
     uint32_t size;
     int reg = -1;   // argument register index stored (whole 8 bytes), -1 otherwise
-    bool zero = false;  // stores zeros (immediate 0, XZR, or amd64's X15, zero in ABIInternal)
+    bool zero = false;  // stores zeros (immediate 0, XZR)
+    bool x15 = false;   // stores amd64's X15: zeros under the register ABI (ABIInternal) only
   };
   std::vector<Store> sp_stores;      // stores addressed from SP
   std::vector<int64_t> sp_pointers;  // values SP + k copied into another register...
@@ -353,10 +354,10 @@ void DecodeX86(csh h, const cs_insn* in, FrameInsn* f) {
       if (id == X86_INS_MOV && x.op_count == 2 && x.operands[1].type == X86_OP_REG && X86Is64(x.operands[1].reg) &&
           op.size == 8)
         reg = X86ArgIndex(x.operands[1].reg);
-      const bool zero = x.op_count == 2 && ((id == X86_INS_MOV && x.operands[1].type == X86_OP_IMM && x.operands[1].imm == 0) ||
-                                            ((id == X86_INS_MOVUPS || id == X86_INS_MOVAPS || id == X86_INS_MOVDQU) &&
-                                             x.operands[1].type == X86_OP_REG && x.operands[1].reg == X86_REG_XMM15));
-      f->sp_stores.push_back({m.disp, op.size ? op.size : 64u, reg, zero});
+      const bool zero = x.op_count == 2 && id == X86_INS_MOV && x.operands[1].type == X86_OP_IMM && x.operands[1].imm == 0;
+      const bool x15 = x.op_count == 2 && (id == X86_INS_MOVUPS || id == X86_INS_MOVAPS || id == X86_INS_MOVDQU) &&
+                       x.operands[1].type == X86_OP_REG && x.operands[1].reg == X86_REG_XMM15;
+      f->sp_stores.push_back({m.disp, op.size ? op.size : 64u, reg, zero, x15});
     } else if (m.base == X86_REG_RBP || m.index == X86_REG_RBP) {
       f->problem = "stores through the frame pointer";
     }
@@ -542,32 +543,42 @@ void DecodeArm64Unknown(uint32_t w, FrameInsn* f) {
   f->gpr_reads |= 1ull << rn;
 }
 
-// RETs at which the first integer result (AX / R0; Read's byte count) is provably 0, so a probe
-// there could never capture data. Walking back from the RET through straight-line code that no
-// branch enters: either the last write to AX/R0 zeroes it, or it loads it from a frame slot whose
-// last store (further back on the same straight line) stored zeros. Calls between that store and
-// the load cannot change the slot: the function derives no pointer into its frame at or below it
-// (Go is memory safe: nothing else can address it). Register ABI only (results in registers).
+// RETs at which the first integer result (Read's byte count) is provably 0, so a probe there
+// could never capture data. Walking back from the RET through straight-line code that no branch
+// enters:
+//  - register ABI: either the last write to AX/R0 zeroes it, or it loads it from a frame slot
+//    whose last store (further back on the same straight line) stored zeros;
+//  - stack ABI (stack_result: the result's slot, from the entry SP): the last store to that slot
+//    stored zeros.
+// Calls between that store and the RET cannot change the slot: the function derives no pointer
+// that could reach it (Go is memory safe: a pointer into the function's own frame stays below
+// the return address; one into the caller's argument area was refused by the proof unless only
+// compared, like arm64 Go 1.15's stack-bound check).
 // The frame pointer (BP / R29) is not such a pointer: it is only saved and restored, and the
 // proof already refused any store through it.
 std::vector<size_t> ZeroResultRets(const std::vector<FrameInsn>& insns, const std::map<uint64_t, size_t>& at,
-                                   const std::vector<std::optional<int64_t>>& delta, bool x86) {
+                                   const std::vector<std::optional<int64_t>>& delta, bool x86,
+                                   std::optional<int64_t> stack_result) {
   const int frame_pointer = x86 ? 5 : 29;  // RBP (X86Gpr numbering) / X29
   std::set<size_t> targets;
-  std::optional<int64_t> lowest_pointer;  // lowest frame address derived from SP anywhere
+  std::vector<int64_t> pointers;  // frame addresses (from the entry SP) derived from SP anywhere
   for (size_t i = 0; i < insns.size(); i++) {
     if (!delta[i]) continue;
     const FrameInsn& f = insns[i];
     if (f.flow == FrameInsn::kJump || f.flow == FrameInsn::kCond)
       if (auto t = at.find(f.target); t != at.end()) targets.insert(t->second);
     if (f.sp_pointer_reg == frame_pointer) continue;
-    for (int64_t k : f.sp_pointers)
-      if (!lowest_pointer || *delta[i] + k < *lowest_pointer) lowest_pointer = *delta[i] + k;
+    for (int64_t k : f.sp_pointers) pointers.push_back(*delta[i] + k);
   }
+  auto reachable = [&](int64_t slot) {
+    // A slot in the caller's argument area (>= 0) is out of reach: the proof refused every SP
+    // pointer there that is used for more than a compare.
+    return slot < 0 && std::any_of(pointers.begin(), pointers.end(), [&](int64_t p) { return p <= slot; });
+  };
   std::vector<size_t> out;
   for (size_t r = 0; r < insns.size(); r++) {
     if (insns[r].flow != FrameInsn::kRet || !delta[r]) continue;
-    std::optional<int64_t> slot;  // AX/R0 came from this frame slot (offset from the entry SP)
+    std::optional<int64_t> slot = stack_result;  // the result's frame slot (offset from the entry SP)
     bool zero = false;
     for (size_t cur = r, steps = 0; steps < 64 && cur > 0 && !targets.count(cur); steps++) {
       const size_t prev = cur - 1;
@@ -591,10 +602,11 @@ std::vector<size_t> ZeroResultRets(const std::vector<FrameInsn>& insns, const st
       });
       if (hit == f.sp_stores.end()) continue;
       const int64_t abs = *delta[prev] + hit->disp;
-      zero = hit->zero && abs <= *slot && abs + int64_t(hit->size) >= *slot + 8;
+      const bool zeros = hit->zero || (hit->x15 && !stack_result);
+      zero = zeros && abs <= *slot && abs + int64_t(hit->size) >= *slot + 8;
       break;
     }
-    if (zero && slot && lowest_pointer && *lowest_pointer <= *slot) zero = false;
+    if (zero && slot && reachable(*slot)) zero = false;
     if (zero) out.push_back(r);
   }
   return out;
@@ -603,7 +615,7 @@ std::vector<size_t> ZeroResultRets(const std::vector<FrameInsn>& insns, const st
 }  // namespace
 
 ArgSlotsProof Disassembler::ProveArgsAtReturns(std::span<const uint8_t> code, uint64_t entry, bool register_abi,
-                                               int nwords, uint64_t body_offset) const {
+                                               int nwords, uint64_t body_offset, int result_word) const {
   const bool x86 = x86_;
   const csh h = detailed_;
   InsnPtr insn = NewInsn(h);
@@ -839,10 +851,15 @@ ArgSlotsProof Disassembler::ProveArgsAtReturns(std::span<const uint8_t> code, ui
   }
   std::string rets_text = fmt::format("SP back at its entry value at all {} RETs{}", rets,
                                       runtime_entries ? " (deferreturn block included, entered with the body's SP)" : "");
-  if (!register_abi)
-    return ArgSlotsProof{true, fmt::format("stack ABI: arguments at {}({})..{}({}) from the caller; {}; no store to those "
-                                           "slots and no pointer to them",
-                                           slots_lo, sp_name, slots_hi - 8, sp_name, rets_text)};
+  if (!register_abi) {
+    ArgSlotsProof proof{true, fmt::format("stack ABI: arguments at {}({})..{}({}) from the caller; {}; no store to "
+                                          "those slots and no pointer to them",
+                                          slots_lo, sp_name, slots_hi - 8, sp_name, rets_text)};
+    if (result_word >= 0)
+      for (size_t r : ZeroResultRets(insns, at, delta, x86, 8 + 8 * int64_t(result_word)))
+        proof.zero_result_rets.push_back(insns[r].addr - entry);
+    return proof;
+  }
   std::string spills;
   for (int r = 0; r < nwords; r++) {
     if (!have[r])
@@ -856,7 +873,8 @@ ArgSlotsProof Disassembler::ProveArgsAtReturns(std::span<const uint8_t> code, ui
                         "pointer to them",
                         spills, rets_text,
                         extra ? fmt::format(" (the morestack path stores the same registers: {} stores)", extra) : "")};
-  for (size_t r : ZeroResultRets(insns, at, delta, x86)) proof.zero_result_rets.push_back(insns[r].addr - entry);
+  for (size_t r : ZeroResultRets(insns, at, delta, x86, std::nullopt))
+    proof.zero_result_rets.push_back(insns[r].addr - entry);
   return proof;
 }
 

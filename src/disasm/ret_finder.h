@@ -24,9 +24,10 @@ struct RetScan {
 struct ArgSlotsProof {
   bool proven = false;
   std::string text;  // the proof when proven, else why not (one line)
-  // Register ABI, when proven: RETs (offsets from the entry) where the first result register is
-  // provably 0 (for Read: n == 0, nothing to capture), by straight-line analysis back from each
-  // RET (zeroed, or loaded from a frame slot last stored with zeros, no pointer into the frame).
+  // When proven: RETs (offsets from the entry) where the first result is provably 0 (for Read:
+  // n == 0, nothing to capture), by straight-line analysis back from each RET (register ABI: the
+  // result register zeroed, or loaded from a frame slot last stored with zeros; stack ABI: its
+  // result slot last stored with zeros; no pointer that could reach the slot).
   std::vector<uint64_t> zero_result_rets;
 };
 
@@ -72,8 +73,10 @@ class Disassembler {
   //     RET. The stack-bound check's morestack block may store the same unmodified registers to the
   //     same slots (value-preserving) and must jump back to the entry.
   // Anything else (indirect jumps, unknown instructions on the path, other SP arithmetic) refuses.
+  // result_word (stack ABI): the first result's word in the argument area (Read: 4, after c and
+  // b's three words), for zero_result_rets; -1: not looked for.
   ArgSlotsProof ProveArgsAtReturns(std::span<const uint8_t> code, uint64_t entry, bool register_abi, int nwords,
-                                   uint64_t body_offset) const;
+                                   uint64_t body_offset, int result_word = -1) const;
 
  private:
   explicit Disassembler(bool x86) : x86_(x86) {}

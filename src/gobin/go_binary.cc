@@ -126,7 +126,8 @@ Result<GoBinary> AnalyzeGoBinary(const elf::ElfFile& f, const std::string& path)
   // Read's path: c, b.ptr, b.len (argument words 0-2) provably at fixed slots at every RET?
   if (const FunctionSite* read = out.Function("crypto/tls.(*Conn).Read")) {
     const disasm::ArgSlotsProof proof = dis.ProveArgsAtReturns(f.BytesAtVaddr(read->address, read->size), read->address,
-                                                               out.abi == Abi::kRegister, 3, read->body_offset);
+                                                               out.abi == Abi::kRegister, 3, read->body_offset,
+                                                               /*result_word=*/4);
     const char* force = getenv("GOTLSCAP_READ_PATH");
     if (force && std::string(force) == "entry") {
       out.read_path_why = fmt::format("forced by GOTLSCAP_READ_PATH=entry (ret-only {})",
