@@ -164,6 +164,19 @@ static __always_inline bool stack_abi(struct pt_regs *ctx) {
   return bpf_get_attach_cookie(ctx) & GOTLS_COOKIE_STACK_ABI;
 }
 
+/* An entry probe on the stack-bound check's JBE (GOTLS_COOKIE_AT_STACK_CHECK) whose branch is
+ * about to be taken: CF or ZF from the CMP. The goroutine grows its stack and re-runs the entry,
+ * where the probe fires again with the branch not taken: that is the call's one hit. */
+static __always_inline bool growing_stack(struct pt_regs *ctx) {
+#if defined(__TARGET_ARCH_x86)
+  if (!(bpf_get_attach_cookie(ctx) & GOTLS_COOKIE_AT_STACK_CHECK) || !(ctx->flags & 0x41 /* CF | ZF */)) return false;
+  count(GOTLS_CNT_STACK_GROWTH, 1);
+  return true;
+#else
+  return false;
+#endif
+}
+
 /* ---- filters ----------------------------------------------------------------------------- */
 
 static __always_inline bool wanted(__u32 tgid) {
@@ -361,6 +374,7 @@ static __always_inline bool is_eof(__u64 err_data) {
 SEC("uprobe")
 int gotls_write_record(struct pt_regs *ctx) {
   count(GOTLS_CNT_PROBE_HITS, 1);
+  if (growing_stack(ctx)) return 0;
   __u32 tgid = bpf_get_current_pid_tgid() >> 32;
   if (!wanted(tgid)) return 0;
   bool st = stack_abi(ctx);
@@ -377,6 +391,7 @@ int gotls_write_record(struct pt_regs *ctx) {
 SEC("uprobe")
 int gotls_read_entry(struct pt_regs *ctx) {
   count(GOTLS_CNT_PROBE_HITS, 1);
+  if (growing_stack(ctx)) return 0;
   __u32 tgid = bpf_get_current_pid_tgid() >> 32;
   if (!wanted(tgid)) return 0;
   bool st = stack_abi(ctx);
@@ -436,6 +451,7 @@ int gotls_read_return(struct pt_regs *ctx) {
 SEC("uprobe")
 int gotls_close(struct pt_regs *ctx) {
   count(GOTLS_CNT_PROBE_HITS, 1);
+  if (growing_stack(ctx)) return 0;
   __u32 tgid = bpf_get_current_pid_tgid() >> 32;
   if (!wanted(tgid)) return 0;
   bool st = stack_abi(ctx);
@@ -507,6 +523,7 @@ fail:
 SEC("uprobe")
 int gotls_write_key_log(struct pt_regs *ctx) {
   count(GOTLS_CNT_PROBE_HITS, 1);
+  if (growing_stack(ctx)) return 0;
   if (!wanted(bpf_get_current_pid_tgid() >> 32)) return 0;
   bool st = stack_abi(ctx);
   emit_secret(GOTLS_SECRET_KEYLOG, arg_word(ctx, st, 1), arg_word(ctx, st, 2), arg_word(ctx, st, 3),
@@ -520,6 +537,7 @@ int gotls_write_key_log(struct pt_regs *ctx) {
 SEC("uprobe")
 int gotls_keys_from_master(struct pt_regs *ctx) {
   count(GOTLS_CNT_PROBE_HITS, 1);
+  if (growing_stack(ctx)) return 0;
   if (!wanted(bpf_get_current_pid_tgid() >> 32)) return 0;
   bool st = stack_abi(ctx);
   __u64 random_len = arg_word(ctx, st, 6);
@@ -537,6 +555,7 @@ int gotls_keys_from_master(struct pt_regs *ctx) {
 SEC("uprobe")
 int gotls_set_traffic_secret(struct pt_regs *ctx) {
   count(GOTLS_CNT_PROBE_HITS, 1);
+  if (growing_stack(ctx)) return 0;
   if (!wanted(bpf_get_current_pid_tgid() >> 32)) return 0;
   bool st = stack_abi(ctx);
   bool after_level = bpf_get_attach_cookie(ctx) & GOTLS_COOKIE_SECRET_AFTER_LEVEL;

@@ -33,6 +33,10 @@ typedef __s64 gt_s64;
 /* (*Conn).Read RET probes without an entry probe: user space proved (disassembly) that c, b.ptr and
  * b.len sit at SP+8/+16/+24 at every RET (stack ABI arguments, register ABI spill slots). */
 #define GOTLS_COOKIE_READ_RET_ONLY 0x4
+/* amd64: the entry probe sits on the stack-bound check's JBE (the kernel emulates it: one trap
+ * instead of two). It fires before the branch: when the branch will be taken (CF or ZF set by the
+ * CMP), the goroutine grows its stack and re-runs the entry, so that hit is ignored. */
+#define GOTLS_COOKIE_AT_STACK_CHECK 0x8
 
 /* CLOSE and EOF records carry no payload (total_len and chunk_len 0): the connection ended.
  * CLOSE: the process called (*Conn).Close; EOF: a Read returned io.EOF (the peer closed). */
@@ -54,6 +58,7 @@ enum gotls_counter {
   GOTLS_CNT_PROBE_HITS,     /* every probe hit, for overhead figures */
   GOTLS_CNT_LOST_SECRETS,   /* secrets ring buffer full */
   GOTLS_CNT_LOST_CLOSES,    /* close/EOF records the ring buffer could not take */
+  GOTLS_CNT_STACK_GROWTH,   /* entry hits on a stack-check JBE about to grow the stack: ignored */
   GOTLS_CNT_MAX,
 };
 

@@ -127,19 +127,25 @@ Result<int> GoTlsProbes::AttachLinks(const gobin::GoBinary& bin, const std::stri
     return ++attached;
   };
   auto site = [&](const char* name) { return bin.Function(name); };
+  // An entry probe: on the emulated stack-check branch where there is one (FindEntryProbe).
+  auto attach_entry = [&](bpf_program* prog, const gobin::FunctionSite& fn, uint64_t extra_cookie = 0) {
+    return attach(prog, fn.file_offset + fn.entry_probe_offset,
+                  extra_cookie | (fn.entry_probe_at_check ? GOTLS_COOKIE_AT_STACK_CHECK : 0));
+  };
   if (opts_.data) {
     const gobin::FunctionSite* write = site("crypto/tls.(*Conn).writeRecordLocked");
     const gobin::FunctionSite* read = site("crypto/tls.(*Conn).Read");
     if (!write || !read)
       return MakeError(ErrorKind::kMissingFunction, fmt::format("{}: crypto/tls functions missing", path));
-    // Entry hooks go after the stack-growth check: a call that grows its stack re-runs the entry.
-    if (auto r = attach(skel_->progs.gotls_write_record, write->file_offset + write->body_offset); !r.ok())
+    // Entry hooks fire once per call: after the stack-growth check, or on its branch when it is
+    // not taken (a call that grows its stack re-runs the entry).
+    if (auto r = attach_entry(skel_->progs.gotls_write_record, *write); !r.ok())
       return r.error();
     // Read: RET probes alone where the analysis proved c and b are in their stack slots at every
     // RET (gobin::ReadPath); else an entry probe stashes them for the RETs.
     const bool ret_only = bin.read_path == gobin::ReadPath::kRetOnly;
     if (!ret_only)
-      if (auto r = attach(skel_->progs.gotls_read_entry, read->file_offset + read->body_offset); !r.ok())
+      if (auto r = attach_entry(skel_->progs.gotls_read_entry, *read); !r.ok())
         return r.error();
     for (uint64_t ret : read->ret_offsets) {
       // A RET that returns n == 0 has nothing to capture (gobin::GoBinary::read_zero_rets).
@@ -151,24 +157,24 @@ Result<int> GoTlsProbes::AttachLinks(const gobin::GoBinary& bin, const std::stri
     }
     // Connection ends (close events). Optional: a program without it still has its data captured.
     if (const auto* close = site("crypto/tls.(*Conn).Close"))
-      if (auto r = attach(skel_->progs.gotls_close, close->file_offset + close->body_offset); !r.ok())
+      if (auto r = attach_entry(skel_->progs.gotls_close, *close); !r.ok())
         return r.error();
   }
   if (opts_.secrets) {
     const gobin::FunctionSite* keylog = site("crypto/tls.(*Config).writeKeyLog");
     if (!keylog)
       return MakeError(ErrorKind::kMissingFunction, fmt::format("{}: crypto/tls.(*Config).writeKeyLog missing", path));
-    if (auto r = attach(skel_->progs.gotls_write_key_log, keylog->file_offset + keylog->body_offset); !r.ok())
+    if (auto r = attach_entry(skel_->progs.gotls_write_key_log, *keylog); !r.ok())
       return r.error();
     // Present in every version, but a client-only program may have it dead-code eliminated.
     if (const auto* kms = site("crypto/tls.keysFromMasterSecret"))
-      if (auto r = attach(skel_->progs.gotls_keys_from_master, kms->file_offset + kms->body_offset); !r.ok())
+      if (auto r = attach_entry(skel_->progs.gotls_keys_from_master, *kms); !r.ok())
         return r.error();
     // TLS 1.3 key changes (KeyUpdate). Go 1.21 added a `level` argument before the secret.
     if (const auto* sts = site("crypto/tls.(*halfConn).setTrafficSecret")) {
       const bool after_level = bin.version && bin.version->AtLeast(1, 21);
-      if (auto r = attach(skel_->progs.gotls_set_traffic_secret, sts->file_offset + sts->body_offset,
-                          after_level ? GOTLS_COOKIE_SECRET_AFTER_LEVEL : 0);
+      if (auto r = attach_entry(skel_->progs.gotls_set_traffic_secret, *sts,
+                                after_level ? GOTLS_COOKIE_SECRET_AFTER_LEVEL : 0);
           !r.ok())
         return r.error();
     }

@@ -40,6 +40,7 @@ struct ProbeCounters {
   uint64_t probe_hits() const { return v[GOTLS_CNT_PROBE_HITS]; }
   uint64_t lost_secrets() const { return v[GOTLS_CNT_LOST_SECRETS]; }
   uint64_t lost_closes() const { return v[GOTLS_CNT_LOST_CLOSES]; }
+  uint64_t stack_growth() const { return v[GOTLS_CNT_STACK_GROWTH]; }
 };
 
 // Root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN also does).

@@ -39,7 +39,9 @@ nlohmann::ordered_json ToJson(const gobin::GoBinary& b) {
   for (const auto& f : b.functions) {
     fns[f.name] = {{"address", f.address},     {"file_offset", f.file_offset}, {"size", f.size},
                    {"args_size", f.args_size}, {"ret_offsets", f.ret_offsets},
-                   {"body_offset", f.body_offset}};
+                   {"body_offset", f.body_offset},
+                   // Entry uprobes: on the emulated stack-check JBE when at_check (one trap, not two).
+                   {"entry_probe", {{"offset", f.entry_probe_offset}, {"at_check", f.entry_probe_at_check}}}};
     if (f.name == "crypto/tls.(*Conn).Read") {
       // Which probes Read gets, and the disassembly's proof (or why the fallback).
       fns[f.name]["read_path"] = gobin::ReadPathName(b.read_path);
@@ -71,8 +73,9 @@ void PrintText(const gobin::GoBinary& b) {
   for (const auto& f : b.functions) {
     std::string rets;
     for (auto r : f.ret_offsets) rets += fmt::format("{}{:#x}", rets.empty() ? "" : " ", r);
-    fmt::print("    {:<42} addr {:#x}  file offset {:#x}  size {}  body at +{:#x}  RET at +[{}]\n", f.name,
-               f.address, f.file_offset, f.size, f.body_offset, rets);
+    fmt::print("    {:<42} addr {:#x}  file offset {:#x}  size {}  body at +{:#x}  entry probe at +{:#x}{}  RET at +[{}]\n",
+               f.name, f.address, f.file_offset, f.size, f.body_offset, f.entry_probe_offset,
+               f.entry_probe_at_check ? " (JBE)" : "", rets);
   }
   fmt::print("  read path    {}: {}\n", gobin::ReadPathName(b.read_path), b.read_path_why);
   if (!b.read_zero_rets.empty()) {

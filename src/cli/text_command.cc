@@ -109,9 +109,10 @@ int RunText(const TextOptions& o) {
   const auto& c = s.counters;
   fmt::print(stderr,
              "summary: {} events, {} bytes, {} lost, {} truncated (lost bytes {}, incomplete events {}, "
-             "read faults {}, reads without entry {}, secrets {}, lost secrets {}, probe hits {}, http messages {})\n",
+             "read faults {}, reads without entry {}, secrets {}, lost secrets {}, probe hits {}, stack growths {}, http messages {})\n",
              s.events, s.bytes, c.lost_chunks() + c.lost_secrets(), s.truncated, c.lost_bytes(), s.incomplete,
-             c.read_faults(), c.read_no_entry(), s.secrets, c.lost_secrets(), c.probe_hits(), http_messages);
+             c.read_faults(), c.read_no_entry(), s.secrets, c.lost_secrets(), c.probe_hits(), c.stack_growth(),
+             http_messages);
   if (follower) PrintFollowSummary(*follower);
   if (write_failed) {
     fmt::print(stderr, "gotlscap: cannot write events to {}: {}\n", o.output.empty() ? "stdout" : o.output,

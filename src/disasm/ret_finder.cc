@@ -140,6 +140,19 @@ uint64_t Disassembler::FindBodyStart(std::span<const uint8_t> code, uint64_t ent
   return body;
 }
 
+Disassembler::EntryProbe Disassembler::FindEntryProbe(std::span<const uint8_t> code, uint64_t entry,
+                                                      uint64_t body_offset) const {
+  if (!x86_ || body_offset == 0 || body_offset > code.size()) return {body_offset, false};
+  InsnPtr insn = NewInsn(detailed_);
+  const uint8_t* p = code.data();
+  size_t left = body_offset;
+  uint64_t addr = entry;
+  while (cs_disasm_iter(detailed_, &p, &left, &addr, insn.get()))
+    if (addr - entry == body_offset)
+      return insn->id == X86_INS_JBE ? EntryProbe{insn->address - entry, true} : EntryProbe{body_offset, false};
+  return {body_offset, false};
+}
+
 }  // namespace gotlscap::disasm
 
 // ---- ProveArgsAtReturns ----------------------------------------------------------------------

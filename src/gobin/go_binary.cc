@@ -92,6 +92,8 @@ Result<GoBinary> AnalyzeGoBinary(const elf::ElfFile& f, const std::string& path)
   for (const auto& t : HookTargets()) names.emplace_back(t.name);
   ASSIGN_OR_RETURN(auto found, table->Lookup(names));
   ASSIGN_OR_RETURN(disasm::Disassembler dis, disasm::Disassembler::Create(f.machine()));
+  const char* entry_env = getenv("GOTLSCAP_ENTRY_PROBE");
+  const bool entry_at_body = entry_env && std::string(entry_env) == "body";
   for (size_t i = 0; i < names.size(); i++) {
     const HookTarget& target = HookTargets()[i];
     if (!found[i]) {
@@ -119,6 +121,10 @@ Result<GoBinary> AnalyzeGoBinary(const elf::ElfFile& f, const std::string& path)
                                                          site.address, out.version_string));
     site.ret_offsets = std::move(scan.ret_offsets);
     site.body_offset = dis.FindBodyStart(code, site.address);
+    const auto probe = entry_at_body ? disasm::Disassembler::EntryProbe{site.body_offset, false}
+                                     : dis.FindEntryProbe(code, site.address, site.body_offset);
+    site.entry_probe_offset = probe.offset;
+    site.entry_probe_at_check = probe.at_check;
     out.functions.push_back(std::move(site));
   }
   out.abi = out.version ? AbiForVersion(out.machine, *out.version) : AbiFromFrame(out.pclntab_format, out.functions);

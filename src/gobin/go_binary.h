@@ -34,6 +34,11 @@ struct FunctionSite {
   uint32_t args_size = 0;    // _func.args: argument frame bytes (stack ABI: args + results)
   std::vector<uint64_t> ret_offsets;  // from `address`, found by disassembly
   uint64_t body_offset = 0;  // after the stack-growth check: where an entry hook fires once per call
+  // Where entry uprobes go (disasm::Disassembler::FindEntryProbe): amd64, the stack-bound check's
+  // JBE, which the kernel emulates (one trap instead of two); else body_offset.
+  // GOTLSCAP_ENTRY_PROBE=body (environment) keeps them at body_offset (comparisons).
+  uint64_t entry_probe_offset = 0;
+  bool entry_probe_at_check = false;  // on that JBE: the probe ignores hits where it branches
 };
 
 // How (*Conn).Read is probed. kEntryAndRet: an entry probe stashes c and b (keyed by goroutine)
