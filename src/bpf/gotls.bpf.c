@@ -90,6 +90,14 @@ struct {
   __type(value, struct read_args);
 } reads SEC(".maps");
 
+/* Read exit layouts (gotls_read_exit), indexed by the upper half of the attach cookie. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, GOTLS_READ_EXITS_MAX);
+  __type(key, __u32);
+  __type(value, struct gotls_read_exit);
+} read_exits SEC(".maps");
+
 static __always_inline void count(int idx, __u64 n) {
   __u32 zero = 0;
   struct counters *c = bpf_map_lookup_elem(&counters, &zero);
@@ -443,6 +451,54 @@ int gotls_read_return(struct pt_regs *ctx) {
   __u64 err_itab = st ? stack_word(ctx, 5) : reg_arg(ctx, 1);
   __u64 err_data = st ? stack_word(ctx, 6) : reg_arg(ctx, 2);
   if (err_itab && is_eof(err_data)) emit_end(tgid, GOTLS_DIR_EOF, args.conn);
+  return 0;
+}
+
+/* (*Conn).Read's deferred call (`defer c.in.Unlock()`) on a return path (amd64): the results are
+ * in their frame slots there, c and b in their spill/argument slots (user space proved both from
+ * the disassembly), so one emulated probe -- a direct CALL in Read, or the deferred closure's
+ * stack-check JBE -- replaces a RET probe, which the kernel must single-step (two traps). */
+SEC("uprobe")
+int gotls_read_exit(struct pt_regs *ctx) {
+  count(GOTLS_CNT_PROBE_HITS, 1);
+  if (growing_stack(ctx)) return 0;
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  if (!wanted(tgid)) return 0;
+  __u32 idx = bpf_get_attach_cookie(ctx) >> 32;
+  struct gotls_read_exit *x = bpf_map_lookup_elem(&read_exits, &idx);
+  if (!x) return 0;
+  __u64 sp = stack_pointer(ctx);
+  if (x->in_callee) {
+#if defined(__TARGET_ARCH_x86)
+    /* Only a call from one of Read's return paths: the runtime also runs the closure while a
+     * panic unwinds, from its own frames. */
+    __u64 ret = 0;
+    if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp)) return 0;
+    __s64 site = (__s64)(ret - ctx->ip);
+    bool from_read = false;
+    for (int i = 0; i < GOTLS_READ_EXIT_SITES; i++)
+      if (i < x->nsites && x->sites[i] == site) from_read = true;
+    if (!from_read) return 0;
+    sp += 8;
+#else
+    return 0;
+#endif
+  }
+  struct read_args args = {};
+  struct {
+    __s64 n;
+  } res = {};
+  struct {
+    __u64 itab, data;
+  } err = {};
+  if (bpf_probe_read_user(&args, sizeof(args), (void *)(sp + x->to_entry + 8)) ||
+      bpf_probe_read_user(&res, sizeof(res), (void *)(sp + x->n_off)) ||
+      bpf_probe_read_user(&err, sizeof(err), (void *)(sp + x->err_off))) {
+    count(GOTLS_CNT_READ_FAULTS, 1);
+    return 0;
+  }
+  if (res.n > 0) emit(tgid, GOTLS_DIR_READ, args.conn, args.buf, (__u64)res.n > args.len ? args.len : (__u64)res.n);
+  if (err.itab && is_eof(err.data)) emit_end(tgid, GOTLS_DIR_EOF, args.conn);
   return 0;
 }
 

@@ -9,12 +9,14 @@ typedef uint8_t gt_u8;
 typedef uint16_t gt_u16;
 typedef uint32_t gt_u32;
 typedef uint64_t gt_u64;
+typedef int32_t gt_s32;
 typedef int64_t gt_s64;
 #else
 typedef __u8 gt_u8;
 typedef __u16 gt_u16;
 typedef __u32 gt_u32;
 typedef __u64 gt_u64;
+typedef __s32 gt_s32;
 typedef __s64 gt_s64;
 #endif
 
@@ -37,6 +39,21 @@ typedef __s64 gt_s64;
  * instead of two). It fires before the branch: when the branch will be taken (CF or ZF set by the
  * CMP), the goroutine grows its stack and re-runs the entry, so that hit is ignored. */
 #define GOTLS_COOKIE_AT_STACK_CHECK 0x8
+
+/* amd64: where (*Conn).Read's results are read at its deferred call instead of at a RET (user
+ * space proved the layout from the disassembly: gobin::PlanReadExits). Stored in the read_exits
+ * array map; the probe's attach cookie holds the index in its upper 32 bits. All offsets are from
+ * SP at the call (in_callee: the probe's SP + 8, above the return address). */
+#define GOTLS_READ_EXIT_SITES 8
+#define GOTLS_READ_EXITS_MAX 1024
+struct gotls_read_exit {
+  gt_u16 to_entry; /* SP + to_entry = Read's entry SP: c, b.ptr, b.len at +8, +16, +24 */
+  gt_u16 n_off;    /* n (int) */
+  gt_u16 err_off;  /* err: itab, data */
+  gt_u8 in_callee; /* at the deferred closure's entry: only calls returning to `sites` count */
+  gt_u8 nsites;
+  gt_s32 sites[GOTLS_READ_EXIT_SITES]; /* return address minus the probe's address */
+};
 
 /* CLOSE and EOF records carry no payload (total_len and chunk_len 0): the connection ended.
  * CLOSE: the process called (*Conn).Close; EOF: a Read returned io.EOF (the peer closed). */

@@ -147,14 +147,21 @@ Result<int> GoTlsProbes::AttachLinks(const gobin::GoBinary& bin, const std::stri
     if (!ret_only)
       if (auto r = attach_entry(skel_->progs.gotls_read_entry, *read); !r.ok())
         return r.error();
-    for (uint64_t ret : read->ret_offsets) {
-      // A RET that returns n == 0 has nothing to capture (gobin::GoBinary::read_zero_rets).
-      if (std::find(bin.read_zero_rets.begin(), bin.read_zero_rets.end(), ret) != bin.read_zero_rets.end()) continue;
+    // amd64: most return paths are read at Read's deferred call (gobin::PlanReadExits); RETs that
+    // return n == 0 have nothing to capture; the others keep a RET probe.
+    for (const auto& exit : bin.read_exits) {
+      auto idx = ReadExitIndex(exit);
+      if (!idx.ok()) return idx.error();
+      if (auto r = attach(skel_->progs.gotls_read_exit, exit.file_offset,
+                          uint64_t{*idx} << 32 | (exit.at_check ? GOTLS_COOKIE_AT_STACK_CHECK : 0));
+          !r.ok())
+        return r.error();
+    }
+    for (uint64_t ret : bin.read_ret_probes)
       if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret,
                           ret_only ? GOTLS_COOKIE_READ_RET_ONLY : 0);
           !r.ok())
         return r.error();
-    }
     // Connection ends (close events). Optional: a program without it still has its data captured.
     if (const auto* close = site("crypto/tls.(*Conn).Close"))
       if (auto r = attach_entry(skel_->progs.gotls_close, *close); !r.ok())
@@ -206,6 +213,27 @@ void GoTlsProbes::DetachAll() {
     groups_.clear();
   }
   DestroyLinks(gone);
+}
+
+Result<uint32_t> GoTlsProbes::ReadExitIndex(const gobin::GoBinary::ReadExitProbe& e) {
+  gotls_read_exit v = {};
+  v.to_entry = e.to_entry;
+  v.n_off = e.n_off;
+  v.err_off = e.err_off;
+  v.in_callee = e.in_callee;
+  v.nsites = static_cast<uint8_t>(std::min<size_t>(e.return_sites.size(), GOTLS_READ_EXIT_SITES));
+  for (size_t i = 0; i < v.nsites; i++) v.sites[i] = e.return_sites[i];
+  const std::string key(reinterpret_cast<const char*>(&v), sizeof v);
+  std::lock_guard<std::mutex> l(read_exit_mu_);
+  if (auto it = read_exit_ids_.find(key); it != read_exit_ids_.end()) return it->second;
+  // Never freed: a layout is 44 bytes and binaries of one build share theirs.
+  if (read_exit_ids_.size() >= GOTLS_READ_EXITS_MAX)
+    return MakeError(ErrorKind::kInternal, fmt::format("more than {} different Go binaries traced", GOTLS_READ_EXITS_MAX));
+  const uint32_t idx = static_cast<uint32_t>(read_exit_ids_.size());
+  if (bpf_map__update_elem(skel_->maps.read_exits, &idx, sizeof idx, &v, sizeof v, BPF_ANY) != 0)
+    return MakeError(ErrorKind::kInternal, fmt::format("cannot store a Read exit layout: {}", std::strerror(errno)));
+  read_exit_ids_.emplace(key, idx);
+  return idx;
 }
 
 int GoTlsProbes::ringbuf_fd() const { return bpf_map__fd(skel_->maps.events); }

@@ -81,6 +81,10 @@ class GoTlsProbes {
   gotls_bpf* skel_ = nullptr;
   std::vector<bpf_link*> links_;
   std::map<uint64_t, std::vector<bpf_link*>> groups_;
+  // Read exit layouts written to the read_exits map, by content: identical binaries share one.
+  Result<uint32_t> ReadExitIndex(const gobin::GoBinary::ReadExitProbe& e);
+  std::map<std::string, uint32_t> read_exit_ids_;
+  std::mutex read_exit_mu_;
   std::mutex links_mu_;  // Attach/Detach may come from the exec-following thread and the capture loop
 };
 

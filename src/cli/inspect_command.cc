@@ -49,6 +49,21 @@ nlohmann::ordered_json ToJson(const gobin::GoBinary& b) {
       // RETs left unprobed because they return n == 0 (no data can pass there).
       fns[f.name]["zero_result_rets"] = b.read_zero_rets;
       if (!b.read_zero_rets_why.empty()) fns[f.name]["zero_result_rets_note"] = b.read_zero_rets_why;
+      // Where the results are read: RET probes left, and probes at the deferred call.
+      fns[f.name]["ret_probes"] = b.read_ret_probes;
+      nlohmann::ordered_json exits = nlohmann::ordered_json::array();
+      for (const auto& e : b.read_exits)
+        exits.push_back({{"address", e.address},
+                         {"file_offset", e.file_offset},
+                         {"in_callee", e.in_callee},
+                         {"at_check", e.at_check},
+                         {"to_entry", e.to_entry},
+                         {"n_offset", e.n_off},
+                         {"err_offset", e.err_off},
+                         {"return_sites", e.return_sites},
+                         {"rets", e.rets}});
+      fns[f.name]["exits"] = exits;
+      fns[f.name]["exits_note"] = b.read_exits_why;
     }
   }
   j["functions"] = fns;
@@ -84,6 +99,14 @@ void PrintText(const gobin::GoBinary& b) {
     fmt::print("  read RETs    not probed at +[{}]: n == 0 there (nothing to capture)\n", rets);
   } else if (!b.read_zero_rets_why.empty()) {
     fmt::print("  read RETs    {}\n", b.read_zero_rets_why);
+  }
+  fmt::print("  read exits   {}\n", b.read_exits_why);
+  for (const auto& e : b.read_exits) {
+    std::string rets;
+    for (auto r : e.rets) rets += fmt::format("{}+{:#x}", rets.empty() ? "" : " ", r);
+    fmt::print("               {} at {:#x}{}: entry SP = SP+{:#x}, n at SP+{:#x}, err at SP+{:#x} (for RETs {})\n",
+               e.in_callee ? "closure entry" : "CALL", e.address, e.at_check ? " (JBE)" : "", e.to_entry, e.n_off,
+               e.err_off, rets);
   }
 }
 

@@ -184,6 +184,9 @@ struct FrameInsn {
   bool padding = false;              // INT3 / zero word between functions
   bool zeroes_result = false;        // sets the first result register (AX / R0) to 0
   std::optional<int64_t> loads_result;  // loads AX / R0 (8 bytes) from SP + this (SP before it)
+  int load_reg = -1;                 // amd64: a general register (X86Gpr) loaded whole from SP + load_disp
+  int64_t load_disp = 0;
+  std::optional<uint64_t> rip_lea;   // amd64: LEA of this RIP-relative address
   std::string problem;               // non-empty: cannot be reasoned about
   std::string text;                  // "mnemonic operands"
 };
@@ -265,6 +268,7 @@ void DecodeX86(csh h, const cs_insn* in, FrameInsn* f) {
   if (cs_insn_group(h, in, CS_GRP_CALL)) {
     f->flow = FrameInsn::kCall;
     f->clobbers = kAllArgRegs;  // no callee-saved registers in Go's ABI
+    if (x.op_count == 1 && x.operands[0].type == X86_OP_IMM) f->target = static_cast<uint64_t>(x.operands[0].imm);
     return;
   }
   if (cs_insn_group(h, in, CS_GRP_JUMP)) {
@@ -310,6 +314,15 @@ void DecodeX86(csh h, const cs_insn* in, FrameInsn* f) {
              src.mem.base == X86_REG_RSP && src.mem.index == X86_REG_INVALID && src.size == 8)
       f->loads_result = src.mem.disp;
   }
+  if (id == X86_INS_MOV && x.op_count == 2 && x.operands[0].type == X86_OP_REG && x.operands[1].type == X86_OP_MEM &&
+      x.operands[1].mem.base == X86_REG_RSP && x.operands[1].mem.index == X86_REG_INVALID && x.operands[1].size == 8 &&
+      X86Gpr(h, x.operands[0].reg) >= 0 && x.operands[0].size == 8) {
+    f->load_reg = X86Gpr(h, x.operands[0].reg);
+    f->load_disp = x.operands[1].mem.disp;
+  }
+  if (id == X86_INS_LEA && x.op_count == 2 && x.operands[1].type == X86_OP_MEM && x.operands[1].mem.base == X86_REG_RIP &&
+      x.operands[1].mem.index == X86_REG_INVALID)
+    f->rip_lea = in->address + in->size + x.operands[1].mem.disp;
   const bool is_add = id == X86_INS_ADD, is_sub = id == X86_INS_SUB;
   if (id == X86_INS_PUSH || id == X86_INS_PUSHFQ) {
     f->sp_change = -8;
@@ -625,6 +638,52 @@ std::vector<size_t> ZeroResultRets(const std::vector<FrameInsn>& insns, const st
   return out;
 }
 
+// amd64: RETs whose straight line back (nothing branches into it) is an epilogue -- loads of
+// whole registers from frame slots, SP arithmetic, POP BP, NOPs; no store, no other write -- and
+// then a call. The call's return lands on that epilogue, so whatever the epilogue loads is in its
+// slots during the call (the callee cannot reach the caller's frame: Go derives no pointer to a
+// slot without the proof seeing it, and the proof refused those into the argument area).
+std::vector<ArgSlotsProof::CallExit> CallExits(const std::vector<FrameInsn>& insns, const std::map<uint64_t, size_t>& at,
+                                               const std::vector<std::optional<int64_t>>& delta, uint64_t entry) {
+  constexpr int kAx = 0, kCx = 1, kBx = 3, kSp = 4, kBp = 5;  // X86Gpr numbers
+  constexpr uint64_t kAllowed = 1ull << kAx | 1ull << kCx | 1ull << kBx | 1ull << kSp | 1ull << kBp;
+  std::set<size_t> targets;
+  for (const FrameInsn& f : insns)
+    if (f.flow == FrameInsn::kJump || f.flow == FrameInsn::kCond)
+      if (auto t = at.find(f.target); t != at.end()) targets.insert(t->second);
+  std::vector<ArgSlotsProof::CallExit> out;
+  for (size_t r = 0; r < insns.size(); r++) {
+    if (insns[r].flow != FrameInsn::kRet || !delta[r]) continue;
+    ArgSlotsProof::CallExit e;
+    e.ret = insns[r].addr - entry;
+    bool found = false;
+    for (size_t cur = r, steps = 0; steps < 16 && cur > 0 && !targets.count(cur); steps++) {
+      const FrameInsn& f = insns[--cur];
+      if (!delta[cur]) break;
+      if (f.flow == FrameInsn::kCall) {
+        e.call = f.addr - entry;
+        e.after_call = f.addr + f.size - entry;
+        if (f.target) e.target = f.target;
+        e.sp = *delta[cur];
+        found = true;
+        break;
+      }
+      const bool plain = f.flow == FrameInsn::kNext && f.problem.empty() && f.sp_stores.empty() &&
+                         f.sp_pointers.empty() && !f.sp_unknown && !f.rip_lea && (f.gpr_writes & ~kAllowed) == 0;
+      if (!plain) break;
+      // Walking back, the first write of a result register is its last before the RET.
+      for (auto [reg, slot] : {std::pair{kAx, &e.ax}, {kBx, &e.bx}, {kCx, &e.cx}}) {
+        if (!(f.gpr_writes >> reg & 1) || slot->has_value()) continue;
+        if (f.load_reg != reg) goto next_ret;  // not loaded from a slot: not an exit we can read
+        *slot = *delta[cur] + f.load_disp;
+      }
+    }
+    if (found) out.push_back(e);
+  next_ret:;
+  }
+  return out;
+}
+
 }  // namespace
 
 ArgSlotsProof Disassembler::ProveArgsAtReturns(std::span<const uint8_t> code, uint64_t entry, bool register_abi,
@@ -862,6 +921,12 @@ ArgSlotsProof Disassembler::ProveArgsAtReturns(std::span<const uint8_t> code, ui
     return refuse(fmt::format("{} {} stores to entry {}{:+d} ({} bytes), an argument slot", hex(f.addr), f.text, sp_name,
                               s.abs, s.size));
   }
+  auto AddCallExits = [&](ArgSlotsProof& proof) {
+    if (!x86) return;
+    proof.call_exits = CallExits(insns, at, delta, entry);
+    for (const FrameInsn& f : insns)
+      if (f.rip_lea) proof.lea_targets.push_back(*f.rip_lea);
+  };
   std::string rets_text = fmt::format("SP back at its entry value at all {} RETs{}", rets,
                                       runtime_entries ? " (deferreturn block included, entered with the body's SP)" : "");
   if (!register_abi) {
@@ -871,6 +936,7 @@ ArgSlotsProof Disassembler::ProveArgsAtReturns(std::span<const uint8_t> code, ui
     if (result_word >= 0)
       for (size_t r : ZeroResultRets(insns, at, delta, x86, 8 + 8 * int64_t(result_word)))
         proof.zero_result_rets.push_back(insns[r].addr - entry);
+    AddCallExits(proof);
     return proof;
   }
   std::string spills;
@@ -888,6 +954,7 @@ ArgSlotsProof Disassembler::ProveArgsAtReturns(std::span<const uint8_t> code, ui
                         extra ? fmt::format(" (the morestack path stores the same registers: {} stores)", extra) : "")};
   for (size_t r : ZeroResultRets(insns, at, delta, x86, std::nullopt))
     proof.zero_result_rets.push_back(insns[r].addr - entry);
+  AddCallExits(proof);
   return proof;
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <span>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,24 @@ struct ArgSlotsProof {
   // result register zeroed, or loaded from a frame slot last stored with zeros; stack ABI: its
   // result slot last stored with zeros; no pointer that could reach the slot).
   std::vector<uint64_t> zero_result_rets;
+
+  // amd64, when proven: RETs reached straight from a call through an epilogue that only loads
+  // result registers from frame slots and pops the frame. In Go these are the open-coded deferred
+  // calls (`defer c.in.Unlock()` in Read): the results sit in their frame slots during the call,
+  // so a probe at the call (a direct CALL is emulated by the kernel, a RET is not) or at the
+  // callee's entry can read them there.
+  struct CallExit {
+    uint64_t ret = 0;                // the RET (offset from the entry)
+    uint64_t call = 0;               // the CALL (offset from the entry)
+    uint64_t after_call = 0;         // the instruction after it: the return address (offset)
+    std::optional<uint64_t> target;  // a direct call's target address; none: CALL through a register
+    int64_t sp = 0;                  // SP at the CALL, from the entry SP (<= 0)
+    // Frame slots (from the entry SP) the epilogue loads AX, BX and CX from, if it does.
+    std::optional<int64_t> ax, bx, cx;
+  };
+  std::vector<CallExit> call_exits;
+  // amd64: every address a RIP-relative LEA of the function computes (closures it creates).
+  std::vector<uint64_t> lea_targets;
 };
 
 // One per analysed binary: the Capstone handles are opened once (opening them per function was

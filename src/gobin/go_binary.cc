@@ -1,5 +1,7 @@
 #include "gobin/go_binary.h"
 
+#include <algorithm>
+#include <climits>
 #include <cstdlib>
 
 #include <fmt/format.h>
@@ -28,6 +30,119 @@ Abi AbiFromFrame(const PclntabFormat fmt, const std::vector<FunctionSite>& fns) 
   for (const auto& f : fns)
     if (f.name == "crypto/tls.(*Conn).Read") return f.args_size >= 56 ? Abi::kStack : Abi::kRegister;
   return Abi::kStack;
+}
+
+// Read's exits on amd64. A probe on a RET costs a Go server ~20 µs a hit here: the kernel cannot
+// emulate RET and single-steps it out of line (two traps). Read's `defer c.in.Unlock()` is
+// open-coded: each return path calls the deferred function and then runs an epilogue that only
+// reloads the results from their frame slots (disasm CallExit). During that call the results
+// are final, in their slots, and c and b in theirs (the ret-only proof), so the probe goes
+// - on the CALL itself when it is direct (Go 1.15/1.16: CALL sync.(*Mutex).Unlock): the kernel
+//   emulates a direct call;
+// - else (CALL through a register: Go 1.17+ calls a closure, Read.func1 / Read.deferwrap1) on
+//   that closure's entry probe (its stack-check JBE, emulated), keeping only calls whose return
+//   address is one of those call sites (the runtime also runs the closure when a panic unwinds);
+// - nowhere for the exit after runtime.deferreturn: Go resumes there only after a deferred call
+//   of this frame recovered a panic, and Read's only deferred call is Unlock.
+// RETs covered neither way, and not proven to return n == 0, keep their RET probe. arm64 needs
+// none of this: its kernel simulates RET (one trap already).
+void PlanReadExits(const elf::ElfFile& f, const Pclntab& table, const disasm::Disassembler& dis,
+                   const disasm::ArgSlotsProof& proof, GoBinary& out) {
+  const FunctionSite* read = out.Function("crypto/tls.(*Conn).Read");
+  if (!read) return;
+  auto keep_all = [&](std::string why) {
+    out.read_ret_probes.clear();
+    for (uint64_t r : read->ret_offsets)
+      if (std::find(out.read_zero_rets.begin(), out.read_zero_rets.end(), r) == out.read_zero_rets.end())
+        out.read_ret_probes.push_back(r);
+    out.read_exits_why = std::move(why);
+  };
+  const char* env = getenv("GOTLSCAP_READ_EXIT");
+  if (env && std::string(env) == "ret") return keep_all("RET probes: forced by GOTLSCAP_READ_EXIT=ret");
+  if (out.machine != elf::Machine::kAmd64) return keep_all("RET probes (arm64 simulates RET: one trap)");
+  if (out.read_path != ReadPath::kRetOnly) return keep_all("RET probes (the argument slots are not proven)");
+
+  const std::vector<std::string> names = {"runtime.deferreturn", "crypto/tls.(*Conn).Read.deferwrap1",
+                                          "crypto/tls.(*Conn).Read.func1"};
+  auto found = table.Lookup(names);
+  if (!found.ok()) return keep_all("RET probes (" + found.error().message + ")");
+  const uint64_t deferreturn = (*found)[0] ? (*found)[0]->entry : 0;
+  // The deferred closure: a Read.* function whose address Read computes (LEAQ ...(IP)).
+  std::optional<FuncInfo> closure;
+  std::string closure_name;
+  for (size_t i = 1; i < names.size(); i++)
+    if ((*found)[i] && std::count(proof.lea_targets.begin(), proof.lea_targets.end(), (*found)[i]->entry)) {
+      closure = (*found)[i];
+      closure_name = names[i];
+    }
+  std::optional<disasm::Disassembler::EntryProbe> closure_probe;
+  if (closure) {
+    auto code = f.BytesAtVaddr(closure->entry, closure->end - closure->entry);
+    if (code.size() == closure->end - closure->entry && f.VaddrToOffset(closure->entry))
+      closure_probe = dis.FindEntryProbe(code, closure->entry, dis.FindBodyStart(code, closure->entry));
+  }
+
+  const bool stack_abi = out.abi == Abi::kStack;
+  std::vector<uint64_t> covered;
+  size_t recovery_only = 0;
+  for (const auto& ce : proof.call_exits) {
+    if (ce.target && *ce.target == deferreturn) {
+      covered.push_back(ce.ret);
+      recovery_only++;
+      continue;
+    }
+    // Offsets from SP at the call.
+    int64_t n, err;
+    if (stack_abi) {
+      n = 40, err = 48;  // c, b (3 words), n, err (2 words) from the entry SP + 8
+    } else {
+      if (!ce.ax || !ce.bx || !ce.cx || *ce.cx != *ce.bx + 8) continue;
+      n = *ce.ax, err = *ce.bx;
+    }
+    const int64_t to_entry = -ce.sp;
+    n -= ce.sp, err -= ce.sp;
+    if (to_entry < 0 || n < 0 || err < 0 || to_entry > 0xfff0 || n > 0xfff0 || err > 0xfff0) continue;
+    GoBinary::ReadExitProbe p;
+    p.to_entry = static_cast<uint16_t>(to_entry);
+    p.n_off = static_cast<uint16_t>(n);
+    p.err_off = static_cast<uint16_t>(err);
+    if (ce.target) {
+      p.address = read->address + ce.call;
+      p.file_offset = read->file_offset + ce.call;
+      p.rets = {ce.ret};
+      out.read_exits.push_back(std::move(p));
+      covered.push_back(ce.ret);
+      continue;
+    }
+    if (!closure_probe) continue;
+    p.in_callee = true;
+    p.at_check = closure_probe->at_check;
+    p.address = closure->entry + closure_probe->offset;
+    p.file_offset = *f.VaddrToOffset(closure->entry) + closure_probe->offset;
+    const int64_t site = static_cast<int64_t>(read->address + ce.after_call) - static_cast<int64_t>(p.address);
+    if (site < INT32_MIN || site > INT32_MAX) continue;
+    auto same = std::find_if(out.read_exits.begin(), out.read_exits.end(), [&](const GoBinary::ReadExitProbe& q) {
+      return q.in_callee && q.to_entry == p.to_entry && q.n_off == p.n_off && q.err_off == p.err_off;
+    });
+    if (same == out.read_exits.end()) same = out.read_exits.insert(out.read_exits.end(), std::move(p));
+    if (same->return_sites.size() >= GoBinary::kMaxReturnSites) continue;
+    same->return_sites.push_back(static_cast<int32_t>(site));
+    same->rets.push_back(ce.ret);
+    covered.push_back(ce.ret);
+  }
+  keep_all("");
+  std::erase_if(out.read_ret_probes,
+                [&](uint64_t r) { return std::find(covered.begin(), covered.end(), r) != covered.end(); });
+  size_t at_call = 0, in_callee = 0;
+  for (const auto& e : out.read_exits) (e.in_callee ? in_callee : at_call) += e.rets.size();
+  out.read_exits_why = fmt::format(
+      "{} of {} RETs read at their deferred call ({} at a CALL in Read, {} in {}{}), {} after runtime.deferreturn "
+      "(recovery only: not probed), {} return n == 0 (not probed), {} keep a RET probe",
+      at_call + in_callee, read->ret_offsets.size(), at_call, in_callee, closure ? closure_name : "no closure",
+      closure_probe && closure_probe->at_check ? "'s stack-check JBE" : "", recovery_only,
+      std::count_if(out.read_zero_rets.begin(), out.read_zero_rets.end(),
+                    [&](uint64_t r) { return std::find(covered.begin(), covered.end(), r) == covered.end(); }),
+      out.read_ret_probes.size());
 }
 
 }  // namespace
@@ -152,6 +267,7 @@ Result<GoBinary> AnalyzeGoBinary(const elf::ElfFile& f, const std::string& path)
         }
       }
     }
+    PlanReadExits(f, *table, dis, proof, out);
   }
   return out;
 }

@@ -71,6 +71,24 @@ struct GoBinary {
   std::vector<uint64_t> read_zero_rets;
   std::string read_zero_rets_why;  // set when they were found but are probed anyway
 
+  // amd64: probes that read Read's results at its deferred call instead of at a RET (a RET is
+  // single-stepped by the kernel, ~20 µs a hit in a Go server here; a direct CALL or the callee's
+  // stack-check JBE is emulated, ~1-2 µs). See PlanReadExits in go_binary.cc.
+  static constexpr size_t kMaxReturnSites = 8;  // GOTLS_READ_EXIT_SITES
+  struct ReadExitProbe {
+    uint64_t address = 0;      // virtual address of the probed instruction
+    uint64_t file_offset = 0;  // where the uprobe goes
+    bool in_callee = false;    // at the deferred closure's entry: only calls from return_sites count
+    bool at_check = false;     // on that entry's stack-check JBE
+    // From SP at the call: Read's entry SP (c, b.ptr, b.len above it at +8/+16/+24), n, err (2 words).
+    uint16_t to_entry = 0, n_off = 0, err_off = 0;
+    std::vector<int32_t> return_sites;  // in_callee: return address minus the probe's address
+    std::vector<uint64_t> rets;         // Read's RETs (offsets) this probe stands for
+  };
+  std::vector<ReadExitProbe> read_exits;
+  std::vector<uint64_t> read_ret_probes;  // Read's RETs that keep a RET probe (offsets)
+  std::string read_exits_why;             // how the RETs are covered, or why not (one line)
+
   const FunctionSite* Function(const std::string& name) const;
 };
 
