@@ -62,24 +62,29 @@ void PlanReadExits(const elf::ElfFile& f, const Pclntab& table, const disasm::Di
   if (out.machine != elf::Machine::kAmd64) return keep_all("RET probes (arm64 simulates RET: one trap)");
   if (out.read_path != ReadPath::kRetOnly) return keep_all("RET probes (the argument slots are not proven)");
 
-  const std::vector<std::string> names = {"runtime.deferreturn", "crypto/tls.(*Conn).Read.deferwrap1",
-                                          "crypto/tls.(*Conn).Read.func1"};
+  const std::vector<std::string> names = {"runtime.deferreturn"};
   auto found = table.Lookup(names);
   if (!found.ok()) return keep_all("RET probes (" + found.error().message + ")");
   const uint64_t deferreturn = (*found)[0] ? (*found)[0]->entry : 0;
-  // The deferred closure: a Read.* function whose address Read computes (LEAQ ...(IP)).
-  std::optional<FuncInfo> closure;
+  // The deferred closure: the one function named Read.<something> (func1, deferwrap1, Go 1.17's
+  // ·dwrap·N) whose address Read computes (LEAQ ...(IP)) to build the defer's funcval.
+  std::optional<uint64_t> closure;
   std::string closure_name;
-  for (size_t i = 1; i < names.size(); i++)
-    if ((*found)[i] && std::count(proof.lea_targets.begin(), proof.lea_targets.end(), (*found)[i]->entry)) {
-      closure = (*found)[i];
-      closure_name = names[i];
-    }
+  for (uint64_t t : proof.lea_targets) {
+    auto name = table.NameAtEntry(t);
+    if (!name || !name->starts_with("crypto/tls.(*Conn).Read") || *name == read->name) continue;
+    if (closure && *closure != t) return keep_all("RET probes (Read builds two closures)");
+    closure = t;
+    closure_name = *name;
+  }
   std::optional<disasm::Disassembler::EntryProbe> closure_probe;
   if (closure) {
-    auto code = f.BytesAtVaddr(closure->entry, closure->end - closure->entry);
-    if (code.size() == closure->end - closure->entry && f.VaddrToOffset(closure->entry))
-      closure_probe = dis.FindEntryProbe(code, closure->entry, dis.FindBodyStart(code, closure->entry));
+    auto info = table.Lookup(std::vector<std::string>{closure_name});
+    if (info.ok() && (*info)[0] && (*info)[0]->entry == *closure && (*info)[0]->end - *closure <= kMaxFunctionSize) {
+      auto code = f.BytesAtVaddr(*closure, (*info)[0]->end - *closure);
+      if (code.size() == (*info)[0]->end - *closure && f.VaddrToOffset(*closure))
+        closure_probe = dis.FindEntryProbe(code, *closure, dis.FindBodyStart(code, *closure));
+    }
   }
 
   const bool stack_abi = out.abi == Abi::kStack;
@@ -117,8 +122,8 @@ void PlanReadExits(const elf::ElfFile& f, const Pclntab& table, const disasm::Di
     if (!closure_probe) continue;
     p.in_callee = true;
     p.at_check = closure_probe->at_check;
-    p.address = closure->entry + closure_probe->offset;
-    p.file_offset = *f.VaddrToOffset(closure->entry) + closure_probe->offset;
+    p.address = *closure + closure_probe->offset;
+    p.file_offset = *f.VaddrToOffset(*closure) + closure_probe->offset;
     const int64_t site = static_cast<int64_t>(read->address + ce.after_call) - static_cast<int64_t>(p.address);
     if (site < INT32_MIN || site > INT32_MAX) continue;
     auto same = std::find_if(out.read_exits.begin(), out.read_exits.end(), [&](const GoBinary::ReadExitProbe& q) {

@@ -166,6 +166,27 @@ Result<std::vector<std::optional<FuncInfo>>> Pclntab::Lookup(std::span<const std
   return out;
 }
 
+std::optional<std::string> Pclntab::NameAtEntry(uint64_t addr) const {
+  const uint64_t base = uses_text_start() ? text_start_ : 0;
+  if (addr < base) return std::nullopt;
+  const uint64_t raw = addr - base;
+  uint64_t lo = 0, hi = nfunc_;  // functab is sorted by entry (checked by Parse)
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    if (FunctabEntry(mid) < raw) lo = mid + 1; else hi = mid;
+  }
+  if (lo >= nfunc_ || FunctabEntry(lo) != raw) return std::nullopt;
+  const uint64_t rec = funcdata_off_ + FunctabFuncoff(lo);
+  const uint64_t nameoff_at = uses_text_start() ? 4 : ptr_size_;
+  if (rec > data_.size() || data_.size() - rec < nameoff_at + 4) return std::nullopt;
+  const uint64_t nameoff = elf::ReadU32(data_, rec + nameoff_at);
+  const uint64_t start = format_ == PclntabFormat::kGo12 ? nameoff : funcname_off_ + nameoff;
+  const uint64_t end = format_ == PclntabFormat::kGo12 ? data_.size() : funcname_end_;
+  if (start >= end || end > data_.size()) return std::nullopt;
+  const char* p = reinterpret_cast<const char*>(data_.data() + start);
+  return std::string(p, strnlen(p, end - start));
+}
+
 namespace {
 
 Result<std::optional<Pclntab>> TrySection(const elf::ElfFile& f, std::string_view name) {
