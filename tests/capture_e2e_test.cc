@@ -105,7 +105,7 @@ struct Event {
 struct Summary {
   bool parsed = false;
   uint64_t events = 0, bytes = 0, lost = 0, truncated = 0, lost_bytes = 0, incomplete = 0, read_faults = 0,
-           no_entry = 0, probe_hits = 0;
+           no_entry = 0, probe_hits = 0, stack_growths = 0;
 };
 
 struct Capture {
@@ -178,7 +178,8 @@ bool ParseSummary(const std::string& err, Summary* s) {
                 {R"([(,] incomplete events (\d+)[,)])", &s->incomplete},
                 {R"([(,] read faults (\d+)[,)])", &s->read_faults},
                 {R"([(,] reads without entry (\d+)[,)])", &s->no_entry},
-                {R"([(,] probe hits (\d+)[,)])", &s->probe_hits}};
+                {R"([(,] probe hits (\d+)[,)])", &s->probe_hits},
+                {R"([(,] stack growths (\d+)[,)])", &s->stack_growths}};
   for (const auto& f : fields) {
     std::smatch m;
     if (!std::regex_search(line, m, std::regex(f.re))) return false;
@@ -600,17 +601,20 @@ TEST_P(CaptureMatrixTest, ServerAndClientStreamsMatch) {
 INSTANTIATE_TEST_SUITE_P(Matrix, CaptureMatrixTest, ::testing::ValuesIn(CaptureMatrixRows()), ServerRowName);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CaptureMatrixTest);
 
-// Read's two paths on the newest toolchain: ret-only (c and b read from their spill slots at the
-// RET, as the analysis proves for this binary) and the fallback forced with
-// GOTLSCAP_READ_PATH=entry (entry probe + RET probe keyed by goroutine). Both must capture the same
-// exact streams (the client's requests are deterministic, so the server's read stream is
-// byte-identical across the runs but for the server's port in Host headers), with no Read return missing its arguments; the fallback costs
-// one more probe hit per Read.
+// Every way of placing the probes must capture the same exact streams (the client's requests are
+// deterministic, so the server's read stream is byte-identical across runs but for the server's
+// port in Host headers), with no Read return missing its arguments:
+//  - default: entry probes on the emulated stack-check JBE, Read read at its deferred call
+//    (amd64: a CALL in Read for Go 1.15, the deferred closure's entry from 1.17);
+//  - GOTLSCAP_READ_EXIT=ret: Read read at its RETs (c and b from their proven slots);
+//  - GOTLSCAP_READ_PATH=entry + GOTLSCAP_ENTRY_PROBE=body: the fallback of everything -- entry
+//    probes after the stack check, Read's entry probe keyed by goroutine for its RET probes.
+// On the stack-ABI toolchain, an early register-ABI one and the newest (three closure shapes).
 struct ReadPathRun {
   std::string server_read, server_wrote;
-  uint64_t probe_hits = 0, events = 0;
+  uint64_t probe_hits = 0, events = 0, stack_growths = 0;
 };
-ReadPathRun RunReadPath(const MatrixRow& row, bool force_entry) {
+ReadPathRun RunReadPath(const MatrixRow& row, const std::vector<std::pair<const char*, const char*>>& env) {
   ReadPathRun out;
   const MatrixRow* crow = FindRow(row.go_minor, row.variant, "client");
   EXPECT_NE(crow, nullptr);
@@ -618,10 +622,10 @@ ReadPathRun RunReadPath(const MatrixRow& row, bool force_entry) {
   TempDir dir;
   const std::string server_bin = CopyBinary(dir, row), client_bin = CopyBinary(dir, *crow);
   const uint64_t t0 = WallNs();
-  // gotlscap inherits the test's environment (the server and client ignore the variable).
-  if (force_entry) setenv("GOTLSCAP_READ_PATH", "entry", 1);
+  // gotlscap inherits the test's environment (the server and client ignore the variables).
+  for (auto [k, v] : env) setenv(k, v, 1);
   Gotlscap cap(dir, {"-e", server_bin, "-e", client_bin});
-  unsetenv("GOTLSCAP_READ_PATH");
+  for (auto [k, v] : env) unsetenv(k);
   EXPECT_TRUE(cap.WaitReady());
   Server srv;
   EXPECT_TRUE(StartServer(server_bin, &srv));
@@ -645,34 +649,51 @@ ReadPathRun RunReadPath(const MatrixRow& row, bool force_entry) {
   CheckClientPayloads(s2.client_wrote, s2.client_read, s2.server_wrote, "echo", 1, kBig, 1000, false);
   out.server_read = s1.server_read + s2.server_read;
   out.server_wrote = s1.server_wrote + s2.server_wrote;
-  // The listening port (in Host headers) is the only thing that differs between runs.
+  // The listening port (in Host headers) is the only thing that differs between runs (the
+  // responses carry a Date: CheckClientPayloads compares them with what the client received).
   for (size_t at = 0; (at = out.server_read.find(srv.addr, at)) != std::string::npos;)
     out.server_read.replace(at, srv.addr.size(), "HOST:PORT");
   out.probe_hits = c.summary.probe_hits;
   out.events = c.summary.events;
+  out.stack_growths = c.summary.stack_growths;
   return out;
 }
 
-TEST(CaptureReadPath, RetOnlyAndForcedEntryCaptureTheSameStreams) {
+class CaptureReadPathTest : public ::testing::TestWithParam<MatrixRow> {};
+
+TEST_P(CaptureReadPathTest, EveryProbePlacementCapturesTheSameStreams) {
   REQUIRE_CAPTURE_ENV();
-  const MatrixRow* row = NewestRow("default", "server");
-  ASSERT_NE(row, nullptr);
-  auto inspect = RunCommand({GotlscapBin(), "inspect", "--json", row->path});
+  const MatrixRow& row = GetParam();
+  auto inspect = RunCommand({GotlscapBin(), "inspect", "--json", row.path});
   ASSERT_EQ(inspect.exit_code, 0) << inspect.Describe();
-  const auto j = nlohmann::json::parse(inspect.out);
-  ASSERT_EQ(j["functions"]["crypto/tls.(*Conn).Read"]["read_path"], "ret-only")
-      << "the newest toolchain's Read should be proven: " << inspect.out;
-  const ReadPathRun ret_only = RunReadPath(*row, false);
-  const ReadPathRun entry = RunReadPath(*row, true);
-  ASSERT_FALSE(ret_only.server_read.empty());
-  EXPECT_EQ(ret_only.server_read.size(), entry.server_read.size());
-  EXPECT_TRUE(ret_only.server_read == entry.server_read)
-      << "the server's read streams differ between the paths: " << DescribeDiff(ret_only.server_read, entry.server_read);
-  // Each Read costs one hit instead of two: the fallback traps more (reads are about half the events).
-  EXPECT_GT(entry.probe_hits, ret_only.probe_hits) << "ret-only " << ret_only.probe_hits << ", entry " << entry.probe_hits;
-  RecordProperty("probe_hits_ret_only", std::to_string(ret_only.probe_hits));
-  RecordProperty("probe_hits_entry", std::to_string(entry.probe_hits));
+  const auto read = nlohmann::json::parse(inspect.out)["functions"]["crypto/tls.(*Conn).Read"];
+  ASSERT_EQ(read["read_path"], "ret-only") << "every matrix toolchain's Read is proven: " << inspect.out;
+  // amd64 (the machine's): every return path that can carry data is read at the deferred call.
+  ASSERT_FALSE(read["exits"].empty()) << read.dump();
+  EXPECT_TRUE(read["ret_probes"].size() <= 1u) << "at most the handshake-error RET keeps a RET probe: " << read.dump();
+  EXPECT_EQ(read["exits"][0]["in_callee"], row.go_minor != "1.15") << "Go 1.15: a direct CALL; later: a closure " << read.dump();
+
+  const ReadPathRun exits = RunReadPath(row, {});
+  const ReadPathRun rets = RunReadPath(row, {{"GOTLSCAP_READ_EXIT", "ret"}});
+  const ReadPathRun fallback = RunReadPath(row, {{"GOTLSCAP_READ_PATH", "entry"}, {"GOTLSCAP_ENTRY_PROBE", "body"}});
+  ASSERT_FALSE(exits.server_read.empty());
+  for (const ReadPathRun* other : {&rets, &fallback}) {
+    EXPECT_EQ(exits.server_read.size(), other->server_read.size());
+    EXPECT_TRUE(exits.server_read == other->server_read)
+        << "the server's read streams differ: " << DescribeDiff(exits.server_read, other->server_read);
+  }
+  // The fallback's entry probes sit after the stack check: it never sees a growth.
+  EXPECT_EQ(fallback.stack_growths, 0u);
+  // Read's entry probe adds a hit per Read to its RET probe's.
+  EXPECT_GT(fallback.probe_hits, rets.probe_hits) << "ret " << rets.probe_hits << ", fallback " << fallback.probe_hits;
+  RecordProperty("probe_hits_exits", std::to_string(exits.probe_hits));
+  RecordProperty("probe_hits_ret", std::to_string(rets.probe_hits));
+  RecordProperty("probe_hits_fallback", std::to_string(fallback.probe_hits));
+  RecordProperty("stack_growths", std::to_string(exits.stack_growths));
 }
+
+INSTANTIATE_TEST_SUITE_P(Toolchains, CaptureReadPathTest, ::testing::ValuesIn(AbiSpanServerRows()), ServerRowName);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CaptureReadPathTest);
 
 // HTTP/2 with 4 concurrent streams on one connection (TLS 1.3), then TLS 1.2 with session
 // resumption (a new, resumed connection per request): on the stack-ABI toolchain (1.15), an
