@@ -103,11 +103,8 @@ std::string HexToBytes(const std::string& hex) {
   return out;
 }
 
-std::map<std::string, DisFunc> GoObjdump(const MatrixRow& row, const std::string& binary,
-                                         const std::vector<std::string>& names) {
-  std::string re = "^(";
-  for (size_t i = 0; i < names.size(); i++) re += (i ? "|" : "") + QuoteRegexp(names[i]);
-  re += ")$";
+// go tool objdump -s RE: every function whose name matches, by name.
+std::map<std::string, DisFunc> GoObjdumpMatching(const MatrixRow& row, const std::string& binary, const std::string& re) {
   auto r = RunCommand({GoBin(row), "tool", "objdump", "-s", re, binary}, GoEnv(row));
   EXPECT_EQ(r.exit_code, 0) << "go tool objdump " << binary << ": " << r.Describe();
   std::map<std::string, DisFunc> out;
@@ -147,6 +144,14 @@ std::map<std::string, DisFunc> GoObjdump(const MatrixRow& row, const std::string
     cur->insns.push_back(std::move(in));
   }
   return out;
+}
+
+std::map<std::string, DisFunc> GoObjdump(const MatrixRow& row, const std::string& binary,
+                                         const std::vector<std::string>& names) {
+  std::string re = "^(";
+  for (size_t i = 0; i < names.size(); i++) re += (i ? "|" : "") + QuoteRegexp(names[i]);
+  re += ")$";
+  return GoObjdumpMatching(row, binary, re);
 }
 
 // --- oracle: GNU objdump (amd64 only) ------------------------------------------------
@@ -643,6 +648,65 @@ TEST_P(InspectMatrixTest, ReadPathIsProvenOrExplained) {
     const size_t n = std::stoul(insn->line.substr(8));
     ASSERT_TRUE(n >= 1 && n <= source.size()) << insn->line;
     EXPECT_THAT(Trim(source[n - 1]), ::testing::StartsWith("return 0, ")) << "RET +" << off << " at " << insn->line;
+  }
+  // Where the results are read (gobin::PlanReadExits), checked against objdump's listing of Read
+  // and its closures: every RET is either proven zero, read at a deferred call, a recovery-only
+  // exit after runtime.deferreturn, or keeps its RET probe.
+  const auto ret_probes = read.at("ret_probes").get<std::vector<uint64_t>>();
+  const json& exits = read.at("exits");
+  const auto all_rets = read.at("ret_offsets").get<std::vector<uint64_t>>();
+  auto insn_at = [&](uint64_t addr) {
+    return std::find_if(d->second.insns.begin(), d->second.insns.end(), [&](const Insn& in) { return in.addr == addr; });
+  };
+  std::set<uint64_t> covered(zero.begin(), zero.end());
+  covered.insert(ret_probes.begin(), ret_probes.end());
+  if (arm64) {
+    EXPECT_TRUE(exits.empty()) << "arm64 keeps its RET probes (the kernel simulates RET)";
+  } else {
+    EXPECT_FALSE(exits.empty()) << read.dump();
+    EXPECT_LE(ret_probes.size(), 1u) << "at most the handshake-error RET keeps its probe: " << read.dump();
+    // Read and its closures (func1, deferwrap1, Go 1.17's ·dwrap·N).
+    const auto closures = GoObjdumpMatching(row, row.twin, "^crypto/tls\\.\\(\\*Conn\\)\\.Read[.·]");
+    EXPECT_EQ(closures.size(), j.at("abi") == "register" ? 1u : 0u) << "Read's closures";
+    for (const json& e : exits) {
+      const uint64_t at = e.at("address").get<uint64_t>();
+      for (uint64_t r : e.at("rets").get<std::vector<uint64_t>>()) covered.insert(r);
+      if (!e.at("in_callee").get<bool>()) {
+        // Stack ABI: the deferred c.in.Unlock() is a direct call in Read.
+        auto call = insn_at(at);
+        ASSERT_NE(call, d->second.insns.end()) << "no instruction of Read at " << at;
+        EXPECT_EQ(call->text, "CALL sync.(*Mutex).Unlock(SB)");
+        continue;
+      }
+      // Register ABI: the probe is in one of Read's closures; each return site follows a CALL
+      // through a register in Read.
+      bool in_closure = false;
+      for (const auto& [name, fn] : closures)
+        for (const Insn& in : fn.insns) in_closure |= in.addr == at;
+      EXPECT_TRUE(in_closure) << "exit probe at " << at << " is not in a closure of Read";
+      for (int64_t site : e.at("return_sites").get<std::vector<int64_t>>()) {
+        const uint64_t ret_addr = at + site;
+        auto after = insn_at(ret_addr);
+        ASSERT_TRUE(after != d->second.insns.end() && after != d->second.insns.begin()) << "return site " << ret_addr;
+        EXPECT_THAT(std::prev(after)->text, ::testing::MatchesRegex("CALL [A-Z][A-Z0-9]*")) << "before " << ret_addr;
+      }
+    }
+  }
+  for (uint64_t off : all_rets) {
+    if (covered.count(off)) continue;
+    // The exit after runtime.deferreturn: Go resumes there only after a recovered panic.
+    auto ret = insn_at(base + off);
+    ASSERT_NE(ret, d->second.insns.end());
+    bool after_deferreturn = false;
+    for (auto it = ret; it != d->second.insns.begin() && !after_deferreturn;) {
+      --it;
+      if (it->text.rfind("CALL", 0) == 0 || it->text.rfind("BL", 0) == 0) {
+        after_deferreturn = it->text.find("runtime.deferreturn") != std::string::npos;
+        break;
+      }
+      if (it->text.rfind("J", 0) == 0 || it->text.rfind("B", 0) == 0 || it->text == "RET") break;
+    }
+    EXPECT_TRUE(after_deferreturn) << "RET +" << off << " neither probed nor covered: " << read.dump();
   }
   // Forced: every RET probed.
   auto all = RunCommand({"/usr/bin/env", "GOTLSCAP_READ_ALL_RETS=1", GotlscapBin(), "inspect", "--json", row.path});
