@@ -139,6 +139,11 @@ TEST_P(PclntabFormats, FindsFunctionsByExactName) {
   EXPECT_EQ((*r)[1]->end, base + kEnd);  // last function ends at the table's end PC
   EXPECT_EQ((*r)[1]->args, 56u);
   EXPECT_FALSE((*r)[2].has_value());
+  // And back: the name of the function at an entry, in every format.
+  EXPECT_EQ(t->NameAtEntry(base + 0x1200), "crypto/tls.(*Conn).Read");
+  EXPECT_EQ(t->NameAtEntry(base + 0x1400), "crypto/tls.(*Conn).Write");
+  EXPECT_FALSE(t->NameAtEntry(base + 0x1201).has_value()) << "not an entry";
+  EXPECT_FALSE(t->NameAtEntry(base + kEnd).has_value()) << "the end PC starts no function";
 }
 
 TEST_P(PclntabFormats, RejectsDamagedHeaders) {
