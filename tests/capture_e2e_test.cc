@@ -114,6 +114,7 @@ struct Capture {
   Summary summary;
   std::vector<Event> events;
   size_t other_lines = 0;  // JSON lines of other types (e.g. "secret")
+  std::map<std::pair<uint32_t, uint64_t>, int> closes;  // close events per (pid, conn id)
   std::vector<std::string> parse_errors;
 };
 
@@ -241,9 +242,12 @@ class Gotlscap {
       lineno++;
       Event e;
       std::string why = ParseEvent(data.substr(start, nl - start), &e);
-      if (why == kNotData)
+      if (why == kNotData) {
         c.other_lines++;
-      else if (!why.empty())
+        auto j = nlohmann::json::parse(data.substr(start, nl - start), nullptr, false);
+        if (j.is_object() && j.value("type", "") == "close" && j.contains("pid") && j.contains("conn"))
+          c.closes[{j["pid"].get<uint32_t>(), j["conn"].value("id", uint64_t{0})}]++;
+      } else if (!why.empty())
         c.parse_errors.push_back("line " + std::to_string(lineno) + ": " + why);
       else
         c.events.push_back(std::move(e));
@@ -694,6 +698,79 @@ TEST_P(CaptureReadPathTest, EveryProbePlacementCapturesTheSameStreams) {
 
 INSTANTIATE_TEST_SUITE_P(Toolchains, CaptureReadPathTest, ::testing::ValuesIn(AbiSpanServerRows()), ServerRowName);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CaptureReadPathTest);
+
+// Calls that grow the goroutine's stack. Entry probes sit on the stack check's JBE, which a call
+// that must grow its stack runs twice (before and after runtime.morestack); the eBPF program
+// ignores the first by the CMP's flags. The test client's "deep" mode makes each Write, Read and
+// Close the first crypto/tls call of a new goroutine at a swept recursion depth, one connection
+// per request, so some of them grow the stack in their prologue: every request and response must
+// be captured once, byte for byte on both ends, every connection closed once, and the summaries
+// must report growths (else the test tested nothing). Default probes and Read's entry+RET path.
+class CaptureStackGrowthTest : public ::testing::TestWithParam<MatrixRow> {};
+
+TEST_P(CaptureStackGrowthTest, CallsThatGrowTheStackAreCapturedOnce) {
+  REQUIRE_CAPTURE_ENV();
+  const MatrixRow& row = GetParam();
+  const MatrixRow* crow = FindRow(row.go_minor, row.variant, "client");
+  ASSERT_NE(crow, nullptr);
+  TempDir dir;
+  const std::string server_bin = CopyBinary(dir, row), client_bin = CopyBinary(dir, *crow);
+  const int kN = 300;
+  const size_t kSize = 100;
+  const uint32_t kSeed = 5;
+  std::set<std::string> want_requests;
+  for (int i = 0; i < kN; i++) {
+    const std::string body = PayloadBytes(kSize, kSeed + uint32_t(i));
+    want_requests.insert("POST /echo HTTP/1.1\r\nHost: gotlscap-test\r\nContent-Length: " + std::to_string(kSize) +
+                         "\r\n\r\n" + body);
+  }
+  uint64_t growths = 0;
+  for (const bool entry_path : {false, true}) {
+    SCOPED_TRACE(entry_path ? "GOTLSCAP_READ_PATH=entry" : "default probes");
+    const uint64_t t0 = WallNs();
+    if (entry_path) setenv("GOTLSCAP_READ_PATH", "entry", 1);
+    Gotlscap cap(dir, {"-e", server_bin, "-e", client_bin});
+    unsetenv("GOTLSCAP_READ_PATH");
+    ASSERT_TRUE(cap.WaitReady());
+    Server srv;
+    ASSERT_TRUE(StartServer(server_bin, &srv));
+    ProcRun cl = RunToEnd(ClientArgs(client_bin, srv.url(), "deep", kN, kSize, kSeed, {"-tls", "1.3"}));
+    ASSERT_EQ(cl.exit_code, 0) << cl.describe;
+    srv.proc->Signal(SIGTERM);
+    srv.proc->Wait(seconds(10));
+    Capture c = cap.Stop();
+    CheckCapture(c, {{{uint32_t(srv.pid()), "server"}, {uint32_t(cl.pid), "client"}}, false, t0, WallNs()});
+    growths += c.summary.stack_growths;
+    RecordProperty(entry_path ? "stack_growths_entry_path" : "stack_growths", std::to_string(c.summary.stack_growths));
+    auto streams = Streams(c.events);
+    auto pairs = PairStreams(streams, {srv.addr});  // both ends equal byte for byte
+    std::set<std::string> requests;
+    size_t conns = 0;
+    for (const auto& pr : pairs) {
+      if (pr.client->pid != uint32_t(cl.pid)) continue;
+      conns++;
+      EXPECT_TRUE(requests.insert(pr.client->wrote).second) << "a request captured twice: " << Trunc(pr.client->wrote);
+      const std::string body = pr.client->wrote.substr(pr.client->wrote.size() - std::min(pr.client->wrote.size(), kSize));
+      EXPECT_TRUE(pr.client->read.size() >= kSize &&
+                  pr.client->read.compare(pr.client->read.size() - kSize, kSize, body) == 0)
+          << "response of " << Trunc(pr.client->wrote) << ": " << Trunc(pr.client->read);
+    }
+    EXPECT_EQ(conns, size_t(kN)) << "one connection per request";
+    EXPECT_TRUE(requests == want_requests) << requests.size() << " distinct requests captured, want " << kN;
+    // One close per connection, none twice (a Close that grew its stack hit its probe twice).
+    size_t closed = 0;
+    for (const auto& [key, n] : c.closes) {
+      if (key.first != uint32_t(cl.pid)) continue;
+      closed++;
+      EXPECT_EQ(n, 1) << "connection " << key.second << " closed " << n << " times";
+    }
+    EXPECT_EQ(closed, size_t(kN)) << "closed connections";
+  }
+  EXPECT_GT(growths, 0u) << "no call grew its stack at a probe: the test did not test the stack-check probes";
+}
+
+INSTANTIATE_TEST_SUITE_P(Toolchains, CaptureStackGrowthTest, ::testing::ValuesIn(AbiSpanServerRows()), ServerRowName);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CaptureStackGrowthTest);
 
 // HTTP/2 with 4 concurrent streams on one connection (TLS 1.3), then TLS 1.2 with session
 // resumption (a new, resumed connection per request): on the stack-ABI toolchain (1.15), an

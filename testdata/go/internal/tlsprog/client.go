@@ -118,12 +118,15 @@ func RunClient(c ClientConfig) (Result, error) {
 		c.Concurrency = 1
 	}
 	if !validMode(c.Mode) {
-		return res, fmt.Errorf("bad mode %q (want echo, all, headers, grpc, toclose or one of %v)", c.Mode, allPaths)
+		return res, fmt.Errorf("bad mode %q (want echo, all, headers, grpc, toclose, deep or one of %v)", c.Mode, allPaths)
 	}
 	if c.WaitReady > 0 {
 		if err := waitReady(c.URL, c.WaitReady); err != nil {
 			return res, err
 		}
+	}
+	if c.Mode == "deep" {
+		return runDeep(c)
 	}
 	client := &http.Client{Transport: newTransport(c), Timeout: 5 * time.Minute}
 	start := time.Now()
@@ -164,7 +167,7 @@ func RunClient(c ClientConfig) (Result, error) {
 }
 
 func validMode(m string) bool {
-	if m == "all" || m == "headers" || m == "grpc" || m == "toclose" {
+	if m == "all" || m == "headers" || m == "grpc" || m == "toclose" || m == "deep" {
 		return true
 	}
 	for _, p := range allPaths {

@@ -25,6 +25,7 @@ func ClientFlags(withURL bool) func() ClientConfig {
 	flag.StringVar(&c.Mode, "mode", "echo", "echo: POST /echo only; all: cycle echo, bytes, chunked, gzip, hello; "+
 		"headers: GET /headers?n=HEADER-SIZE (large headers both ways); grpc: gRPC-style POST /grpc with trailers; "+
 		"toclose: GET /toclose (HTTP/1.0 body ending with the connection); "+
+		"deep: POST /echo over one raw tls.Conn, each request from a new goroutine at another stack depth; "+
 		"bytes, chunked, gzip or hello: that endpoint only")
 	flag.IntVar(&c.HeaderSize, "header-size", 0, "add header "+BigHeader+" of this many bytes to every request")
 	flag.BoolVar(&c.RepeatHeader, "repeat-header", false, "add header "+RepeatHeader+" (the same value) to every request")
