@@ -8,11 +8,13 @@
 # ratios are printed. One gotlscap process per scenario (workload x output format), so its
 # summary, CPU time (utime+stime from /proc/PID/stat between "ready" and SIGINT) and peak RSS
 # (VmHWM) belong to that scenario alone.
-# Scenarios GOVER:LOAD:FORMAT[:entry]: go1.27 bulk (150 x 1 MB echo), small (10,000 x 100 B,
+# Scenarios GOVER:LOAD:FORMAT[:entry|:step]: go1.27 bulk (150 x 1 MB echo), small (10,000 x 100 B,
 # HTTP/1.1 keep-alive) and h2small (the same over HTTP/2), go1.15 (stack ABI) small. A trailing ":entry" runs gotlscap with
 # GOTLSCAP_READ_PATH=entry: (*Conn).Read keeps its entry probe (2 hits per Read) even where the
 # analysis proved the ret-only path (1 hit), so the default list measures both paths side by side;
-# "read path" in the tables says which one ran (from `gotlscap inspect`). Format "count"
+# "read path" in the tables says which one ran (from `gotlscap inspect`). A trailing ":step" puts
+# every probe back on a single-stepped instruction (GOTLSCAP_ENTRY_PROBE=body GOTLSCAP_READ_EXIT=ret:
+# entries after the stack check, Read at its RETs), to measure what emulated probe sites save. Format "count"
 # attaches the same probes with a uid filter nobody matches (-u 65534): every hit is trapped and
 # counted, nothing is emitted, so its ratio is the price of the traps alone.
 # After each traced run the script waits until gotlscap's CPU time stops growing (it drained the
@@ -32,7 +34,7 @@ bulk_n=${BULK_N:-150} bulk_size=${BULK_SIZE:-1000000}
 small_n=${SMALL_N:-10000} small_size=${SMALL_SIZE:-100}
 conc=${CONCURRENCY:-1}
 out=${OUT:-/dev/null}
-scenarios=${SCENARIOS:-"1.27:bulk:count 1.27:bulk:json:entry 1.27:bulk:json 1.27:small:count:entry 1.27:small:count 1.27:small:json:entry 1.27:small:json 1.27:small:text 1.27:h2small:count 1.27:h2small:json 1.15:small:count:entry 1.15:small:count 1.15:small:json:entry 1.15:small:json"}
+scenarios=${SCENARIOS:-"1.27:bulk:count:step 1.27:bulk:count 1.27:bulk:json:step 1.27:bulk:json 1.27:small:count:step 1.27:small:count 1.27:small:json:step 1.27:small:json 1.27:small:text 1.27:h2small:json 1.15:small:count:step 1.15:small:count 1.15:small:json"}
 
 [[ $(id -u) -eq 0 ]] || { echo "run-capture-bench: needs root (eBPF uprobes)" >&2; exit 1; }
 if [[ -n ${GOTLSCAP:-} ]]; then
@@ -117,6 +119,9 @@ for sc in $scenarios; do
   IFS=: read -r gv wl fmt rpath <<<"$sc"
   genv=()
   [[ $rpath == entry ]] && genv=(GOTLSCAP_READ_PATH=entry)
+  # step: every probe where it sat before probes moved to emulated instructions (entries after the
+  # stack check, Read at its RETs): each hit single-stepped by the kernel.
+  [[ $rpath == step ]] && genv=(GOTLSCAP_READ_EXIT=ret GOTLSCAP_ENTRY_PROBE=body)
   case $wl in
     bulk) n=$bulk_n size=$bulk_size ;;
     small) n=$small_n size=$small_size ;;
@@ -141,6 +146,7 @@ for sc in $scenarios; do
   fi
   tag=go$gv-$wl-$fmt${rpath:+-$rpath}
   rp=$(env "${genv[@]}" "$gotlscap" inspect --json "$work/go$gv/server-T" | sed -n 's/.*"read_path": *"\([^"]*\)".*/\1/p')
+  [[ $rpath == step ]] && rp=step
   dest=$out
   [[ -d $out ]] && dest=$out/gotlscap-bench-$tag.out
   gerr=$work/$tag.gotlscap.err

@@ -149,15 +149,19 @@ Result<int> GoTlsProbes::AttachLinks(const gobin::GoBinary& bin, const std::stri
         return r.error();
     // amd64: most return paths are read at Read's deferred call (gobin::PlanReadExits); RETs that
     // return n == 0 have nothing to capture; the others keep a RET probe.
+    std::vector<uint64_t> rets = bin.read_ret_probes;
     for (const auto& exit : bin.read_exits) {
       auto idx = ReadExitIndex(exit);
-      if (!idx.ok()) return idx.error();
+      if (!idx.ok()) {  // the layout table is full: this binary's RETs get their probes back
+        rets.insert(rets.end(), exit.rets.begin(), exit.rets.end());
+        continue;
+      }
       if (auto r = attach(skel_->progs.gotls_read_exit, exit.file_offset,
                           uint64_t{*idx} << 32 | (exit.at_check ? GOTLS_COOKIE_AT_STACK_CHECK : 0));
           !r.ok())
         return r.error();
     }
-    for (uint64_t ret : bin.read_ret_probes)
+    for (uint64_t ret : rets)
       if (auto r = attach(skel_->progs.gotls_read_return, read->file_offset + ret,
                           ret_only ? GOTLS_COOKIE_READ_RET_ONLY : 0);
           !r.ok())

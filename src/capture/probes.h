@@ -82,6 +82,7 @@ class GoTlsProbes {
   std::vector<bpf_link*> links_;
   std::map<uint64_t, std::vector<bpf_link*>> groups_;
   // Read exit layouts written to the read_exits map, by content: identical binaries share one.
+  // An error once GOTLS_READ_EXITS_MAX layouts exist: that binary keeps RET probes instead.
   Result<uint32_t> ReadExitIndex(const gobin::GoBinary::ReadExitProbe& e);
   std::map<std::string, uint32_t> read_exit_ids_;
   std::mutex read_exit_mu_;

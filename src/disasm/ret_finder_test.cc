@@ -46,8 +46,8 @@ TEST(RetFinder, X86UndecodableCodeIsAnError) {
 
 // Go's prologue: compare SP with the stack guard, branch to a block that calls morestack and
 // jumps back to the entry. The body starts after the branch.
-TEST(BodyStart, X86AfterTheStackCheck) {
-  const std::vector<uint8_t> code = {
+std::vector<uint8_t> X86StackCheckedFunction() {
+  return {
       0x49, 0x3b, 0x66, 0x10,        // 0: cmp 0x10(%r14),%rsp
       0x76, 0x05,                    // 4: jbe 0xb
       0x55,                          // 6: push %rbp       <- body
@@ -56,6 +56,10 @@ TEST(BodyStart, X86AfterTheStackCheck) {
       0xe8, 0x00, 0x00, 0x00, 0x00,  // b: call (morestack)
       0xeb, 0xee,                    // 10: jmp 0 (the entry)
   };
+}
+
+TEST(BodyStart, X86AfterTheStackCheck) {
+  const std::vector<uint8_t> code = X86StackCheckedFunction();
   EXPECT_EQ(Dis(elf::Machine::kAmd64).FindBodyStart(code, 0x1000), 6u);
   // The same branch to a block that returns is not a stack check.
   auto no_check = code;
@@ -151,15 +155,7 @@ TEST(ProveArgsAtReturns, X86UnbalancedSpAtRetRefuses) {
 // Entry probes go on the stack check's JBE on amd64 (the kernel emulates it), after the check on
 // arm64.
 TEST(EntryProbe, X86OnTheStackCheckBranch) {
-  const std::vector<uint8_t> code = {
-      0x49, 0x3b, 0x66, 0x10,        // 0: cmp 0x10(%r14),%rsp
-      0x76, 0x05,                    // 4: jbe 0xb
-      0x55,                          // 6: push %rbp       <- body
-      0xc3,                          // 7: ret
-      0x90, 0x90, 0x90,              // 8: nops
-      0xe8, 0x00, 0x00, 0x00, 0x00,  // b: call (morestack)
-      0xeb, 0xee,                    // 10: jmp 0 (the entry)
-  };
+  const std::vector<uint8_t> code = X86StackCheckedFunction();
   auto d = Dis(elf::Machine::kAmd64);
   const auto probe = d.FindEntryProbe(code, 0x1000, d.FindBodyStart(code, 0x1000));
   EXPECT_EQ(probe.offset, 4u);
