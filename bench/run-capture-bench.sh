@@ -216,7 +216,7 @@ echo "hits/req = probe hits / requests (traced server only; includes the client'
 echo "bytes delivered; MB/s = MB / traced wall time; CPU s = gotlscap utime+stime between ready and SIGINT, %wall"
 echo "of the traced runs' wall time (backlog drained after a run included); wakeup/ev = gotlscap's voluntary context"
 echo "switches per event; drain s = longest wait after a traced run until gotlscap was idle; RSS = VmHWM (peak,"
-echo "includes the ring buffer's pages, mapped twice); s/GB = CPU s per GB of payload delivered. Format count: probes"
+echo "includes the ring buffer's pages, mapped once); s/GB = CPU s per GB of payload delivered. Format count: probes"
 echo "only (-u 65534), nothing emitted. Read path: ret-only = 1 hit per Read (proven), entry+ret = 2 (\":entry\")."
 lost_total=$(awk -F'\t' '{ s += $11 } END { print s + 0 }' "$results")
 [[ $lost_total -eq 0 ]] || { echo "LOST EVENTS: $lost_total chunks lost in total" >&2; exit 3; }

@@ -81,16 +81,13 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
         raw->sink_(std::move(ev));
       },
       mono_to_epoch);
-  s->rb_ = ring_buffer__new(s->probes_->ringbuf_fd(), &CaptureSession::OnRecord, raw, nullptr);
-  if (!s->rb_) return MakeError(ErrorKind::kInternal, "cannot open the eBPF ring buffer");
-  if (ring_buffer__add(s->rb_, s->probes_->secrets_fd(), &CaptureSession::OnSecret, raw) != 0)
-    return MakeError(ErrorKind::kInternal, "cannot open the eBPF secrets ring buffer");
+  s->rb_ = std::make_unique<RingReader>();
+  if (auto r = s->rb_->Add(s->probes_->ringbuf_fd(), &CaptureSession::OnRecord, raw); !r.ok()) return r.error();
+  if (auto r = s->rb_->Add(s->probes_->secrets_fd(), &CaptureSession::OnSecret, raw); !r.ok()) return r.error();
   return s;
 }
 
-CaptureSession::~CaptureSession() {
-  if (rb_) ring_buffer__free(rb_);
-}
+CaptureSession::~CaptureSession() = default;
 
 int CaptureSession::probe_count() const {
   int n = 0;
@@ -142,9 +139,8 @@ void CaptureSession::Run(const std::atomic<bool>& stop, uint64_t deadline_ns, co
     // written records.
     int timeout_ms = 10;
     if (deadline_ns) timeout_ms = static_cast<int>(std::min<uint64_t>(10, (deadline_ns - now) / 1000000 + 1));
-    int n = ring_buffer__poll(rb_, timeout_ms);
+    int n = rb_->Poll(timeout_ms);
     if (n < 0 && n != -EINTR) break;
-    if (ring_buffer__consume(rb_) < 0) break;
     assembler_->DeliverHeldCloses(MonotonicNowNs());
     // A call whose last chunk was lost would wait forever: give each call a second.
     if (now - last_flush > 1000000000ull) {
@@ -164,7 +160,7 @@ void CaptureSession::Run(const std::atomic<bool>& stop, uint64_t deadline_ns, co
 
 SessionSummary CaptureSession::Finish() {
   probes_->DetachAll();
-  while (ring_buffer__consume(rb_) > 0) {
+  while (rb_->Consume() > 0) {
   }
   assembler_->FlushAll();
   summary_.incomplete = assembler_->incomplete_events();
@@ -173,9 +169,7 @@ SessionSummary CaptureSession::Finish() {
 }
 
 Result<bool> CaptureSession::AddRingBuffer(int map_fd, int (*fn)(void* ctx, void* data, size_t size), void* ctx) {
-  if (ring_buffer__add(rb_, map_fd, fn, ctx) != 0)
-    return MakeError(ErrorKind::kInternal, "cannot poll the packet ring buffer");
-  return true;
+  return rb_->Add(map_fd, fn, ctx);
 }
 
 }  // namespace gotlscap::capture

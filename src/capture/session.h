@@ -13,10 +13,10 @@
 #include "capture/event_assembler.h"
 #include "capture/key_update_tracker.h"
 #include "capture/probes.h"
+#include "capture/ring_reader.h"
 #include "capture/secret_event.h"
 #include "common/result.h"
 
-struct ring_buffer;
 
 namespace gotlscap::capture {
 
@@ -80,7 +80,7 @@ class CaptureSession {
   std::vector<Target> targets_;
   std::unique_ptr<GoTlsProbes> probes_;
   std::unique_ptr<EventAssembler> assembler_;
-  ring_buffer* rb_ = nullptr;
+  std::unique_ptr<RingReader> rb_;
   SessionSummary summary_;
   EventAssembler::Sink sink_;
   SecretSink secret_sink_;

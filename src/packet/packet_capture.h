@@ -17,7 +17,6 @@
 #include "packet/net_interface.h"
 
 struct pcap_bpf;
-struct ring_buffer;
 
 namespace gotlscap::packet {
 
@@ -70,8 +69,8 @@ class PacketCapture {
   void Detach(uint32_t ifindex);
   // Removes every hook this capture attached (never a qdisc: others may be using it).
   void DetachAll();
-  // The packet ring buffer, to be polled with the session's (ring_buffer__add with OnRecord and
-  // this object): one epoll wakes for packets and secrets alike.
+  // The packet ring buffer, to be polled with the session's (CaptureSession::AddRingBuffer with
+  // OnRecord and this object): one epoll wakes for packets and secrets alike.
   int ringbuf_fd() const;
   static int OnRecord(void* ctx, void* data, size_t size);
   PacketCounters ReadCounters() const;
