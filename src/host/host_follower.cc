@@ -196,38 +196,63 @@ void HostFollower::NoteSkipped(const FileKey& key, const std::shared_ptr<const B
 
 void HostFollower::Track(const std::vector<Proc>& procs, const FileKey& key, const std::string& path,
                          const std::string& shown_path, const std::string& comm, uint32_t uid) {
-  auto count_into = [&](Binary& b) {
-    for (const auto& p : procs) summary_.processes += b.pids.emplace(p.pid, p.start_time).second;
+  auto count_into = [&](Binary& b, const std::vector<Proc>& list) {
+    for (const auto& p : list) summary_.processes += b.pids.emplace(p.pid, p.start_time).second;
     b.idle_since_ns = 0;
+  };
+  // Under mu_: true when the binary is attached, or being attached by the other thread (which
+  // then counts these processes too).
+  auto known = [&]() {
+    if (auto it = binaries_.find(key); it != binaries_.end()) {
+      count_into(it->second, procs);
+      return true;
+    }
+    if (auto a = attaching_.find(key); a != attaching_.end()) {
+      a->second.insert(a->second.end(), procs.begin(), procs.end());
+      return true;
+    }
+    return false;
   };
   {
     std::lock_guard<std::mutex> l(mu_);
-    auto it = binaries_.find(key);
-    if (it != binaries_.end()) return count_into(it->second);  // attached already
-    if (!Wanted(comm, uid)) return;
+    if (known() || !Wanted(comm, uid)) return;
   }
   std::shared_ptr<const BinaryVerdict> v = cache_.Get(key, path);  // analysis outside the lock
   if (!v || !v->tls) return NoteSkipped(key, v, shown_path);
-
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = binaries_.find(key);
-  if (it != binaries_.end()) return count_into(it->second);  // the other thread was faster
-  const uint64_t group = next_group_++;
+  uint64_t group;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (known()) return;  // the other thread was faster
+    attaching_[key] = procs;
+    group = next_group_++;
+  }
+  // Attaching takes a while (a uprobe per site, each installed in every process mapping the
+  // file): outside the lock, so neither execs elsewhere on the host (the fanotify thread answers
+  // them, and they wait for the answer) nor the capture loop's Tick wait for it.
   auto attached = probes_.AttachGroup(*v->binary, path, group);
+  std::vector<Proc> seen;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    seen = std::move(attaching_[key]);
+    attaching_.erase(key);
+    if (attached.ok()) {
+      Binary& b = binaries_[key];
+      b.verdict = v;
+      b.shown_path = shown_path;
+      b.group = group;
+      b.probes = *attached;
+      count_into(b, seen);
+      summary_.binaries_attached++;
+    } else {
+      summary_.skipped++;
+    }
+  }
   if (!attached.ok()) {
-    summary_.skipped++;
     log_(fmt::format("cannot attach to {}: {}", shown_path, attached.error().message));
-    probes_.DetachGroup(group);
+    probes_.DetachGroup(group);  // the uprobes attached before the error
     return;
   }
-  Binary& b = binaries_[key];
-  b.verdict = v;
-  b.shown_path = shown_path;
-  b.group = group;
-  b.probes = *attached;
-  count_into(b);
-  summary_.binaries_attached++;
-  log_(fmt::format("attached {} {} ({} pid{})", v->version, shown_path, procs.size(), procs.size() == 1 ? "" : "s"));
+  log_(fmt::format("attached {} {} ({} pid{})", v->version, shown_path, seen.size(), seen.size() == 1 ? "" : "s"));
 }
 
 void HostFollower::Tick(uint64_t now_ns) {

@@ -106,6 +106,8 @@ class HostFollower {
   std::unique_ptr<ExecWatcher> watcher_;
   mutable std::mutex mu_;  // the fanotify thread and the capture loop both attach/detach
   std::unordered_map<FileKey, Binary, FileKeyHash> binaries_;
+  // Binaries whose uprobes are being attached (outside mu_), with the processes seen meanwhile.
+  std::unordered_map<FileKey, std::vector<Proc>, FileKeyHash> attaching_;
   std::mutex skipped_mu_;  // apart from mu_: a skipped exec never waits for the capture loop
   std::unordered_set<FileKey, FileKeyHash> skipped_logged_;  // one count (and -v line) per binary
   std::atomic<uint64_t> execs_{0}, skipped_{0};
