@@ -641,8 +641,10 @@ std::vector<size_t> ZeroResultRets(const std::vector<FrameInsn>& insns, const st
 // amd64: RETs whose straight line back (nothing branches into it) is an epilogue -- loads of
 // whole registers from frame slots, SP arithmetic, POP BP, NOPs; no store, no other write -- and
 // then a call. The call's return lands on that epilogue, so whatever the epilogue loads is in its
-// slots during the call (the callee cannot reach the caller's frame: Go derives no pointer to a
-// slot without the proof seeing it, and the proof refused those into the argument area).
+// slots during the call: the callee cannot change them. Go is memory safe: a pointer into the
+// frame that the function hands out (the deferred closure's funcval) reaches only its own object,
+// and a value whose address escapes lives on the heap, not in a slot; the stack ABI's result slots
+// are in the caller's frame, which the proof shows no pointer reaches.
 std::vector<ArgSlotsProof::CallExit> CallExits(const std::vector<FrameInsn>& insns, const std::map<uint64_t, size_t>& at,
                                                const std::vector<std::optional<int64_t>>& delta, uint64_t entry) {
   constexpr int kAx = 0, kCx = 1, kBx = 3, kSp = 4, kBp = 5;  // X86Gpr numbers
@@ -656,8 +658,8 @@ std::vector<ArgSlotsProof::CallExit> CallExits(const std::vector<FrameInsn>& ins
     if (insns[r].flow != FrameInsn::kRet || !delta[r]) continue;
     ArgSlotsProof::CallExit e;
     e.ret = insns[r].addr - entry;
-    bool found = false;
-    for (size_t cur = r, steps = 0; steps < 16 && cur > 0 && !targets.count(cur); steps++) {
+    bool found = false, readable = true;
+    for (size_t cur = r, steps = 0; readable && steps < 16 && cur > 0 && !targets.count(cur); steps++) {
       const FrameInsn& f = insns[--cur];
       if (!delta[cur]) break;
       if (f.flow == FrameInsn::kCall) {
@@ -671,15 +673,15 @@ std::vector<ArgSlotsProof::CallExit> CallExits(const std::vector<FrameInsn>& ins
       const bool plain = f.flow == FrameInsn::kNext && f.problem.empty() && f.sp_stores.empty() &&
                          f.sp_pointers.empty() && !f.sp_unknown && !f.rip_lea && (f.gpr_writes & ~kAllowed) == 0;
       if (!plain) break;
-      // Walking back, the first write of a result register is its last before the RET.
+      // Walking back, the first write of a result register is its last before the RET; one not
+      // loaded from a slot (XORL BX, BX) makes the exit unreadable at the call.
       for (auto [reg, slot] : {std::pair{kAx, &e.ax}, {kBx, &e.bx}, {kCx, &e.cx}}) {
         if (!(f.gpr_writes >> reg & 1) || slot->has_value()) continue;
-        if (f.load_reg != reg) goto next_ret;  // not loaded from a slot: not an exit we can read
-        *slot = *delta[cur] + f.load_disp;
+        if (f.load_reg != reg) readable = false;
+        else *slot = *delta[cur] + f.load_disp;
       }
     }
-    if (found) out.push_back(e);
-  next_ret:;
+    if (found && readable) out.push_back(e);
   }
   return out;
 }
