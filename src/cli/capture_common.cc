@@ -2,7 +2,6 @@
 
 #include <signal.h>
 #include <linux/magic.h>
-#include <mntent.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -12,6 +11,7 @@
 
 #include "cli/command_run.h"
 #include "cli/exit_codes.h"
+#include "common/cgroup_mount.h"
 
 namespace gotlscap::cli {
 namespace {
@@ -78,16 +78,7 @@ void AddFollowOptions(CLI::App* cmd, FollowCli& o) {
 
 Result<std::string> ResolveCgroup(const std::string& path) {
   if (path.empty()) return path;
-  // Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts.
-  std::string root;
-  if (FILE* m = setmntent("/proc/self/mounts", "r")) {
-    while (mntent* e = getmntent(m))
-      if (std::string(e->mnt_type) == "cgroup2") {
-        root = e->mnt_dir;
-        break;
-      }
-    endmntent(m);
-  }
+  const std::string root = CgroupV2Mount();
   std::vector<std::string> candidates = {path};
   if (!root.empty()) candidates.push_back(root + "/" + path);
   for (const std::string& p : candidates) {

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <filesystem>
-#include <mntent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +15,8 @@
 #include <sstream>
 
 #include <fmt/format.h>
+
+#include "common/cgroup_mount.h"
 
 namespace gotlscap::packet {
 namespace {
@@ -271,15 +272,7 @@ void ProcessInfoCache::Complete(Owner& o) {
 std::string ProcessInfoCache::CgroupPath(uint64_t id) {
   auto it = cgroup_paths_.find(id);
   if (it != cgroup_paths_.end()) return it->second;
-  std::string root;
-  if (FILE* m = setmntent("/proc/self/mounts", "r")) {
-    while (mntent* e = getmntent(m))
-      if (std::string(e->mnt_type) == "cgroup2") {
-        root = e->mnt_dir;
-        break;
-      }
-    endmntent(m);
-  }
+  const std::string root = CgroupV2Mount();
   if (root.empty()) return "";
   if (cgroup_paths_.size() > 4096) cgroup_paths_.clear();
   // One walk records every cgroup: later lookups of other ids are map hits.
