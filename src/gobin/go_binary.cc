@@ -68,23 +68,19 @@ void PlanReadExits(const elf::ElfFile& f, const Pclntab& table, const disasm::Di
   const uint64_t deferreturn = (*found)[0] ? (*found)[0]->entry : 0;
   // The deferred closure: the one function named Read.<something> (func1, deferwrap1, Go 1.17's
   // ·dwrap·N) whose address Read computes (LEAQ ...(IP)) to build the defer's funcval.
-  std::optional<uint64_t> closure;
-  std::string closure_name;
+  std::optional<Pclntab::NamedFunc> closure;
   for (uint64_t t : proof.lea_targets) {
-    auto name = table.NameAtEntry(t);
-    if (!name || !name->starts_with("crypto/tls.(*Conn).Read") || *name == read->name) continue;
-    if (closure && *closure != t) return keep_all("RET probes (Read builds two closures)");
-    closure = t;
-    closure_name = *name;
+    auto fn = table.FuncAtEntry(t);
+    if (!fn || !fn->name.starts_with("crypto/tls.(*Conn).Read") || fn->name == read->name) continue;
+    if (closure && closure->func.entry != t) return keep_all("RET probes (Read builds two closures)");
+    closure = std::move(fn);
   }
   std::optional<disasm::Disassembler::EntryProbe> closure_probe;
-  if (closure) {
-    auto info = table.Lookup(std::vector<std::string>{closure_name});
-    if (info.ok() && (*info)[0] && (*info)[0]->entry == *closure && (*info)[0]->end - *closure <= kMaxFunctionSize) {
-      auto code = f.BytesAtVaddr(*closure, (*info)[0]->end - *closure);
-      if (code.size() == (*info)[0]->end - *closure && f.VaddrToOffset(*closure))
-        closure_probe = dis.FindEntryProbe(code, *closure, dis.FindBodyStart(code, *closure));
-    }
+  if (closure && closure->func.end - closure->func.entry <= kMaxFunctionSize) {
+    const uint64_t entry = closure->func.entry, size = closure->func.end - entry;
+    auto code = f.BytesAtVaddr(entry, size);
+    if (code.size() == size && f.VaddrToOffset(entry))
+      closure_probe = dis.FindEntryProbe(code, entry, dis.FindBodyStart(code, entry));
   }
 
   const bool stack_abi = out.abi == Abi::kStack;
@@ -122,8 +118,8 @@ void PlanReadExits(const elf::ElfFile& f, const Pclntab& table, const disasm::Di
     if (!closure_probe) continue;
     p.in_callee = true;
     p.at_check = closure_probe->at_check;
-    p.address = *closure + closure_probe->offset;
-    p.file_offset = *f.VaddrToOffset(*closure) + closure_probe->offset;
+    p.address = closure->func.entry + closure_probe->offset;
+    p.file_offset = *f.VaddrToOffset(closure->func.entry) + closure_probe->offset;
     const int64_t site = static_cast<int64_t>(read->address + ce.after_call) - static_cast<int64_t>(p.address);
     if (site < INT32_MIN || site > INT32_MAX) continue;
     auto same = std::find_if(out.read_exits.begin(), out.read_exits.end(), [&](const GoBinary::ReadExitProbe& q) {
@@ -143,7 +139,7 @@ void PlanReadExits(const elf::ElfFile& f, const Pclntab& table, const disasm::Di
   out.read_exits_why = fmt::format(
       "{} of {} RETs read at their deferred call ({} at a CALL in Read, {} in {}{}), {} after runtime.deferreturn "
       "(recovery only: not probed), {} return n == 0 (not probed), {} keep a RET probe",
-      at_call + in_callee, read->ret_offsets.size(), at_call, in_callee, closure ? closure_name : "no closure",
+      at_call + in_callee, read->ret_offsets.size(), at_call, in_callee, closure ? closure->name : "no closure",
       closure_probe && closure_probe->at_check ? "'s stack-check JBE" : "", recovery_only,
       std::count_if(out.read_zero_rets.begin(), out.read_zero_rets.end(),
                     [&](uint64_t r) { return std::find(covered.begin(), covered.end(), r) == covered.end(); }),

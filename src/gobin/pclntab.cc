@@ -166,7 +166,7 @@ Result<std::vector<std::optional<FuncInfo>>> Pclntab::Lookup(std::span<const std
   return out;
 }
 
-std::optional<std::string> Pclntab::NameAtEntry(uint64_t addr) const {
+std::optional<Pclntab::NamedFunc> Pclntab::FuncAtEntry(uint64_t addr) const {
   const uint64_t base = uses_text_start() ? text_start_ : 0;
   if (addr < base) return std::nullopt;
   const uint64_t raw = addr - base;
@@ -178,13 +178,15 @@ std::optional<std::string> Pclntab::NameAtEntry(uint64_t addr) const {
   if (lo >= nfunc_ || FunctabEntry(lo) != raw) return std::nullopt;
   const uint64_t rec = funcdata_off_ + FunctabFuncoff(lo);
   const uint64_t nameoff_at = uses_text_start() ? 4 : ptr_size_;
-  if (rec > data_.size() || data_.size() - rec < nameoff_at + 4) return std::nullopt;
+  if (rec > data_.size() || data_.size() - rec < nameoff_at + 8) return std::nullopt;
   const uint64_t nameoff = elf::ReadU32(data_, rec + nameoff_at);
   const uint64_t start = format_ == PclntabFormat::kGo12 ? nameoff : funcname_off_ + nameoff;
   const uint64_t end = format_ == PclntabFormat::kGo12 ? data_.size() : funcname_end_;
-  if (start >= end || end > data_.size()) return std::nullopt;
+  const uint64_t next = FunctabEntry(lo + 1);  // functab ends with the end PC of the last function
+  if (start >= end || end > data_.size() || next <= raw || next > UINT64_MAX - base) return std::nullopt;
   const char* p = reinterpret_cast<const char*>(data_.data() + start);
-  return std::string(p, strnlen(p, end - start));
+  return NamedFunc{std::string(p, strnlen(p, end - start)),
+                   FuncInfo{addr, base + next, elf::ReadU32(data_, rec + nameoff_at + 4)}};
 }
 
 namespace {

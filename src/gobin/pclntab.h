@@ -54,11 +54,15 @@ class Pclntab {
   // Looks up each name (full Go symbol name) in one pass over functab. Entries of the result are
   // nullopt for names not present. kCorrupt when a found function's record is inconsistent.
   Result<std::vector<std::optional<FuncInfo>>> Lookup(std::span<const std::string> names) const;
-  // The name of the function whose entry is exactly `addr` (binary search of functab), nullopt if
-  // no function starts there or its name lies outside the table. Go 1.17 names Read's deferred
-  // closure "Read·dwrap·15", later ones "Read.func1" or "Read.deferwrap1": a caller that knows
-  // the address asks for the name instead of guessing it.
-  std::optional<std::string> NameAtEntry(uint64_t addr) const;
+  // The function whose entry is exactly `addr` (binary search of functab): its name and extent;
+  // nullopt if no function starts there or its record or name lies outside the table. Go 1.17
+  // names Read's deferred closure "Read·dwrap·15", later ones "Read.func1" or "Read.deferwrap1":
+  // a caller that knows the address asks for the name instead of guessing it.
+  struct NamedFunc {
+    std::string name;
+    FuncInfo func;
+  };
+  std::optional<NamedFunc> FuncAtEntry(uint64_t addr) const;
 
  private:
   Pclntab() = default;

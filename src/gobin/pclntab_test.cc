@@ -139,11 +139,19 @@ TEST_P(PclntabFormats, FindsFunctionsByExactName) {
   EXPECT_EQ((*r)[1]->end, base + kEnd);  // last function ends at the table's end PC
   EXPECT_EQ((*r)[1]->args, 56u);
   EXPECT_FALSE((*r)[2].has_value());
-  // And back: the name of the function at an entry, in every format.
-  EXPECT_EQ(t->NameAtEntry(base + 0x1200), "crypto/tls.(*Conn).Read");
-  EXPECT_EQ(t->NameAtEntry(base + 0x1400), "crypto/tls.(*Conn).Write");
-  EXPECT_FALSE(t->NameAtEntry(base + 0x1201).has_value()) << "not an entry";
-  EXPECT_FALSE(t->NameAtEntry(base + kEnd).has_value()) << "the end PC starts no function";
+  // And back: the function at an entry, in every format, as Lookup finds it.
+  auto read = t->FuncAtEntry(base + 0x1200);
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->name, "crypto/tls.(*Conn).Read");
+  EXPECT_EQ(read->func.entry, (*r)[0]->entry);
+  EXPECT_EQ(read->func.end, (*r)[0]->end);
+  EXPECT_EQ(read->func.args, (*r)[0]->args);
+  auto write = t->FuncAtEntry(base + 0x1400);
+  ASSERT_TRUE(write.has_value());
+  EXPECT_EQ(write->name, "crypto/tls.(*Conn).Write");
+  EXPECT_EQ(write->func.end, base + kEnd);
+  EXPECT_FALSE(t->FuncAtEntry(base + 0x1201).has_value()) << "not an entry";
+  EXPECT_FALSE(t->FuncAtEntry(base + kEnd).has_value()) << "the end PC starts no function";
 }
 
 TEST_P(PclntabFormats, RejectsDamagedHeaders) {
