@@ -103,7 +103,9 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
     FillMeta(h, cs, &ev);
     ev.len = h.total_len;
     ev.truncated = h.flags & GOTLS_CHUNK_TRUNCATED;
-    ev.payload.reserve(std::min<uint64_t>(p.expected, GOTLS_CHUNK_MAX));  // grows as chunks arrive
+    // Sized once for the whole call (≤ GOTLS_CAPTURE_MAX, from our own BPF program): growing by
+    // doubling as chunks arrive copied a 1 MB write twice more.
+    ev.payload.reserve(p.expected);
     it = pending_.emplace(key, std::move(p)).first;
   }
   Pending& p = it->second;

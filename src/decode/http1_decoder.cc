@@ -683,6 +683,10 @@ class Http1Decoder final : public ConnectionDecoder {
         break;
       case Framing::kLength:
         d.remaining = length;
+        // The body's size is known: one allocation instead of a doubling series that copies the
+        // body again at each step (measured: a fifth of the consumer's CPU under 1 MB bodies).
+        // Bounded by max_body; an announced length never sent costs address space, not memory.
+        d.cur.body.reserve(static_cast<size_t>(std::min<uint64_t>(length, limits_.max_body)));
         if (length == 0) Complete(d);
         else d.st = St::kBody;
         break;
