@@ -26,7 +26,9 @@ std::string FormatAddress(uint16_t family, const uint8_t addr[16], uint16_t port
 }
 
 EventAssembler::EventAssembler(Sink sink, int64_t monotonic_to_epoch_ns)
-    : sink_(std::move(sink)), mono_to_epoch_(monotonic_to_epoch_ns) {}
+    : sink_(std::move(sink)), mono_to_epoch_(monotonic_to_epoch_ns) {
+  whole_.payload.reserve(GOTLS_CHUNK_MAX);  // the largest call that fits one record
+}
 
 EventAssembler::ConnKey EventAssembler::KeyOf(const gotls_data_event& h) {
   ConnKey key{h.pid, h.conn_ptr, h.sock_ptr, h.lport, h.rport, {}, {}};
@@ -90,10 +92,28 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
     malformed_++;
     return;
   }
+  if ((h.flags & GOTLS_CHUNK_FIRST) && (h.flags & GOTLS_CHUNK_LAST) && h.offset == 0) {
+    EmitWhole(h, data.first(h.chunk_len));  // a call in one record: most calls
+    return;
+  }
   const CallKey key{h.tid, h.call_id};
   auto it = pending_.find(key);
   if (it == pending_.end()) {
-    Pending p;
+    // A table node of an emitted call when there is one: no allocation, and its event's strings
+    // keep their capacity.
+    if (spare_.empty()) {
+      it = pending_.try_emplace(key).first;
+    } else {
+      auto node = std::move(spare_.back());
+      spare_.pop_back();
+      node.key() = key;
+      it = pending_.insert(std::move(node)).position;
+    }
+    Pending& p = it->second;
+    p.ev.payload.clear();
+    p.ev.missing = 0;
+    p.ev.end = ConnEnd::kNone;
+    p.received = 0;
     p.hdr = h;
     p.conn = KeyOf(h);
     p.expected = std::min<uint64_t>(h.total_len, GOTLS_CAPTURE_MAX);
@@ -106,7 +126,6 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
     // Sized once for the whole call (≤ GOTLS_CAPTURE_MAX, from our own BPF program): growing by
     // doubling as chunks arrive copied a 1 MB write twice more.
     ev.payload.reserve(p.expected);
-    it = pending_.emplace(key, std::move(p)).first;
   }
   Pending& p = it->second;
   if (h.offset + h.chunk_len <= p.expected) {
@@ -121,14 +140,39 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
     }
     p.received += h.chunk_len;
   }
-  if (h.flags & GOTLS_CHUNK_LAST) {
-    Pending done = std::move(p);
-    pending_.erase(it);
-    Emit(std::move(done));
-  }
+  if (h.flags & GOTLS_CHUNK_LAST) EmitPending(it);
 }
 
-void EventAssembler::Emit(Pending&& p) {
+// A call that fits one record, without the pending table: built in one long-lived DataEvent, so
+// its strings keep their capacity from call to call (no heap allocation per event, unless the
+// sink takes them). Same outcome as the pending path: nothing is counted pending, since nothing
+// can arrive between this call's start and end; the connection's held ends are untouched.
+void EventAssembler::EmitWhole(const gotls_data_event& h, std::span<const uint8_t> data) {
+  ConnState& cs = Connection(KeyOf(h));
+  DataEvent& ev = whole_;
+  FillMeta(h, cs, &ev);
+  const uint64_t expected = std::min<uint64_t>(h.total_len, GOTLS_CAPTURE_MAX);
+  ev.len = h.total_len;
+  ev.truncated = h.flags & GOTLS_CHUNK_TRUNCATED;
+  ev.end = ConnEnd::kNone;
+  const uint64_t received = data.size() <= expected ? data.size() : 0;
+  ev.payload.assign(reinterpret_cast<const char*>(data.data()), received);
+  ev.payload.resize(expected);  // a lost or faulted chunk is zero-filled, and counted
+  ev.missing = expected - received;
+  if (ev.missing) incomplete_++;
+  sink_(std::move(ev));
+}
+
+void EventAssembler::EmitPending(PendingMap::iterator it) {
+  auto node = pending_.extract(it);
+  Emit(node.mapped());
+  // Sinks read events (writers, decoders copy what they keep): the node and its buffers are
+  // reused. A few, not huge ones: what is kept stays resident.
+  if (node.mapped().ev.payload.capacity() <= kSpareMaxBytes && spare_.size() < kSpares)
+    spare_.push_back(std::move(node));
+}
+
+void EventAssembler::Emit(Pending& p) {
   p.ev.payload.resize(p.expected);  // a lost tail is zero-filled too
   if (p.received < p.expected) {
     p.ev.missing = p.expected - p.received;
@@ -214,12 +258,7 @@ void EventAssembler::FlushOlderThan(uint64_t monotonic_ns) {
   for (const auto& [key, p] : pending_)
     if (p.hdr.ts_ns < monotonic_ns) due.emplace_back(p.hdr.ts_ns, key);
   std::sort(due.begin(), due.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (const auto& [ts, key] : due) {
-    auto it = pending_.find(key);
-    Pending p = std::move(it->second);
-    pending_.erase(it);
-    Emit(std::move(p));
-  }
+  for (const auto& [ts, key] : due) EmitPending(pending_.find(key));
 }
 
 std::vector<uint32_t> EventAssembler::Pids() const {

@@ -85,7 +85,8 @@ class EventAssembler {
   };
   static ConnKey KeyOf(const gotls_data_event& h);
   void FillMeta(const gotls_data_event& h, ConnState& cs, DataEvent* ev) const;
-  void Emit(Pending&& p);
+  void Emit(Pending& p);
+  void EmitWhole(const gotls_data_event& h, std::span<const uint8_t> data);
   void OnEnd(const gotls_data_event& h);
   void DeliverEnd(std::map<ConnKey, ConnState>::iterator it, DataEvent&& ev);
   void DeliverWaiting(std::map<ConnKey, ConnState>::iterator it);
@@ -101,7 +102,12 @@ class EventAssembler {
   struct CallKeyHash {
     size_t operator()(const CallKey& k) const { return std::hash<uint64_t>()(k.call_id * 31 + k.tid); }
   };
-  std::unordered_map<CallKey, Pending, CallKeyHash> pending_;
+  using PendingMap = std::unordered_map<CallKey, Pending, CallKeyHash>;
+  void EmitPending(PendingMap::iterator it);
+  PendingMap pending_;
+  DataEvent whole_;                          // reused for every call that fits one record
+  std::vector<PendingMap::node_type> spare_;  // nodes of emitted calls, reused with their buffers
+  static constexpr size_t kSpares = 2, kSpareMaxBytes = 2u << 20;
   std::map<ConnKey, ConnState> conns_;  // ordered by pid first: ForgetProcess erases a range
   std::vector<ConnKey> held_closes_;     // connections with close_at set, in arrival order
   uint64_t next_conn_id_ = 1;
