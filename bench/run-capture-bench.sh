@@ -189,22 +189,25 @@ for sc in $scenarios; do
   summ=$(grep '^summary:' "$gerr")
   read -r ev by lost trunc hits < <(sed -E 's/^summary: ([0-9]+) events, ([0-9]+) bytes, ([0-9]+) lost, ([0-9]+) truncated .*probe hits ([0-9]+)[,)].*/\1 \2 \3 \4 \5/' <<<"$summ")
   tsum=$(awk '{ s += $1 } END { print s }' "$work/$tag.t")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$gover" "$wl" "$fmt" "$n" "$size" \
     "$(median <"$work/$tag.u")" "$(median <"$work/$tag.t")" "$(median <"$work/$tag.r")" \
     "$ev" "$by" "$lost" "$trunc" "$hits" "$tsum" "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" "$hwm" \
-    "$(median <"$work/$tag.su")" "$(median <"$work/$tag.st")" "$((vcsw1 - vcsw0))" "$drain_max" "$rp" >>"$results"
+    "$(median <"$work/$tag.su")" "$(median <"$work/$tag.st")" "$((vcsw1 - vcsw0))" "$drain_max" "$rp" \
+    "$(sort -g "$work/$tag.r" | head -1)" "$(sort -g "$work/$tag.r" | tail -1)" >>"$results"
   echo "  $summ"
 done
 
 echo
 echo "Throughput of the traced program (median of $pairs runs each side; ratio = median of per-pair traced/untraced; 1.00 = no slowdown)"
 awk -F'\t' -v pairs="$pairs" '
-  BEGIN { printf "%-9s %-7s %-5s %-9s | %9s %8s | %9s %8s | %5s | %14s\n", "go", "load", "fmt", "read path", "untr req/s", "MB/s", "traced req/s", "MB/s", "ratio", "srv CPU ms/run U/T"
-          print "--------------------------------------------------------------------------------------------------------------" }
+  BEGIN { printf "%-9s %-7s %-5s %-9s | %9s %8s | %9s %8s | %5s %9s | %14s %11s\n", "go", "load", "fmt", "read path", "untr req/s", "MB/s", "traced req/s", "MB/s", "ratio", "pairs", "srv CPU ms/run U/T", "+srv us/req"
+          print "-------------------------------------------------------------------------------------------------------------------------------------" }
   { mb = 2 * $4 * $5 / 1e6  # request + response bodies
-    printf "%-9s %-7s %-5s %-9s | %10.0f %8.1f | %12.0f %8.1f | %5.2f | %7.0f / %-7.0f\n", $1, $2, $3, $21, $4 / $6, mb / $6, $4 / $7, mb / $7, $8, 1000 * $17, 1000 * $18 }' "$results"
-echo "MB/s counts request + response bodies; srv CPU = the server copy's utime+stime during one run (median)."
+    printf "%-9s %-7s %-5s %-9s | %10.0f %8.1f | %12.0f %8.1f | %5.2f %4.2f-%4.2f | %7.0f / %-7.0f %11.1f\n", $1, $2, $3, $21, $4 / $6, mb / $6, $4 / $7, mb / $7, $8, $22, $23, 1000 * $17, 1000 * $18, 1e6 * ($18 - $17) / $4 }' "$results"
+echo "MB/s counts request + response bodies; pairs = lowest-highest per-pair ratio (the spread between runs here);"
+echo "srv CPU = the server copy's utime+stime during one run (median); +srv us/req = the traced copy's extra CPU per"
+echo "request (user + kernel: traps and BPF programs run in its threads), the least noisy figure of the cost."
 echo
 echo "gotlscap itself (one process per scenario, over its $pairs traced runs)"
 awk -F'\t' -v pairs="$pairs" '
