@@ -1,7 +1,7 @@
 // The consumer's hot path allocates nothing per event: a call that fits one ring-buffer record is
 // built in a DataEvent the assembler keeps, and a multi-record call reuses an earlier call's
-// pending-table node with its buffers. Counted with a replacement of the global operator new (this test binary's only
-// one; it counts only while a test enables it, on its own thread).
+// pending-table node with its buffers. Counted with a replacement of the global operator new
+// (this test binary's only one; it counts only while a test enables it, on its own thread).
 #include <sys/socket.h>
 
 #include <cstdlib>
@@ -60,7 +60,6 @@ std::vector<uint8_t> Record(uint64_t call, uint64_t total, uint64_t offset, cons
 
 struct Counted {
   size_t events = 0, bytes = 0, missing = 0;
-  std::string last_remote;
 };
 
 TEST(EventAssemblerAllocations, NoneForCallsInOneRecord) {
@@ -77,6 +76,7 @@ TEST(EventAssemblerAllocations, NoneForCallsInOneRecord) {
   counting = false;
   EXPECT_EQ(news, 0u);
   EXPECT_EQ(c.events, 1001u);
+  EXPECT_EQ(c.bytes, 200u * 1000 + 999u * 1000 / 2 + 5);  // every payload, the faulted one zero-filled
   EXPECT_EQ(c.missing, 5u);
   EXPECT_EQ(a.incomplete_events(), 1u);
   news = 0;

@@ -20,7 +20,7 @@ class BufferedWriter : public EventWriter {
  public:
   explicit BufferedWriter(FILE* out) : fd_(fileno(out)) {
     fflush(out);  // whatever stdio holds goes first
-    b_.reserve(kWriteAt + kBase64Slice / 3 * 4 + 4096);  // its working size: grown once
+    b_.reserve(kWorkingSize);  // grown once
   }
   bool Flush() override {
     WriteOut();
@@ -57,10 +57,15 @@ class BufferedWriter : public EventWriter {
       }
       off += size_t(n);
     }
-    b_.clear();  // keeps its capacity
+    b_.clear();  // keeps its capacity, but not that of a rare huge event (a text dump of 32 MiB)
+    if (b_.capacity() > (8u << 20)) {
+      b_ = fmt::memory_buffer();
+      b_.reserve(kWorkingSize);
+    }
   }
   static constexpr size_t kWriteAt = 1u << 20;
   static constexpr size_t kBase64Slice = 3u << 16;  // 192 KiB in, 256 KiB out
+  static constexpr size_t kWorkingSize = kWriteAt + kBase64Slice / 3 * 4 + 4096;  // + one event's JSON fields
   fmt::memory_buffer b_;
   int fd_;
   bool failed_ = false;
