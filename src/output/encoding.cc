@@ -1,5 +1,6 @@
 #include "output/encoding.h"
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -121,24 +122,41 @@ void AppendJsonString(fmt::memory_buffer& out, std::string_view s) {
   out.resize(size_t(o - out.data()));
 }
 
+// `hexdump -C` layout, written through a pointer into space sized once per call: formatting each
+// byte through fmt took most of the text writer's time (binary bodies are dumped).
 void AppendHexDump(fmt::memory_buffer& out, std::string_view bytes) {
-  auto it = std::back_inserter(out);
+  static constexpr char kHex[] = "0123456789abcdef";
+  constexpr size_t kLine = 8 + 2 + 16 * 3 + 1 + 2 + 16 + 2;  // offset, bytes, gap, |ascii|\n
+  const size_t lines = (bytes.size() + 15) / 16, start = out.size();
+  out.resize(start + lines * kLine);
+  char* o = out.data() + start;
   for (size_t off = 0; off < bytes.size(); off += 16) {
-    fmt::format_to(it, "{:08x}  ", off);
+    for (int shift = 28; shift >= 0; shift -= 4) *o++ = kHex[(off >> shift) & 15];
+    *o++ = ' ';
+    *o++ = ' ';
+    const size_t n = std::min<size_t>(16, bytes.size() - off);
     for (size_t i = 0; i < 16; i++) {
-      if (off + i < bytes.size())
-        fmt::format_to(it, "{:02x} ", static_cast<unsigned char>(bytes[off + i]));
-      else
-        out.append(std::string_view("   "));
-      if (i == 7) out.push_back(' ');
+      if (i < n) {
+        const auto c = static_cast<unsigned char>(bytes[off + i]);
+        *o++ = kHex[c >> 4];
+        *o++ = kHex[c & 15];
+      } else {
+        *o++ = ' ';
+        *o++ = ' ';
+      }
+      *o++ = ' ';
+      if (i == 7) *o++ = ' ';
     }
-    out.append(std::string_view(" |"));
-    for (size_t i = 0; i < 16 && off + i < bytes.size(); i++) {
-      unsigned char c = bytes[off + i];
-      out.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.');
+    *o++ = ' ';
+    *o++ = '|';
+    for (size_t i = 0; i < n; i++) {
+      const auto c = static_cast<unsigned char>(bytes[off + i]);
+      *o++ = c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.';
     }
-    out.append(std::string_view("|\n"));
+    *o++ = '|';
+    *o++ = '\n';
   }
+  out.resize(static_cast<size_t>(o - out.data()));  // a short last line has fewer ascii characters
 }
 
 }  // namespace gotlscap::output

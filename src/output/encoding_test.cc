@@ -111,5 +111,35 @@ TEST(Encoding, HexDumpLayout) {
             "00000010  0a                                                |.|\n");
 }
 
+// The dump written byte by byte through a pointer matches the layout formatted field by field
+// (as `hexdump -C` prints it) for every line length, at offsets past 0xffff.
+TEST(Encoding, HexDumpMatchesFormattedLayout) {
+  auto formatted = [](std::string_view bytes) {
+    std::string out;
+    for (size_t off = 0; off < bytes.size(); off += 16) {
+      out += fmt::format("{:08x}  ", off);
+      for (size_t i = 0; i < 16; i++) {
+        out += off + i < bytes.size() ? fmt::format("{:02x} ", static_cast<unsigned char>(bytes[off + i])) : "   ";
+        if (i == 7) out += ' ';
+      }
+      out += " |";
+      for (size_t i = 0; i < 16 && off + i < bytes.size(); i++) {
+        const auto c = static_cast<unsigned char>(bytes[off + i]);
+        out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.';
+      }
+      out += "|\n";
+    }
+    return out;
+  };
+  std::string bytes;
+  for (size_t i = 0; i < 70000; i++) bytes.push_back(static_cast<char>((i * 2654435761u) >> 11));
+  for (size_t len : {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 70000}) {
+    fmt::memory_buffer b;
+    b.append(std::string_view("before\n"));
+    AppendHexDump(b, std::string_view(bytes).substr(0, len));
+    EXPECT_EQ(fmt::to_string(b), "before\n" + formatted(std::string_view(bytes).substr(0, len))) << len;
+  }
+}
+
 }  // namespace
 }  // namespace gotlscap::output
