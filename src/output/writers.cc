@@ -9,6 +9,8 @@
 #include <set>
 #include <tuple>
 
+#include <fmt/compile.h>
+
 #include "output/encoding.h"
 #include "output/event_writer.h"
 #include "common/recent_set.h"
@@ -80,16 +82,16 @@ void AppendBody(fmt::memory_buffer& b, const decode::HttpMessage& m) {
   const size_t printable = std::count_if(m.body.begin(), m.body.end(), [](unsigned char c) {
     return (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\r' || c == '\t' || c >= 0x80;
   });
-  fmt::format_to(it, "[body: {} bytes{}{}{}{}]\n", m.body.size(),
+  fmt::format_to(it, FMT_COMPILE("[body: {} bytes{}{}{}{}]\n"), m.body.size(),
                  m.body_decoded ? fmt::format(", {} decoded from {} bytes", m.content_encoding, m.body_wire_len) : "",
                  m.body_truncated ? ", truncated" : "",
                  m.grpc_messages.empty() ? "" : fmt::format(", {} gRPC messages", m.grpc_messages.size()), "");
   // gRPC message boundaries: one line per message, the first kGrpcShown of them.
   constexpr size_t kGrpcShown = 64;
   for (size_t i = 0; i < m.grpc_messages.size() && i < kGrpcShown; i++)
-    fmt::format_to(it, "[gRPC message {}: {} bytes]\n", i + 1, m.grpc_messages[i]);
+    fmt::format_to(it, FMT_COMPILE("[gRPC message {}: {} bytes]\n"), i + 1, m.grpc_messages[i]);
   if (m.grpc_messages.size() > kGrpcShown)
-    fmt::format_to(it, "[... {} more gRPC messages]\n", m.grpc_messages.size() - kGrpcShown);
+    fmt::format_to(it, FMT_COMPILE("[... {} more gRPC messages]\n"), m.grpc_messages.size() - kGrpcShown);
   constexpr size_t kShown = 4096;
   const std::string_view shown = std::string_view(m.body).substr(0, kShown);
   if (printable == m.body.size()) {
@@ -98,7 +100,7 @@ void AppendBody(fmt::memory_buffer& b, const decode::HttpMessage& m) {
   } else {
     AppendHexDump(b, shown.substr(0, 256));
   }
-  if (m.body.size() > shown.size()) fmt::format_to(it, "[... {} more bytes]\n", m.body.size() - shown.size());
+  if (m.body.size() > shown.size()) fmt::format_to(it, FMT_COMPILE("[... {} more bytes]\n"), m.body.size() - shown.size());
 }
 
 class TextWriter : public BufferedWriter {
@@ -111,18 +113,18 @@ class TextWriter : public BufferedWriter {
     if (ev.closed()) {
       // One line: "... conn 3 fd 7 127.0.0.1:443 -- 127.0.0.1:50000 close" (or "eof": the peer
       // closed and a Read returned io.EOF).
-      fmt::format_to(it, " pid {} ({}) tid {} conn {} fd {} {} -- {} {}\n\n", ev.pid, ev.comm, ev.tid, ev.conn.id,
+      fmt::format_to(it, FMT_COMPILE(" pid {} ({}) tid {} conn {} fd {} {} -- {} {}\n\n"), ev.pid, ev.comm, ev.tid, ev.conn.id,
                      ev.conn.fd, ev.conn.local.empty() ? "?" : ev.conn.local,
                      ev.conn.remote.empty() ? "?" : ev.conn.remote, capture::ConnEndName(ev.end));
       EventDone();
       return;
     }
     const bool w = ev.dir == capture::Direction::kWrite;
-    fmt::format_to(it, " pid {} ({}) tid {} conn {} fd {} {} {} {} {} {} bytes", ev.pid, ev.comm, ev.tid, ev.conn.id,
+    fmt::format_to(it, FMT_COMPILE(" pid {} ({}) tid {} conn {} fd {} {} {} {} {} {} bytes"), ev.pid, ev.comm, ev.tid, ev.conn.id,
                    ev.conn.fd, ev.conn.local.empty() ? "?" : ev.conn.local, w ? "->" : "<-",
                    ev.conn.remote.empty() ? "?" : ev.conn.remote, capture::DirectionName(ev.dir), ev.len);
-    if (ev.truncated) fmt::format_to(it, " (truncated: first {} captured)", ev.payload.size());
-    if (ev.missing) fmt::format_to(it, " ({} bytes lost)", ev.missing);
+    if (ev.truncated) fmt::format_to(it, FMT_COMPILE(" (truncated: first {} captured)"), ev.payload.size());
+    if (ev.missing) fmt::format_to(it, FMT_COMPILE(" ({} bytes lost)"), ev.missing);
     b.push_back('\n');
     if (hex_) {
       AppendHexDump(b, ev.payload);
@@ -141,39 +143,39 @@ class TextWriter : public BufferedWriter {
     auto& b = b_;
     auto it = std::back_inserter(b);
     AppendTimestamp(b, m.ts_ns);
-    fmt::format_to(it, " pid {} ({}) conn {} {} -> {} {} {}", d.pid, d.comm, d.conn.id,
+    fmt::format_to(it, FMT_COMPILE(" pid {} ({}) conn {} {} -> {} {} {}"), d.pid, d.comm, d.conn.id,
                    d.conn.local.empty() ? "?" : d.conn.local, d.conn.remote.empty() ? "?" : d.conn.remote, m.proto,
                    req ? "request" : "response");
-    if (m.stream) fmt::format_to(it, " stream {}", m.stream);
-    if (!req && !m.request_method.empty()) fmt::format_to(it, " (to {} {})", m.request_method, m.request_path);
+    if (m.stream) fmt::format_to(it, FMT_COMPILE(" stream {}"), m.stream);
+    if (!req && !m.request_method.empty()) fmt::format_to(it, FMT_COMPILE(" (to {} {})"), m.request_method, m.request_path);
     b.push_back('\n');
     const char* mark = req ? "> " : "< ";
     if (m.proto != "HTTP/2") {
       if (req)
-        fmt::format_to(it, "{}{} {} {}\n", mark, m.method, m.path, m.proto);
+        fmt::format_to(it, FMT_COMPILE("{}{} {} {}\n"), mark, m.method, m.path, m.proto);
       else
-        fmt::format_to(it, "{}{} {}\n", mark, m.proto, m.status);
+        fmt::format_to(it, FMT_COMPILE("{}{} {}\n"), mark, m.proto, m.status);
     }
-    for (const auto& [k, v] : m.headers) fmt::format_to(it, "{}{}: {}\n", mark, k, v);
+    for (const auto& [k, v] : m.headers) fmt::format_to(it, FMT_COMPILE("{}{}: {}\n"), mark, k, v);
     b.append(std::string_view(mark));
     b.push_back('\n');
     AppendBody(b, m);
     // Trailers after the body, as they were sent.
-    for (const auto& [k, v] : m.trailers) fmt::format_to(it, "{}{}: {}\n", mark, k, v);
+    for (const auto& [k, v] : m.trailers) fmt::format_to(it, FMT_COMPILE("{}{}: {}\n"), mark, k, v);
     b.push_back('\n');
     EventDone();
   }
 
   void WriteNotice(uint32_t pid, const std::string& comm, const capture::Connection& conn,
                    std::string_view notice) override {
-    fmt::format_to(std::back_inserter(b_), "pid {} ({}) conn {} decode: {}\n\n", pid, comm, conn.id, notice);
+    fmt::format_to(std::back_inserter(b_), FMT_COMPILE("pid {} ({}) conn {} decode: {}\n\n"), pid, comm, conn.id, notice);
     EventDone();
   }
 
   void WriteSecret(const capture::SecretEvent& s) override {
     if (!FirstTime(s)) return;
     AppendTimestamp(b_, s.ts_ns);
-    fmt::format_to(std::back_inserter(b_), " pid {} ({}) tid {} secret {}\n\n", s.pid, s.comm, s.tid,
+    fmt::format_to(std::back_inserter(b_), FMT_COMPILE(" pid {} ({}) tid {} secret {}\n\n"), s.pid, s.comm, s.tid,
                    capture::KeyLogLine(s));
     EventDone();
   }
@@ -191,19 +193,19 @@ class JsonWriter : public BufferedWriter {
     auto it = std::back_inserter(b_);
     if (ev.closed()) {
       // {"type":"close","reason":"close"|"eof",...}: the connection's last event.
-      fmt::format_to(it, R"({{"type":"close","ts_ns":{},"pid":{},"tid":{},"uid":{},"comm":)", ev.ts_ns, ev.pid,
+      fmt::format_to(it, FMT_COMPILE(R"({{"type":"close","ts_ns":{},"pid":{},"tid":{},"uid":{},"comm":)"), ev.ts_ns, ev.pid,
                      ev.tid, ev.uid);
       AppendJsonString(b_, ev.comm);
-      fmt::format_to(it, R"(,"reason":"{}",)", capture::ConnEndName(ev.end));
+      fmt::format_to(it, FMT_COMPILE(R"(,"reason":"{}",)"), capture::ConnEndName(ev.end));
       Conn(ev.conn);
       Append("}\n");
       EventDone();
       return;
     }
-    fmt::format_to(it, R"({{"type":"data","ts_ns":{},"pid":{},"tid":{},"uid":{},"comm":)", ev.ts_ns, ev.pid, ev.tid,
+    fmt::format_to(it, FMT_COMPILE(R"({{"type":"data","ts_ns":{},"pid":{},"tid":{},"uid":{},"comm":)"), ev.ts_ns, ev.pid, ev.tid,
                    ev.uid);
     AppendJsonString(b_, ev.comm);
-    fmt::format_to(it, R"(,"dir":"{}","len":{},"truncated":{},"captured":{},"missing":{},)",
+    fmt::format_to(it, FMT_COMPILE(R"(,"dir":"{}","len":{},"truncated":{},"captured":{},"missing":{},)"),
                    capture::DirectionName(ev.dir), ev.len, ev.truncated ? "true" : "false", ev.payload.size(),
                    ev.missing);
     Conn(ev.conn);
@@ -217,19 +219,19 @@ class JsonWriter : public BufferedWriter {
     const auto& m = d.msg;
     const bool req = m.kind == decode::HttpMessage::Kind::kRequest;
     auto it = std::back_inserter(b_);
-    fmt::format_to(it, R"({{"type":"http","ts_ns":{},"pid":{},"comm":)", m.ts_ns, d.pid);
+    fmt::format_to(it, FMT_COMPILE(R"({{"type":"http","ts_ns":{},"pid":{},"comm":)"), m.ts_ns, d.pid);
     AppendJsonString(b_, d.comm);
     Append(R"(,"proto":)");
     AppendJsonString(b_, m.proto);
-    fmt::format_to(it, R"(,"kind":"{}",)", req ? "request" : "response");
+    fmt::format_to(it, FMT_COMPILE(R"(,"kind":"{}",)"), req ? "request" : "response");
     Conn(d.conn);
-    if (m.stream) fmt::format_to(it, R"(,"stream":{})", m.stream);
+    if (m.stream) fmt::format_to(it, FMT_COMPILE(R"(,"stream":{})"), m.stream);
     if (req) {
       Field("method", m.method);
       Field("path", m.path);
       Field("authority", m.authority);
     } else {
-      fmt::format_to(it, R"(,"status":{},"request":{{"method":)", m.status);
+      fmt::format_to(it, FMT_COMPILE(R"(,"status":{},"request":{{"method":)"), m.status);
       AppendJsonString(b_, m.request_method);
       Append(R"(,"path":)");
       AppendJsonString(b_, m.request_path);
@@ -237,9 +239,9 @@ class JsonWriter : public BufferedWriter {
     }
     Pairs("headers", m.headers);
     if (!m.trailers.empty()) Pairs("trailers", m.trailers);
-    fmt::format_to(it, R"(,"body_len":{},"body_wire_len":{})", m.body.size(), m.body_wire_len);
+    fmt::format_to(it, FMT_COMPILE(R"(,"body_len":{},"body_wire_len":{})"), m.body.size(), m.body_wire_len);
     if (!m.content_encoding.empty()) Field("content_encoding", m.content_encoding);
-    fmt::format_to(it, R"(,"body_decoded":{},"body_truncated":{})", m.body_decoded, m.body_truncated);
+    fmt::format_to(it, FMT_COMPILE(R"(,"body_decoded":{},"body_truncated":{})"), m.body_decoded, m.body_truncated);
     if (!m.grpc_messages.empty()) fmt::format_to(it, R"(,"grpc_messages":[{}])", fmt::join(m.grpc_messages, ","));
     Append(R"(,"body_b64":")");
     Base64(m.body);
@@ -249,9 +251,9 @@ class JsonWriter : public BufferedWriter {
 
   void WriteNotice(uint32_t pid, const std::string& comm, const capture::Connection& conn,
                    std::string_view notice) override {
-    fmt::format_to(std::back_inserter(b_), R"({{"type":"notice","pid":{},"comm":)", pid);
+    fmt::format_to(std::back_inserter(b_), FMT_COMPILE(R"({{"type":"notice","pid":{},"comm":)"), pid);
     AppendJsonString(b_, comm);
-    fmt::format_to(std::back_inserter(b_), R"(,"conn":{{"id":{}}})", conn.id);
+    fmt::format_to(std::back_inserter(b_), FMT_COMPILE(R"(,"conn":{{"id":{}}})"), conn.id);
     Field("notice", notice);
     Append("}\n");
     EventDone();
@@ -259,7 +261,7 @@ class JsonWriter : public BufferedWriter {
 
   void WriteSecret(const capture::SecretEvent& s) override {
     if (!FirstTime(s)) return;
-    fmt::format_to(std::back_inserter(b_), R"({{"type":"secret","ts_ns":{},"pid":{},"tid":{},"comm":)", s.ts_ns,
+    fmt::format_to(std::back_inserter(b_), FMT_COMPILE(R"({{"type":"secret","ts_ns":{},"pid":{},"tid":{},"comm":)"), s.ts_ns,
                    s.pid, s.tid);
     AppendJsonString(b_, s.comm);
     Field("label", s.label);
@@ -281,7 +283,7 @@ class JsonWriter : public BufferedWriter {
   }
   // "conn":{"id":..,"fd":..,"local":"..","remote":".."}
   void Conn(const capture::Connection& c) {
-    fmt::format_to(std::back_inserter(b_), R"("conn":{{"id":{},"fd":{},"local":)", c.id, c.fd);
+    fmt::format_to(std::back_inserter(b_), FMT_COMPILE(R"("conn":{{"id":{},"fd":{},"local":)"), c.id, c.fd);
     AppendJsonString(b_, c.local);
     Append(R"(,"remote":)");
     AppendJsonString(b_, c.remote);
