@@ -3,10 +3,32 @@
 
 #include <sys/socket.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <new>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+// Allocations counted while a test enables it, on its own thread: this test binary's one
+// replacement of the global operator new (EventAssemblerAllocations below).
+namespace {
+thread_local bool counting = false;
+thread_local size_t news = 0;
+}  // namespace
+
+void* operator new(size_t n) {
+  if (counting) news++;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+// GCC cannot see that the new above is the malloc these frees pair with.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace gotlscap::capture {
 namespace {
@@ -240,6 +262,73 @@ TEST(FormatAddress, MapsIpv4InIpv6) {
   lo[15] = 1;
   EXPECT_EQ(FormatAddress(AF_INET6, lo, 443), "[::1]:443");
   EXPECT_EQ(FormatAddress(0, lo, 443), "");
+}
+
+// The consumer's hot path allocates nothing per event: a call that fits one ring-buffer record is
+// built in a DataEvent the assembler keeps, and a multi-record call reuses an earlier call's
+// pending-table node with its buffers.
+// An IPv6 connection ("[fd00::1]:443") and a 15-character comm: as long as strings get inline.
+gotls_data_event LongHeader(uint64_t call, uint64_t total) {
+  auto h = Header(1, call, total, GOTLS_DIR_READ);
+  h.family = AF_INET6;
+  std::memset(h.laddr, 0, 16);
+  std::memset(h.raddr, 0, 16);
+  h.laddr[0] = h.raddr[0] = 0xfd;
+  h.laddr[15] = 1;
+  h.raddr[15] = 2;
+  std::strcpy(h.comm, "a-long-comm-15c");
+  return h;
+}
+
+struct Counted {
+  size_t events = 0, bytes = 0, missing = 0;
+};
+
+TEST(EventAssemblerAllocations, NoneForCallsInOneRecord) {
+  Counted c;
+  // Like the real sinks (writers, HTTP decoder): they read the event and copy what they keep.
+  EventAssembler a([&](DataEvent&& e) { c.events++, c.bytes += e.payload.size(), c.missing += e.missing; }, 0);
+  std::vector<std::vector<uint8_t>> records;
+  for (uint64_t i = 0; i < 1000; i++)
+    records.push_back(Record(LongHeader(i + 1, 200 + i), 0, std::string(200 + i, char('a' + i % 26)),
+                             GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  records.push_back(Record(LongHeader(2000, 5), 0, "", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));  // a faulted copy
+  a.OnRecord(records[0]);  // the connection's state and the event's buffers are made once
+  counting = true;
+  for (size_t i = 1; i < records.size(); i++) a.OnRecord(records[i]);
+  counting = false;
+  EXPECT_EQ(news, 0u);
+  EXPECT_EQ(c.events, 1001u);
+  EXPECT_EQ(c.bytes, 200u * 1000 + 999u * 1000 / 2 + 5);  // every payload, the faulted one zero-filled
+  EXPECT_EQ(c.missing, 5u);
+  EXPECT_EQ(a.incomplete_events(), 1u);
+  news = 0;
+}
+
+TEST(EventAssemblerAllocations, MultiRecordCallsReuseTheirBuffers) {
+  Counted c;
+  std::string seen;
+  EventAssembler a([&](DataEvent&& e) { c.events++, seen = e.payload.substr(GOTLS_CHUNK_MAX - 1, 3); }, 0);
+  const std::string head(GOTLS_CHUNK_MAX, 'h');
+  std::vector<std::vector<uint8_t>> records;  // made before counting
+  for (uint64_t id : {900, 901}) {  // warm-up: the pool's steady state, as long as the calls below
+    const std::string tail = std::to_string(id);
+    records.push_back(Record(LongHeader(id, head.size() + tail.size()), 0, head, GOTLS_CHUNK_FIRST));
+    records.push_back(Record(LongHeader(id, head.size() + tail.size()), head.size(), tail, GOTLS_CHUNK_LAST));
+  }
+  for (uint64_t id = 100; id < 200; id++) {
+    const std::string tail = std::to_string(id);
+    records.push_back(Record(LongHeader(id, head.size() + tail.size()), 0, head, GOTLS_CHUNK_FIRST));
+    records.push_back(Record(LongHeader(id, head.size() + tail.size()), head.size(), tail, GOTLS_CHUNK_LAST));
+  }
+  for (size_t i = 0; i < 4; i++) a.OnRecord(records[i]);
+  counting = true;
+  for (size_t i = 4; i < records.size(); i++) a.OnRecord(records[i]);
+  counting = false;
+  EXPECT_EQ(news, 0u);
+  EXPECT_EQ(c.events, 102u);
+  EXPECT_EQ(seen, "h19");  // "h" + "199": the reused buffer holds this call's bytes only
+  news = 0;
 }
 
 }  // namespace
