@@ -150,8 +150,8 @@ for sc in $scenarios; do
   dest=$out
   [[ -d $out ]] && dest=$out/gotlscap-bench-$tag.out
   gerr=$work/$tag.gotlscap.err
-  gargs=(--format "$fmt")
-  [[ $fmt == count ]] && gargs=(--format json -u 65534)
+  gargs=(--format "$fmt" ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
+  [[ $fmt == count ]] && gargs=(--format json -u 65534 ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
   env "${genv[@]}" "$gotlscap" text "${gargs[@]}" -o "$dest" -e "$work/go$gv/server-T" 2>"$gerr" &
   gpid=$!
   pids+=("$gpid")
