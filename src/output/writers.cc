@@ -32,8 +32,8 @@ class BufferedWriter : public EventWriter {
   bool FirstTime(const capture::SecretEvent& s) { return seen_.insert({s.pid, s.label, s.client_random}); }
 
  protected:
-  // Called after each event: large output goes out without waiting for the next poll, so the
-  // buffer stays near 1 MiB (plus one event).
+  // Called after each event (and each base64 slice): large output goes out without waiting for
+  // the next poll, so the buffer stays near 1 MiB (plus one slice, or one text event).
   void EventDone() {
     if (b_.size() >= kWriteAt) WriteOut();
   }
