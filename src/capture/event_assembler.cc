@@ -71,6 +71,14 @@ void EventAssembler::FillMeta(const gotls_data_event& h, ConnState& cs, DataEven
   ev->conn.remote = cs.remote;
 }
 
+// A data event's fields from its call's first record (the event may be a reused one).
+void EventAssembler::StartCall(const gotls_data_event& h, ConnState& cs, DataEvent* ev) const {
+  FillMeta(h, cs, ev);
+  ev->len = h.total_len;
+  ev->truncated = h.flags & GOTLS_CHUNK_TRUNCATED;
+  ev->end = ConnEnd::kNone;
+}
+
 void EventAssembler::OnRecord(std::span<const uint8_t> record) {
   gotls_data_event h;
   if (record.size() < sizeof h) {
@@ -110,22 +118,17 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
       it = pending_.insert(std::move(node)).position;
     }
     Pending& p = it->second;
-    p.ev.payload.clear();
-    p.ev.missing = 0;
-    p.ev.end = ConnEnd::kNone;
     p.received = 0;
     p.hdr = h;
     p.conn = KeyOf(h);
     p.expected = std::min<uint64_t>(h.total_len, GOTLS_CAPTURE_MAX);
     ConnState& cs = Connection(p.conn);
     cs.pending++;
-    DataEvent& ev = p.ev;
-    FillMeta(h, cs, &ev);
-    ev.len = h.total_len;
-    ev.truncated = h.flags & GOTLS_CHUNK_TRUNCATED;
+    StartCall(h, cs, &p.ev);
+    p.ev.payload.clear();
     // Sized once for the whole call (≤ GOTLS_CAPTURE_MAX, from our own BPF program): growing by
     // doubling as chunks arrive copied a 1 MB write twice more.
-    ev.payload.reserve(p.expected);
+    p.ev.payload.reserve(p.expected);
   }
   Pending& p = it->second;
   if (h.offset + h.chunk_len <= p.expected) {
@@ -148,17 +151,19 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
 // sink takes them). Same outcome as the pending path: nothing is counted pending, since nothing
 // can arrive between this call's start and end; the connection's held ends are untouched.
 void EventAssembler::EmitWhole(const gotls_data_event& h, std::span<const uint8_t> data) {
-  ConnState& cs = Connection(KeyOf(h));
   DataEvent& ev = whole_;
-  FillMeta(h, cs, &ev);
+  StartCall(h, Connection(KeyOf(h)), &ev);
   const uint64_t expected = std::min<uint64_t>(h.total_len, GOTLS_CAPTURE_MAX);
-  ev.len = h.total_len;
-  ev.truncated = h.flags & GOTLS_CHUNK_TRUNCATED;
-  ev.end = ConnEnd::kNone;
   const uint64_t received = data.size() <= expected ? data.size() : 0;
   ev.payload.assign(reinterpret_cast<const char*>(data.data()), received);
-  ev.payload.resize(expected);  // a lost or faulted chunk is zero-filled, and counted
-  ev.missing = expected - received;
+  DeliverCall(ev, expected, received);
+}
+
+// The call at its full captured length: bytes lost (ring buffer full) or faulted are zero-filled
+// and counted, never hidden.
+void EventAssembler::DeliverCall(DataEvent& ev, uint64_t expected, uint64_t received) {
+  ev.payload.resize(expected);
+  ev.missing = received < expected ? expected - received : 0;
   if (ev.missing) incomplete_++;
   sink_(std::move(ev));
 }
@@ -173,12 +178,7 @@ void EventAssembler::EmitPending(PendingMap::iterator it) {
 }
 
 void EventAssembler::Emit(Pending& p) {
-  p.ev.payload.resize(p.expected);  // a lost tail is zero-filled too
-  if (p.received < p.expected) {
-    p.ev.missing = p.expected - p.received;
-    incomplete_++;
-  }
-  sink_(std::move(p.ev));
+  DeliverCall(p.ev, p.expected, p.received);
   auto it = conns_.find(p.conn);
   if (it == conns_.end() || it->second.pending == 0) return;
   // The last pending call releases the ends it held, unless a close is in its grace period

@@ -85,8 +85,10 @@ class EventAssembler {
   };
   static ConnKey KeyOf(const gotls_data_event& h);
   void FillMeta(const gotls_data_event& h, ConnState& cs, DataEvent* ev) const;
+  void StartCall(const gotls_data_event& h, ConnState& cs, DataEvent* ev) const;
   void Emit(Pending& p);
   void EmitWhole(const gotls_data_event& h, std::span<const uint8_t> data);
+  void DeliverCall(DataEvent& ev, uint64_t expected, uint64_t received);
   void OnEnd(const gotls_data_event& h);
   void DeliverEnd(std::map<ConnKey, ConnState>::iterator it, DataEvent&& ev);
   void DeliverWaiting(std::map<ConnKey, ConnState>::iterator it);
