@@ -620,23 +620,23 @@ struct ReadPathRun {
 };
 ReadPathRun RunReadPath(const MatrixRow& row, const std::vector<std::pair<const char*, const char*>>& env) {
   ReadPathRun out;
-  const MatrixRow* crow = FindRow(row.go_minor, row.variant, "client");
-  EXPECT_NE(crow, nullptr);
-  if (!crow) return out;
-  TempDir dir;
-  const std::string server_bin = CopyBinary(dir, row), client_bin = CopyBinary(dir, *crow);
+  Programs p;  // row is a default server (AbiSpanServerRows): its toolchain's pair
+  if (auto copied = CopyPrograms(row.go_minor, &p); !copied) {
+    ADD_FAILURE() << copied.message();
+    return out;
+  }
   const uint64_t t0 = WallNs();
   // gotlscap inherits the test's environment (the server and client ignore the variables).
   for (auto [k, v] : env) setenv(k, v, 1);
-  Gotlscap cap(dir, {"-e", server_bin, "-e", client_bin});
+  Gotlscap cap(p.dir, {"-e", p.server, "-e", p.client});
   for (auto [k, v] : env) unsetenv(k);
   EXPECT_TRUE(cap.WaitReady());
   Server srv;
-  EXPECT_TRUE(StartServer(server_bin, &srv));
+  EXPECT_TRUE(StartServer(p.server, &srv));
   const size_t kSmall = 10000, kBig = 3000000;
-  ProcRun c1 = RunToEnd(ClientArgs(client_bin, srv.url(), "all", 10, kSmall, 1, {"-tls", "1.3"}));
+  ProcRun c1 = RunToEnd(ClientArgs(p.client, srv.url(), "all", 10, kSmall, 1, {"-tls", "1.3"}));
   EXPECT_EQ(c1.exit_code, 0) << c1.describe;
-  ProcRun c2 = RunToEnd(ClientArgs(client_bin, srv.url(), "echo", 1, kBig, 1000, {"-tls", "1.3"}));
+  ProcRun c2 = RunToEnd(ClientArgs(p.client, srv.url(), "echo", 1, kBig, 1000, {"-tls", "1.3"}));
   EXPECT_EQ(c2.exit_code, 0) << c2.describe;
   srv.proc->Signal(SIGTERM);
   srv.proc->Wait(seconds(10));
@@ -711,10 +711,8 @@ class CaptureStackGrowthTest : public ::testing::TestWithParam<MatrixRow> {};
 TEST_P(CaptureStackGrowthTest, CallsThatGrowTheStackAreCapturedOnce) {
   REQUIRE_CAPTURE_ENV();
   const MatrixRow& row = GetParam();
-  const MatrixRow* crow = FindRow(row.go_minor, row.variant, "client");
-  ASSERT_NE(crow, nullptr);
-  TempDir dir;
-  const std::string server_bin = CopyBinary(dir, row), client_bin = CopyBinary(dir, *crow);
+  Programs p;  // row is a default server (AbiSpanServerRows): its toolchain's pair
+  ASSERT_TRUE(CopyPrograms(row.go_minor, &p));
   const int kN = 300;
   const size_t kSize = 100;
   const uint32_t kSeed = 5;
@@ -729,12 +727,12 @@ TEST_P(CaptureStackGrowthTest, CallsThatGrowTheStackAreCapturedOnce) {
     SCOPED_TRACE(entry_path ? "GOTLSCAP_READ_PATH=entry" : "default probes");
     const uint64_t t0 = WallNs();
     if (entry_path) setenv("GOTLSCAP_READ_PATH", "entry", 1);
-    Gotlscap cap(dir, {"-e", server_bin, "-e", client_bin});
+    Gotlscap cap(p.dir, {"-e", p.server, "-e", p.client});
     unsetenv("GOTLSCAP_READ_PATH");
     ASSERT_TRUE(cap.WaitReady());
     Server srv;
-    ASSERT_TRUE(StartServer(server_bin, &srv));
-    ProcRun cl = RunToEnd(ClientArgs(client_bin, srv.url(), "deep", kN, kSize, kSeed, {"-tls", "1.3"}));
+    ASSERT_TRUE(StartServer(p.server, &srv));
+    ProcRun cl = RunToEnd(ClientArgs(p.client, srv.url(), "deep", kN, kSize, kSeed, {"-tls", "1.3"}));
     ASSERT_EQ(cl.exit_code, 0) << cl.describe;
     srv.proc->Signal(SIGTERM);
     srv.proc->Wait(seconds(10));
