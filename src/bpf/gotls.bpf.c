@@ -194,6 +194,16 @@ static __always_inline bool wanted(__u32 tgid) {
   return true;
 }
 
+/* Every probe's first steps: the hit is counted, then a stack-growth re-entry and a process the
+ * filters exclude stop there. Returns the process's tgid, or 0 for a hit to ignore (no user
+ * process has tgid 0). */
+static __always_inline __u32 wanted_hit(struct pt_regs *ctx) {
+  count(GOTLS_CNT_PROBE_HITS, 1);
+  if (growing_stack(ctx)) return 0;
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  return wanted(tgid) ? tgid : 0;
+}
+
 /* ---- connection identity ----------------------------------------------------------------- */
 
 /* tls.Conn.conn (net.Conn interface: itab, data) -> *net.TCPConn -> *netFD -> poll.FD.Sysfd
@@ -381,10 +391,8 @@ static __always_inline bool is_eof(__u64 err_data) {
 /* func (c *Conn) writeRecordLocked(typ recordType, data []byte) (int, error) */
 SEC("uprobe")
 int gotls_write_record(struct pt_regs *ctx) {
-  count(GOTLS_CNT_PROBE_HITS, 1);
-  if (growing_stack(ctx)) return 0;
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-  if (!wanted(tgid)) return 0;
+  __u32 tgid = wanted_hit(ctx);
+  if (!tgid) return 0;
   bool st = stack_abi(ctx);
   __u64 typ = st ? stack_word(ctx, 1) : reg_arg(ctx, 1);
   if ((typ & 0xff) != RECORD_TYPE_APPLICATION_DATA) return 0;
@@ -398,10 +406,8 @@ int gotls_write_record(struct pt_regs *ctx) {
 /* func (c *Conn) Read(b []byte) (int, error): entry */
 SEC("uprobe")
 int gotls_read_entry(struct pt_regs *ctx) {
-  count(GOTLS_CNT_PROBE_HITS, 1);
-  if (growing_stack(ctx)) return 0;
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-  if (!wanted(tgid)) return 0;
+  __u32 tgid = wanted_hit(ctx);
+  if (!tgid) return 0;
   bool st = stack_abi(ctx);
   struct read_key k = {.tgid = tgid, .g = current_g(ctx, st)};
   struct read_args a = {
@@ -420,9 +426,8 @@ int gotls_read_entry(struct pt_regs *ctx) {
  * entry) are never overwritten. One trap per Read instead of two, and no map. */
 SEC("uprobe")
 int gotls_read_return(struct pt_regs *ctx) {
-  count(GOTLS_CNT_PROBE_HITS, 1);
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-  if (!wanted(tgid)) return 0;
+  __u32 tgid = wanted_hit(ctx); /* a RET probe: never at a stack check */
+  if (!tgid) return 0;
   __u64 cookie = bpf_get_attach_cookie(ctx);
   bool st = cookie & GOTLS_COOKIE_STACK_ABI;
   struct read_args args = {};
@@ -460,10 +465,8 @@ int gotls_read_return(struct pt_regs *ctx) {
  * stack-check JBE -- replaces a RET probe, which the kernel must single-step (two traps). */
 SEC("uprobe")
 int gotls_read_exit(struct pt_regs *ctx) {
-  count(GOTLS_CNT_PROBE_HITS, 1);
-  if (growing_stack(ctx)) return 0;
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-  if (!wanted(tgid)) return 0;
+  __u32 tgid = wanted_hit(ctx);
+  if (!tgid) return 0;
   __u32 idx = bpf_get_attach_cookie(ctx) >> 32;
   struct gotls_read_exit *x = bpf_map_lookup_elem(&read_exits, &idx);
   if (!x) return 0;
@@ -506,10 +509,8 @@ int gotls_read_exit(struct pt_regs *ctx) {
  * closes each connection it is done with through here; the fd is still open. */
 SEC("uprobe")
 int gotls_close(struct pt_regs *ctx) {
-  count(GOTLS_CNT_PROBE_HITS, 1);
-  if (growing_stack(ctx)) return 0;
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-  if (!wanted(tgid)) return 0;
+  __u32 tgid = wanted_hit(ctx);
+  if (!tgid) return 0;
   bool st = stack_abi(ctx);
   __u64 conn = st ? stack_word(ctx, 0) : reg_arg(ctx, 0);
   if (conn) emit_end(tgid, GOTLS_DIR_CLOSE, conn);
@@ -578,9 +579,7 @@ fail:
  * Called unconditionally in every Go version (the KeyLogWriter nil check is inside). */
 SEC("uprobe")
 int gotls_write_key_log(struct pt_regs *ctx) {
-  count(GOTLS_CNT_PROBE_HITS, 1);
-  if (growing_stack(ctx)) return 0;
-  if (!wanted(bpf_get_current_pid_tgid() >> 32)) return 0;
+  if (!wanted_hit(ctx)) return 0;
   bool st = stack_abi(ctx);
   emit_secret(GOTLS_SECRET_KEYLOG, arg_word(ctx, st, 1), arg_word(ctx, st, 2), arg_word(ctx, st, 3),
               arg_word(ctx, st, 4), arg_word(ctx, st, 6), arg_word(ctx, st, 7), 0);
@@ -592,9 +591,7 @@ int gotls_write_key_log(struct pt_regs *ctx) {
  * TLS 1.2 key derivation, full and resumed handshakes alike: CLIENT_RANDOM <random> <master>. */
 SEC("uprobe")
 int gotls_keys_from_master(struct pt_regs *ctx) {
-  count(GOTLS_CNT_PROBE_HITS, 1);
-  if (growing_stack(ctx)) return 0;
-  if (!wanted(bpf_get_current_pid_tgid() >> 32)) return 0;
+  if (!wanted_hit(ctx)) return 0;
   bool st = stack_abi(ctx);
   __u64 random_len = arg_word(ctx, st, 6);
   if (random_len != GOTLS_RANDOM_MAX) return 0;
@@ -610,9 +607,7 @@ int gotls_keys_from_master(struct pt_regs *ctx) {
  * application secret against the one writeKeyLog reported, then counts the updates. */
 SEC("uprobe")
 int gotls_set_traffic_secret(struct pt_regs *ctx) {
-  count(GOTLS_CNT_PROBE_HITS, 1);
-  if (growing_stack(ctx)) return 0;
-  if (!wanted(bpf_get_current_pid_tgid() >> 32)) return 0;
+  if (!wanted_hit(ctx)) return 0;
   bool st = stack_abi(ctx);
   bool after_level = bpf_get_attach_cookie(ctx) & GOTLS_COOKIE_SECRET_AFTER_LEVEL;
   /* Load all three words, then choose: a variable register index would turn into a computed
