@@ -34,6 +34,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "test_env.h"
@@ -384,10 +386,14 @@ void CheckConnIds(const StreamMap& streams) {
   std::map<uint64_t, std::vector<const Stream*>> by_id;
   for (const auto& [key, s] : streams) {
     for (uint64_t id : s.ids) by_id[id].push_back(&s);
+    // The ids and fds seen tell a reused address pair (two real connections) from an event
+    // attributed to the wrong connection.
     if (s.ids.size() != 1)
       p.Add("connection " + s.local + " -> " + s.remote + " (pid " + std::to_string(s.pid) + ") has " +
-            std::to_string(s.ids.size()) + " conn ids");
-    if (s.fds.size() != 1) p.Add("connection " + s.local + " -> " + s.remote + " changed fd");
+            std::to_string(s.ids.size()) + " conn ids: " + fmt::format("{}", fmt::join(s.ids, ",")) + ", fds " +
+            fmt::format("{}", fmt::join(s.fds, ",")) + ", " + std::to_string(s.events) + " events");
+    if (s.fds.size() != 1)
+      p.Add("connection " + s.local + " -> " + s.remote + " changed fd: " + fmt::format("{}", fmt::join(s.fds, ",")));
   }
   for (const auto& [id, v] : by_id)
     if (v.size() > 1) {
