@@ -84,7 +84,7 @@ apt_opts() {
   echo "-o Dir::Etc=$R/etc -o Dir::State=$R/state -o Dir::Cache=$R/cache" \
        "-o Dir::Etc::SourceList=$R/etc/sources.list -o Dir::Etc::SourceParts=$R/etc/sources.list.d" \
        "-o Dir::Etc::Preferences=$R/etc/preferences -o Dir::Etc::PreferencesParts=$R/etc/preferences.d" \
-       "-o Debug::NoLocking=1 -o APT::Get::List-Cleanup=0 -q"
+       "-o Debug::NoLocking=1 -o APT::Get::List-Cleanup=0 -o Acquire::Retries=3 -o Acquire::http::Timeout=60 -q"
 }
 
 apt_setup() {

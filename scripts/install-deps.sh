@@ -8,6 +8,8 @@ PACKAGES=(
   cmake g++ make pkg-config clang llvm
   libelf-dev zlib1g-dev libbrotli-dev libcapstone-dev libfmt-dev nlohmann-json3-dev libcli11-dev libnghttp2-dev
   libbpf-dev bpftool libpcap-dev
+  # fuzz targets (test.sh replays their corpora): clang's libFuzzer and sanitizer runtimes
+  libclang-rt-14-dev
   # tests and benchmarks: GoogleTest/Benchmark, oracles (binutils, llvm-objdump, file),
   # Go toolchain download (apt-get download + dpkg -x), the real-binary corpus (npm)
   libgtest-dev libgmock-dev libbenchmark-dev binutils file ca-certificates

@@ -32,13 +32,34 @@ CORPUS=(
 
 log() { printf 'real-binaries: %s\n' "$*" >&2; }
 
+# One npm package, fetched with a timeout and a bounded retry. On failure the one line names the
+# package, npm's own last error line (its full log is kept) and how to retry; never silent.
+FETCH_TRIES=${GOTLSCAP_FETCH_TRIES:-3}
+FETCH_TIMEOUT=${GOTLSCAP_FETCH_TIMEOUT:-300}
 fetch_one() {
   local label=$1 pkg=$2 inner=$3 dest="$DIR/$1"
   if [ -x "$dest/$inner" ] && [ "$(cat "$dest/.pkg" 2>/dev/null)" = "$pkg" ]; then return 0; fi
   rm -rf "$dest" && mkdir -p "$dest"
-  local tgz
-  tgz=$(cd "$dest" && npm pack --silent "$pkg" 2>/dev/null | tail -n1)
-  [ -n "$tgz" ] && [ -f "$dest/$tgz" ] || { log "error: npm pack $pkg failed"; return 1; }
+  local try tgz="" errlog="$DIR/$label.npm.log"
+  for try in $(seq "$FETCH_TRIES"); do
+    log "fetching $pkg ($label) from the npm registry (try $try/$FETCH_TRIES, ${FETCH_TIMEOUT}s limit)"
+    tgz=$(cd "$dest" && timeout "$FETCH_TIMEOUT" npm pack --loglevel=error --fetch-retries=1 --fetch-timeout=60000 \
+            "$pkg" 2>"$errlog" | tail -n1) || tgz=""
+    [ -n "$tgz" ] && [ -f "$dest/$tgz" ] && break
+    tgz=""
+    [ "$try" -lt "$FETCH_TRIES" ] && sleep $((try * 5))
+  done
+  if [ -z "$tgz" ]; then
+    local why
+    # npm 9 prefixes "npm ERR!", npm 10+ "npm error"; the FetchError line says why in one line.
+    why=$(grep -m1 -iE 'FetchError|reason:|certificate|ETIMEDOUT|ENOTFOUND|E404' "$errlog" 2>/dev/null || true)
+    [ -n "$why" ] || why=$(grep -m1 -iE '^npm (ERR!|error)' "$errlog" 2>/dev/null || true)
+    [ -n "$why" ] || why=$(grep -v '^[[:space:]]*$' "$errlog" 2>/dev/null | tail -n1 || true)
+    [ -n "$why" ] || why="npm pack printed nothing (timed out after ${FETCH_TIMEOUT}s?)"
+    log "error: could not fetch $pkg from the npm registry after $FETCH_TRIES tries: $why (npm's log: $errlog; retry: sudo $0 fetch)"
+    return 1
+  fi
+  rm -f "$errlog"
   tar -xzf "$dest/$tgz" -C "$dest" && rm -f "$dest/$tgz"
   echo "$pkg" > "$dest/.pkg"
 }
@@ -65,7 +86,7 @@ cmd_fetch() {
   printf 'label\tpath\n' > "$tmp"
   for line in "${CORPUS[@]}"; do
     read -r label pkg inner <<<"$line"
-    fetch_one "$label" "$pkg" "$inner"
+    fetch_one "$label" "$pkg" "$inner" || exit 1
     printf '%s\t%s\n' "$label" "$DIR/$label/$inner" >> "$tmp"
   done
   mv "$tmp" "$DIR/manifest.tsv"

@@ -3,26 +3,46 @@
 # toolchain matrix and its test programs (scripts/go-matrix.sh) and the real-binary corpus
 # (scripts/real-binaries.sh), both cached outside the clone, then runs ctest (unit, matrix,
 # real-binary and CLI tests) and the fuzz regression corpus. Under CI=true nothing may skip.
+# Every step says what it does; a step that fails says which one it was and exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-scripts/build.sh
-scripts/go-matrix.sh build
-scripts/real-binaries.sh fetch
+
+step() {  # step "what" CMD... : runs CMD, or names the step that failed and exits
+  local what=$1; shift
+  echo "test.sh: $what" >&2
+  "$@" || { local rc=$?; echo "test.sh: FAILED (exit $rc): $what — see the lines above; rerun: sudo $0" >&2; exit "$rc"; }
+}
+quiet() {  # quiet LOG CMD... : CMD's output goes to LOG, which is printed if CMD fails
+  local log=$1; shift
+  "$@" >"$log" 2>&1 || { local rc=$?; tail -n 60 "$log" >&2; return "$rc"; }
+}
+
+step "installing missing packages (scripts/install-deps.sh)" scripts/install-deps.sh
+step "building gotlscap (scripts/build.sh)" scripts/build.sh
+step "Go toolchains and test programs (scripts/go-matrix.sh build)" scripts/go-matrix.sh build
+step "real Go binaries for Go 1.16-1.23 (scripts/real-binaries.sh fetch)" scripts/real-binaries.sh fetch
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+flog=$(mktemp)
+trap 'rm -f "$log" "$flog"' EXIT
 status=0
+echo "test.sh: ctest" >&2
 (cd build && ctest --output-on-failure -j"$(nproc)") 2>&1 | tee "$log" || status=1
 
 # Fuzz targets (clang + libFuzzer + sanitizers) replay their seed and regression corpora.
-[ -f build-fuzz/CMakeCache.txt ] || cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DGOTLSCAP_FUZZ=ON -DGOTLSCAP_TESTS=OFF -DGOTLSCAP_BENCH=OFF >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_go_binary fuzz_pclntab fuzz_buildinfo fuzz_http1 fuzz_http2 >/dev/null
+fuzz_configure() {
+  [ -f build-fuzz/CMakeCache.txt ] || quiet "$flog" cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_CXX_COMPILER=clang++ -DGOTLSCAP_FUZZ=ON -DGOTLSCAP_TESTS=OFF -DGOTLSCAP_BENCH=OFF
+}
+step "configuring the fuzz build (clang, libFuzzer)" fuzz_configure
+step "building the fuzz targets" quiet "$flog" cmake --build build-fuzz -j"$(nproc)" --target \
+  fuzz_go_binary fuzz_pclntab fuzz_buildinfo fuzz_http1 fuzz_http2
+echo "test.sh: fuzz regression corpora" >&2
 GOTLSCAP_BIN=build/gotlscap fuzz/run-regressions.sh build-fuzz || status=1
 
 if [ "${CI:-}" = "true" ] && grep -Eq '\*\*\*Skipped|[1-9][0-9]* tests? skipped|\[  SKIPPED \]' "$log"; then
   echo "test.sh: tests were skipped under CI=true; CI must run everything" >&2
   status=1
 fi
+[ $status -eq 0 ] || echo "test.sh: FAILED: see the failing tests above" >&2
 exit $status
