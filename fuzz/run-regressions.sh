@@ -21,12 +21,14 @@ if [[ -z $(ls -A "$gen" 2>/dev/null) ]]; then
 fi
 
 status=0
-for target in go_binary pclntab buildinfo http1 http2; do
+for target in go_binary pclntab buildinfo http1 http2 json_output; do
   exe=
   for e in "$build/fuzz_$target" "$build/fuzz/fuzz_$target"; do [[ -x $e ]] && { exe=$e; break; }; done
   [[ -n $exe ]] || { echo "run-regressions: fuzz_$target not built in $build" >&2; status=1; continue; }
   dirs=()
-  for d in "$here/seeds/$target" "$here/regressions/$target" "$gen/$target"; do
+  # fuzz_json_output takes whole ELF images too: the go_binary seeds are its seeds.
+  corpora=("$target"); [[ $target == json_output ]] && corpora+=(go_binary)
+  for d in "${corpora[@]/#/$here/seeds/}" "${corpora[@]/#/$here/regressions/}" "${corpora[@]/#/$gen/}"; do
     [[ -d $d && -n $(ls -A "$d") ]] && dirs+=("$d")
   done
   n=$(find "${dirs[@]}" -type f | wc -l)

@@ -36,7 +36,7 @@ fuzz_configure() {
 }
 step "configuring the fuzz build (clang, libFuzzer)" fuzz_configure
 step "building the fuzz targets" quiet "$flog" cmake --build build-fuzz -j"$(nproc)" --target \
-  fuzz_go_binary fuzz_pclntab fuzz_buildinfo fuzz_http1 fuzz_http2
+  fuzz_go_binary fuzz_pclntab fuzz_buildinfo fuzz_http1 fuzz_http2 fuzz_json_output
 echo "test.sh: fuzz regression corpora" >&2
 GOTLSCAP_BIN=build/gotlscap fuzz/run-regressions.sh build-fuzz || status=1
 

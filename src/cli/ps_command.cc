@@ -14,6 +14,7 @@
 
 #include "host/binary_cache.h"
 #include "host/process_scan.h"
+#include "output/json_report.h"
 
 namespace gotlscap::cli {
 namespace {
@@ -38,7 +39,7 @@ void PrintJson(const std::vector<Row>& rows) {
     j["tls"] = r.verdict->tls;
     if (r.verdict->binary) j["arch"] = gobin::ArchName(r.verdict->binary->machine);
     if (!r.verdict->tls) j["reason"] = r.verdict->reason;
-    fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    fmt::print("{}", output::JsonLine(j));
   }
 }
 

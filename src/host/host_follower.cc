@@ -91,7 +91,7 @@ void HostFollower::OnExec(const ExecWatcher::Exec& e) {
     NoteSkipped(*key, v, Readlink(path));
     return;
   }
-  const std::string shown = Readlink(path);
+  const std::string shown = ShownPath(e.pid, Readlink(path), *key);
   // The process keeps its pid and start time across exec; its name becomes the file's name.
   auto proc = ReadProcess(e.pid);
   if (proc) {

@@ -127,6 +127,26 @@ Result<FileKey> FileKeyOfPath(const std::string& p) {
   return KeyOf(st);
 }
 
+std::string ShownPath(uint32_t pid, const std::string& seen, const FileKey& key) {
+  if (seen.empty() || seen[0] != '/') return seen;
+  if (auto k = FileKeyOfPath(seen); k.ok() && *k == key) return seen;
+  const std::string root_link = fmt::format("/proc/{}/root", pid);
+  // The kernel writes the process's root the way it writes `seen`: from the root of the
+  // namespace both lie in, when gotlscap's root is not above them. Their difference is the
+  // path inside the process's root.
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlink(root_link.c_str(), buf, sizeof buf);
+  std::string inside = seen;
+  if (n > 1) {
+    const std::string_view root(buf, static_cast<size_t>(n));
+    if (seen.size() > root.size() && seen.compare(0, root.size(), root) == 0 && seen[root.size()] == '/')
+      inside = seen.substr(root.size());
+  }
+  const std::string through_root = root_link + inside;
+  if (auto k = FileKeyOfPath(through_root); k.ok() && *k == key) return through_root;
+  return seen;
+}
+
 std::optional<ProcessInfo> ReadProcess(uint32_t pid) {
   const std::string dir = fmt::format("/proc/{}", pid);
   ProcessInfo info;
@@ -152,6 +172,7 @@ std::optional<ProcessInfo> ReadProcess(uint32_t pid) {
   auto key = FileKeyOfPath(info.exe_link);
   if (!key) return std::nullopt;
   info.file = *key;
+  info.exe = ShownPath(pid, info.exe, info.file);
 
   if (auto comm = ReadSmall(dir + "/comm", 64)) {
     info.comm = std::move(*comm);

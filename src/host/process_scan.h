@@ -35,12 +35,20 @@ Result<FileKey> FileKeyOfPath(const std::string& p);
 struct ProcessInfo {
   uint32_t pid = 0, ppid = 0, uid = 0;  // uid: effective user id (as `ps -u`)
   std::string comm;        // /proc/PID/comm
-  std::string exe;         // readlink(/proc/PID/exe), as the process sees it (may end in " (deleted)")
+  std::string exe;         // the executable's path for people: ShownPath of readlink(/proc/PID/exe)
   std::string exe_link;    // "/proc/PID/exe": the path to open/attach (works across mount namespaces)
   FileKey file;
   uint64_t mnt_ns = 0;     // inode of /proc/PID/ns/mnt (0 when it cannot be read)
   uint64_t start_time = 0; // field 22 of /proc/PID/stat (tells a reused pid apart)
 };
+
+// The path to show for process `pid`'s executable `key`, given `seen`, the path the kernel gives
+// gotlscap (readlink of /proc/PID/exe or of an fd). `seen` itself when it opens that very file from
+// gotlscap's root. A program of another mount namespace or root (a container, a chroot, a bind
+// mount of its own) is named from its own root instead: "/proc/PID/root" + its path there, which
+// root can open while the process lives (the kernel's path would lead to another file, or to
+// nothing, from here). Else `seen` unchanged (" (deleted)" files).
+std::string ShownPath(uint32_t pid, const std::string& seen, const FileKey& key);
 
 // nullopt: gone, kernel thread, zombie (no executable left), or unreadable (another user's
 // process without root). Only the thread-group leader's pid is meaningful here.

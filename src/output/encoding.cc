@@ -159,4 +159,22 @@ void AppendHexDump(fmt::memory_buffer& out, std::string_view bytes) {
   out.resize(static_cast<size_t>(o - out.data()));  // a short last line has fewer ascii characters
 }
 
+std::string ValidUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  for (size_t i = 0, n = s.size(); i < n;) {
+    if (p[i] < 0x80) {
+      out.push_back(char(p[i++]));
+    } else if (size_t len = Utf8SequenceLength(p + i, n - i)) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");  // U+FFFD for each bad byte, as AppendJsonString
+      i++;
+    }
+  }
+  return out;
+}
+
 }  // namespace gotlscap::output

@@ -20,6 +20,9 @@ void AppendEscaped(fmt::memory_buffer& out, std::string_view bytes);
 // A JSON string literal, quotes included: UTF-8 kept as is, control characters escaped, each byte
 // that is not part of well-formed UTF-8 replaced by U+FFFD (as nlohmann::json's `replace` does).
 void AppendJsonString(fmt::memory_buffer& out, std::string_view s);
+// The same rule without the quotes and escapes: `s` with each byte that is not part of well-formed
+// UTF-8 replaced by U+FFFD (for names put into a JSON DOM; see json_report.h).
+std::string ValidUtf8(std::string_view s);
 // `hexdump -C` layout: offset, 16 bytes in hex, the printable ones.
 void AppendHexDump(fmt::memory_buffer& out, std::string_view bytes);
 

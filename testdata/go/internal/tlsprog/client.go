@@ -35,6 +35,8 @@ type ClientConfig struct {
 	HeaderSize int
 	// RepeatHeader: every request carries RepeatHeader: RepeatValue.
 	RepeatHeader bool
+	// Latin1Header: every request carries Latin1Header: Latin1Value (not UTF-8).
+	Latin1Header bool
 	KeyLog       io.Writer
 	// CloseIdle: close the transport's idle connections before returning, so that every
 	// connection of the run ends with (*tls.Conn).Close.
@@ -228,6 +230,9 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 	if c.RepeatHeader {
 		req.Header.Set(RepeatHeader, RepeatValue)
 	}
+	if c.Latin1Header {
+		req.Header.Set(Latin1Header, Latin1Value)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -265,6 +270,9 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 		}
 		if c.RepeatHeader && resp.Header.Get(RepeatHeader) != RepeatValue {
 			return fmt.Errorf("/headers: %s not echoed", RepeatHeader)
+		}
+		if c.Latin1Header && resp.Header.Get(Latin1Header) != Latin1Value {
+			return fmt.Errorf("/headers: %s not echoed", Latin1Header)
 		}
 	}
 	if path == "grpc" {

@@ -29,6 +29,7 @@ func ClientFlags(withURL bool) func() ClientConfig {
 		"bytes, chunked, gzip or hello: that endpoint only")
 	flag.IntVar(&c.HeaderSize, "header-size", 0, "add header "+BigHeader+" of this many bytes to every request")
 	flag.BoolVar(&c.RepeatHeader, "repeat-header", false, "add header "+RepeatHeader+" (the same value) to every request")
+	flag.BoolVar(&c.Latin1Header, "latin1-header", false, "add header "+Latin1Header+" (bytes that are not UTF-8) to every request")
 	flag.BoolVar(&c.CloseIdle, "close-idle", false, "close idle connections before exiting (every connection ends with tls.Conn.Close)")
 	return func() ClientConfig {
 		c.URL = url

@@ -52,6 +52,14 @@ const (
 // RepeatValue is HeaderValue(RepeatLen, RepeatSeed).
 var RepeatValue = HeaderValue(RepeatLen, RepeatSeed)
 
+// Latin1Header is the header that -latin1-header adds to every request and
+// /headers echoes: a value with bytes that are not UTF-8 (obs-text, which
+// HTTP allows and Go sends as they are), for the JSON output's escaping.
+const (
+	Latin1Header = "X-Gotlscap-Latin1"
+	Latin1Value  = "caf\xe9 \xff\xfe end"
+)
+
 // BigHeader is the request header that -header-size N adds to every request
 // (value HeaderValue(N, seed of the request)); BigResponseHeader is the one
 // /headers?n=N&seed=S answers with (value HeaderValue(N, ^S)).

@@ -105,8 +105,10 @@ func Handler() http.Handler {
 		if n > 0 {
 			w.Header().Set(BigResponseHeader, HeaderValue(n, ^seed))
 		}
-		if v := r.Header.Get(RepeatHeader); v != "" {
-			w.Header().Set(RepeatHeader, v)
+		for _, h := range []string{RepeatHeader, Latin1Header} {
+			if v := r.Header.Get(h); v != "" {
+				w.Header().Set(h, v)
+			}
 		}
 		body := r.Header.Get(BigHeader)
 		w.Header().Set("Content-Type", "text/plain")
