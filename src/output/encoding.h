@@ -18,7 +18,8 @@ void AppendTimestamp(fmt::memory_buffer& out, uint64_t epoch_ns);
 // Printable ASCII, \n and \t as they are; everything else as \xNN (so binary never garbles a terminal).
 void AppendEscaped(fmt::memory_buffer& out, std::string_view bytes);
 // A JSON string literal, quotes included: UTF-8 kept as is, control characters escaped, each byte
-// that is not part of well-formed UTF-8 replaced by U+FFFD (as nlohmann::json's `replace` does).
+// that is not part of well-formed UTF-8 replaced by U+FFFD (the rule of every JSON output: README
+// "JSON output").
 void AppendJsonString(fmt::memory_buffer& out, std::string_view s);
 // The same rule without the quotes and escapes: `s` with each byte that is not part of well-formed
 // UTF-8 replaced by U+FFFD (for names put into a JSON DOM; see json_report.h).
