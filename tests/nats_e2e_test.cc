@@ -1,0 +1,393 @@
+// End-to-end tests of `--nats` (NatsE2E*): gotlscap traces the matrix's Go server and client while
+// publishing into a real `nats-server -js` started here (127.0.0.1, a free port, a store in a
+// temporary directory; never systemd), then every stored message is read back by sequence with
+// the C client and checked against what the programs provably sent:
+//   (a) the broker is SIGKILLed during traffic and restarted on the same store: every request's
+//       bytes on both sides of each connection, secrets on their .secret subject, a 3 MB call
+//       whole across its parts, no message stored twice (by Nats-Msg-Id and by content);
+//   (b) a 1 MiB queue during an outage drops and counts, the capture neither blocks nor loses;
+//   (c) -o FILE beside --nats: the same events in the file as in the stream.
+// Needs root and BPF (skips otherwise, fails under CI=true), the matrix, and nats-server.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_env.h"
+#include "test_process.h"
+#include "testing/nats_server.h"
+
+namespace gotlscap::testenv {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Json = nlohmann::json;
+
+void RequireEnv() {
+  SkipOrFailUnlessReady(BpfProblem("capture"));
+  if (::testing::Test::IsSkipped() || ::testing::Test::HasFatalFailure()) return;
+  if (!gotlscap::testing::NatsServerInstalled()) SkipOrFail("nats-server is not installed (scripts/install-deps.sh)");
+}
+#define REQUIRE_NATS_ENV()         \
+  GOTLSCAP_REQUIRE(RequireEnv()); \
+  GOTLSCAP_REQUIRE_MATRIX()
+
+constexpr const char* kHost = "e2e.node";  // --nats-host: dots become '_' in subjects
+
+// "nats: P published, A acknowledged (D duplicates), R resent, X dropped (queue full), F failed"
+struct NatsCounters {
+  bool parsed = false;
+  uint64_t published = 0, acknowledged = 0, duplicates = 0, resent = 0, dropped = 0, failed = 0;
+};
+NatsCounters ParseNatsSummary(const std::string& err) {
+  static const std::regex re(
+      R"(nats: (\d+) published, (\d+) acknowledged \((\d+) duplicates\), (\d+) resent, (\d+) dropped \(queue full\), (\d+) failed)");
+  NatsCounters c;
+  std::smatch m;
+  for (const auto& line : SplitLines(err))
+    if (std::regex_search(line, m, re)) {
+      c.parsed = true;
+      c.published = std::stoull(m[1]), c.acknowledged = std::stoull(m[2]), c.duplicates = std::stoull(m[3]);
+      c.resent = std::stoull(m[4]), c.dropped = std::stoull(m[5]), c.failed = std::stoull(m[6]);
+    }
+  return c;
+}
+uint64_t SummaryLost(const std::string& err) {
+  static const std::regex re(R"(summary: \d+ events, \d+ bytes, (\d+) lost)");
+  std::smatch m;
+  for (const auto& line : SplitLines(err))
+    if (std::regex_search(line, m, re)) return std::stoull(m[1]);
+  return ~0ull;
+}
+
+// The stream read back: messages checked one by one, parts joined into their events.
+struct Stored {
+  std::vector<gotlscap::testing::StoredMsg> msgs;
+  std::vector<Json> events;  // parts joined ("part"/"parts" gone, payload whole): unsplit events in stream order, then split ones
+  std::map<std::string, size_t> parts_of;  // event id -> number of parts (split events only)
+  Problems problems;
+};
+
+Stored ReadBack(const std::string& url) {
+  Stored s;
+  std::string err;
+  s.msgs = gotlscap::testing::ReadStream(url, "GOTLSCAP", &err);
+  if (!err.empty()) s.problems.Add("reading the stream: " + err);
+  std::set<std::string> ids, bodies;
+  std::map<std::string, std::vector<Json>> pending;  // event id -> parts so far
+  const std::string subject_prefix = std::string("gotlscap.e2e_node.");
+  for (const auto& m : s.msgs) {
+    if (!ids.insert(m.id).second) s.problems.Add("Nats-Msg-Id stored twice: " + m.id);
+    if (!bodies.insert(m.data).second) s.problems.Add("same body stored twice: " + m.data.substr(0, 200));
+    Json j = Json::parse(m.data, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      s.problems.Add("message " + std::to_string(m.seq) + " is not a JSON object");
+      continue;
+    }
+    const std::string type = j.value("type", "");
+    if (m.subject != subject_prefix + type) s.problems.Add("type " + type + " on subject " + m.subject);
+    if (j.value("host", "") != kHost) s.problems.Add("host is not " + std::string(kHost) + ": " + m.data.substr(0, 120));
+    if (m.id.rfind(std::string(kHost) + "/", 0) != 0) s.problems.Add("id without the host: " + m.id);
+    if (!j.contains("part")) {
+      s.events.push_back(std::move(j));
+      continue;
+    }
+    // A part: id "<event id>/<part>". A part resent after a reconnect may be stored after a later
+    // one, so parts are put in order by their number before joining.
+    const std::string event_id = m.id.substr(0, m.id.rfind('/'));
+    if (m.id != event_id + "/" + j["part"].dump()) s.problems.Add("part id " + m.id + " for part " + j["part"].dump());
+    pending[event_id].push_back(std::move(j));
+  }
+  for (auto it = pending.begin(); it != pending.end();) {
+    auto& [event_id, v] = *it;
+    std::sort(v.begin(), v.end(), [](const Json& a, const Json& b) { return a["part"] < b["part"]; });
+    const size_t n = v.front()["parts"].get<size_t>();
+    bool complete = v.size() == n;
+    for (size_t i = 0; complete && i < n; i++) complete = v[i]["part"] == i + 1;
+    if (!complete) {
+      ++it;
+      continue;
+    }
+    const char* key = v.front().contains("payload_b64") ? "payload_b64" : "body_b64";
+    Json whole = v.front();
+    std::string b64;
+    for (auto& p : v) {
+      const std::string slice = p[key];
+      if (slice.size() % 4 != 0) s.problems.Add("a slice of " + event_id + " does not decode on its own");
+      b64 += slice;
+      Json a = p, b = whole;
+      for (Json* x : {&a, &b}) x->erase("part"), x->erase(key);
+      if (a != b) s.problems.Add("parts of " + event_id + " differ in their fields");
+    }
+    whole.erase("part");
+    whole.erase("parts");
+    whole[key] = b64;
+    s.parts_of[event_id] = n;
+    s.events.push_back(std::move(whole));
+    it = pending.erase(it);
+  }
+  for (const auto& [id, v] : pending) s.problems.Add("event " + id + " has " + std::to_string(v.size()) + " parts of " + v.front()["parts"].dump());
+  return s;
+}
+
+// Per TCP connection (pid, local, remote): what each side wrote and read, from the data events.
+struct Stream {
+  std::string wrote, read;
+};
+std::map<std::tuple<uint32_t, std::string, std::string>, Stream> Streams(const std::vector<Json>& events, Problems* p) {
+  std::map<std::tuple<uint32_t, std::string, std::string>, Stream> m;
+  for (const auto& e : events) {
+    if (e["type"] != "data") continue;
+    bool ok = false;
+    std::string bytes = Base64Decode(e["payload_b64"], &ok);
+    if (!ok) p->Add("payload_b64 is not base64");
+    if (bytes.size() != e["captured"].get<size_t>()) p->Add("payload has " + std::to_string(bytes.size()) + " bytes, captured " + e["captured"].dump());
+    Stream& s = m[{e["pid"].get<uint32_t>(), e["conn"]["local"], e["conn"]["remote"]}];
+    (e["dir"] == "write" ? s.wrote : s.read) += bytes;
+  }
+  return m;
+}
+
+// Every connection to the server: the client's writes are the server's reads and the other way
+// round, byte for byte; and every echo body of `rounds` (n, size, seed) is in the client's writes,
+// the server's writes and the client's reads.
+void CheckExchanges(const std::vector<Json>& events, const std::string& server_addr,
+                    const std::vector<std::tuple<int, size_t, uint32_t>>& rounds) {
+  Problems p;
+  auto streams = Streams(events, &p);
+  std::string client_wrote, client_read, server_wrote;
+  size_t pairs = 0;
+  for (const auto& [key, s] : streams) {
+    const auto& [pid, local, remote] = key;
+    if (remote != server_addr) continue;
+    auto it = std::find_if(streams.begin(), streams.end(), [&](const auto& kv) {
+      return std::get<1>(kv.first) == remote && std::get<2>(kv.first) == local;
+    });
+    if (it == streams.end()) {
+      p.Add("no server side for " + local + " -> " + remote);
+      continue;
+    }
+    pairs++;
+    if (s.wrote != it->second.read) p.Add("client " + local + " wrote != server read (" + std::to_string(s.wrote.size()) + " vs " + std::to_string(it->second.read.size()) + " bytes)");
+    if (s.read != it->second.wrote) p.Add("server wrote != client " + local + " read (" + std::to_string(it->second.wrote.size()) + " vs " + std::to_string(s.read.size()) + " bytes)");
+    client_wrote += s.wrote;
+    client_read += s.read;
+    server_wrote += it->second.wrote;
+  }
+  if (pairs == 0) p.Add("no connection to " + server_addr + " in the stream");
+  for (const auto& [n, size, seed] : rounds)
+    for (int i = 0; i < n; i++) {
+      const std::string body = PayloadBytes(size, seed + uint32_t(i));
+      const std::string what = "echo seed " + std::to_string(seed + i) + " (" + std::to_string(size) + " bytes)";
+      if (client_wrote.find(body) == std::string::npos) p.Add(what + ": not in the client's writes");
+      if (server_wrote.find(body) == std::string::npos) p.Add(what + ": not in the server's writes");
+      if (client_read.find(body) == std::string::npos) p.Add(what + ": not in the client's reads");
+    }
+  EXPECT_EQ(p.size(), 0u) << "exchange problems:\n" << p.str();
+}
+
+std::vector<std::string> EchoArgs(const std::string& bin, const std::string& url, int n, size_t size, uint32_t seed) {
+  return {bin, "-url", url, "-mode", "echo", "-n", std::to_string(n), "-size", std::to_string(size), "-seed",
+          std::to_string(seed), "-tls", "1.3"};
+}
+
+struct CaptureRun {
+  std::unique_ptr<Proc> proc;
+  ::testing::AssertionResult WaitReady() {
+    if (!proc->WaitLine(2, "ready", seconds(60)))
+      return ::testing::AssertionFailure() << "gotlscap did not print `ready`: " << proc->Describe();
+    return ::testing::AssertionSuccess();
+  }
+  int Stop() {
+    proc->Signal(SIGINT);
+    auto code = proc->Wait(seconds(90));
+    if (!code) {
+      proc->Signal(SIGKILL);
+      proc->Wait(seconds(10));
+      return -1;
+    }
+    return *code;
+  }
+};
+
+CaptureRun StartCapture(const Programs& p, const std::string& url, std::vector<std::string> extra) {
+  std::vector<std::string> argv = {GotlscapBin(), "text", "-e", p.server, "-e", p.client, "--nats", url, "--nats-host",
+                                   kHost, "--nats-drain-timeout", "40"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return CaptureRun{std::make_unique<Proc>(argv)};
+}
+
+// (a)
+TEST(NatsE2E, BrokerKilledAndRestartedNothingLostNothingTwice) {
+  REQUIRE_NATS_ENV();
+  Programs p;
+  ASSERT_TRUE(CopyPrograms("", &p));
+  gotlscap::testing::NatsServer nats(p.dir.File("store"));
+  ASSERT_TRUE(nats.Start()) << ReadFileBytes(nats.log_path());
+  CaptureRun cap = StartCapture(p, nats.url(), {});
+  ASSERT_TRUE(cap.WaitReady());
+  ASSERT_TRUE(cap.proc->WaitLine(2, "nats: connected", seconds(20))) << cap.proc->Describe();
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+
+  ProcRun r1 = RunToEnd(EchoArgs(p.client, srv.url(), 10, 5000, 100));
+  ASSERT_EQ(r1.exit_code, 0) << r1.describe;
+  // Traffic while the broker dies (SIGKILL: no clean shutdown) and stays away.
+  Proc during(EchoArgs(p.client, srv.url(), 30, 20000, 200));
+  std::this_thread::sleep_for(milliseconds(150));
+  nats.Kill();
+  ASSERT_TRUE(during.Wait(seconds(60)).value_or(-1) == 0) << during.Describe();
+  ProcRun r2 = RunToEnd(EchoArgs(p.client, srv.url(), 10, 5000, 300));
+  ASSERT_EQ(r2.exit_code, 0) << r2.describe;
+  std::this_thread::sleep_for(milliseconds(1500));
+  ASSERT_TRUE(nats.Start()) << ReadFileBytes(nats.log_path());
+  ASSERT_TRUE(cap.proc->WaitLine(2, "nats: reconnected", seconds(30))) << cap.proc->Describe();
+  // A 3 MB call: each side's data event (and the http events) over the 1 MB max payload.
+  constexpr size_t kBig = 3000000;
+  ProcRun r3 = RunToEnd(EchoArgs(p.client, srv.url(), 1, kBig, 400));
+  ASSERT_EQ(r3.exit_code, 0) << r3.describe;
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  ASSERT_EQ(cap.Stop(), 0) << cap.proc->Describe();
+
+  const std::string err = cap.proc->Err();
+  EXPECT_EQ(cap.proc->Out(), "") << "--nats alone prints nothing on stdout";
+  EXPECT_EQ(SummaryLost(err), 0u) << err;
+  NatsCounters c = ParseNatsSummary(err);
+  ASSERT_TRUE(c.parsed) << err;
+  EXPECT_EQ(c.dropped, 0u) << err;
+  EXPECT_EQ(c.failed, 0u) << err;
+  EXPECT_EQ(c.acknowledged, c.published) << err;
+
+  Stored s = ReadBack(nats.url());
+  EXPECT_EQ(s.problems.size(), 0u) << s.problems.str();
+  // Each acknowledgement is one stored message, except those JetStream had already stored.
+  EXPECT_EQ(s.msgs.size(), c.acknowledged - c.duplicates) << err;
+  CheckExchanges(s.events, srv.addr, {{10, 5000, 100}, {30, 20000, 200}, {10, 5000, 300}, {1, kBig, 400}});
+  // The 3 MB call: one Write of the server (the echoed body, but for the few KB net/http's
+  // buffer took with the headers) stored in parts and whole again once joined; and the decoded
+  // response (an http event) carries the body entire.
+  const std::string big = PayloadBytes(kBig, 400);
+  size_t big_calls = 0, big_bodies = 0;
+  std::string sizes;
+  for (const auto& e : s.events) {
+    bool ok = false;
+    if (e["type"] == "data" && e["len"].get<size_t>() > kBig - 65536) {
+      const std::string bytes = Base64Decode(e["payload_b64"], &ok);
+      sizes += " " + e["dir"].get<std::string>() + ":" + std::to_string(bytes.size());
+      if (ok && bytes.size() == e["len"].get<size_t>() && big.size() >= bytes.size() &&
+          big.compare(big.size() - bytes.size(), bytes.size(), bytes) == 0)
+        big_calls++;
+    }
+    if (e["type"] == "http" && e["kind"] == "response" && e["body_len"] == kBig)
+      big_bodies += Base64Decode(e["body_b64"], &ok) == big;
+  }
+  EXPECT_GE(big_calls, 1u) << "no single data event of ~3 MB holds the end of the echoed body; large calls:" << sizes;
+  EXPECT_EQ(big_bodies, 2u) << "the 3 MB response decoded whole on both sides";
+  EXPECT_FALSE(s.parts_of.empty()) << "nothing was split";
+  for (const auto& [id, n] : s.parts_of) EXPECT_GE(n, 2u) << id;
+  // Secrets on their own subject (checked per message in ReadBack): both ends' TLS 1.3 secrets.
+  size_t secrets = 0;
+  for (const auto& e : s.events) secrets += e["type"] == "secret";
+  EXPECT_GE(secrets, 4u * 4u) << "4 client runs x >= 4 TLS 1.3 secrets";
+  size_t http = 0;
+  for (const auto& e : s.events) http += e["type"] == "http";
+  EXPECT_EQ(http, 2u * 2u * (10 + 30 + 10 + 1)) << "a request and a response, on each side";
+  RecordProperty("messages", std::to_string(s.msgs.size()));
+  RecordProperty("resent", std::to_string(c.resent));
+  RecordProperty("duplicates", std::to_string(c.duplicates));
+}
+
+// (b)
+TEST(NatsE2E, SmallQueueDropsAndCountsDuringOutageNeverBlocks) {
+  REQUIRE_NATS_ENV();
+  Programs p;
+  ASSERT_TRUE(CopyPrograms("", &p));
+  gotlscap::testing::NatsServer nats(p.dir.File("store"));  // not started: the broker is down
+  CaptureRun cap = StartCapture(p, nats.url(), {"--nats-buffer-mb", "1"});
+  ASSERT_TRUE(cap.WaitReady());
+  ASSERT_TRUE(cap.proc->WaitLine(2, "nats: connecting to", seconds(20), true)) << cap.proc->Describe();
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  // ~40 x 100 KB each way, base64 in data and http events: far more than 1 MiB.
+  const auto t0 = Clock::now();
+  ProcRun r = RunToEnd(EchoArgs(p.client, srv.url(), 40, 100000, 500));
+  const auto took = Clock::now() - t0;
+  ASSERT_EQ(r.exit_code, 0) << r.describe;
+  EXPECT_LT(took, seconds(30)) << "the traced client was slowed down";
+  ASSERT_TRUE(nats.Start()) << ReadFileBytes(nats.log_path());
+  ASSERT_TRUE(cap.proc->WaitLine(2, "nats: connected", seconds(30))) << cap.proc->Describe();
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  ASSERT_EQ(cap.Stop(), 0) << cap.proc->Describe();
+  const std::string err = cap.proc->Err();
+  EXPECT_EQ(SummaryLost(err), 0u) << "the ring buffer lost events: the capture was blocked\n" << err;
+  NatsCounters c = ParseNatsSummary(err);
+  ASSERT_TRUE(c.parsed) << err;
+  EXPECT_GT(c.dropped, 0u) << err;
+  EXPECT_EQ(c.failed, 0u) << err;
+  EXPECT_GT(c.acknowledged, 0u) << "the events that fitted were not stored\n" << err;
+  Stored s = ReadBack(nats.url());
+  EXPECT_EQ(s.problems.size(), 0u) << s.problems.str();
+  EXPECT_EQ(s.msgs.size(), c.acknowledged - c.duplicates) << err;
+  EXPECT_FALSE(s.events.empty());
+}
+
+// (c)
+TEST(NatsE2E, OutputFileBesideNatsHasTheSameEvents) {
+  REQUIRE_NATS_ENV();
+  Programs p;
+  ASSERT_TRUE(CopyPrograms("", &p));
+  gotlscap::testing::NatsServer nats(p.dir.File("store"));
+  ASSERT_TRUE(nats.Start()) << ReadFileBytes(nats.log_path());
+  const std::string file = p.dir.File("events.jsonl");
+  CaptureRun cap = StartCapture(p, nats.url(), {"--format", "json", "-o", file});
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  ProcRun r1 = RunToEnd(EchoArgs(p.client, srv.url(), 5, 4000, 600));
+  ASSERT_EQ(r1.exit_code, 0) << r1.describe;
+  ProcRun r2 = RunToEnd(EchoArgs(p.client, srv.url(), 1, 2000000, 700));  // split on the broker, whole in the file
+  ASSERT_EQ(r2.exit_code, 0) << r2.describe;
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  ASSERT_EQ(cap.Stop(), 0) << cap.proc->Describe();
+  NatsCounters c = ParseNatsSummary(cap.proc->Err());
+  ASSERT_TRUE(c.parsed) << cap.proc->Err();
+  EXPECT_EQ(c.failed + c.dropped, 0u) << cap.proc->Err();
+
+  std::vector<std::string> from_file;
+  for (const auto& line : SplitLines(ReadFileBytes(file))) {
+    Json j = Json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line.substr(0, 200);
+    from_file.push_back(j.dump());
+  }
+  Stored s = ReadBack(nats.url());
+  EXPECT_EQ(s.problems.size(), 0u) << s.problems.str();
+  EXPECT_FALSE(s.parts_of.empty()) << "the 2 MB call was not split";
+  std::vector<std::string> from_stream;
+  for (auto e : s.events) {
+    e.erase("host");
+    from_stream.push_back(e.dump());
+  }
+  ASSERT_GT(from_file.size(), 20u);
+  // The same events (one JSON writer's format feeds both; compared as sets of lines).
+  std::sort(from_file.begin(), from_file.end());
+  std::sort(from_stream.begin(), from_stream.end());
+  EXPECT_EQ(from_file.size(), from_stream.size());
+  EXPECT_TRUE(from_file == from_stream) << "the file and the stream differ";
+  CheckExchanges(s.events, srv.addr, {{5, 4000, 600}, {1, 2000000, 700}});
+}
+
+}  // namespace
+}  // namespace gotlscap::testenv
