@@ -73,13 +73,28 @@ uint64_t SummaryLost(const std::string& err) {
 // The stream read back: messages checked one by one, parts joined into their events.
 struct Stored {
   std::vector<gotlscap::testing::StoredMsg> msgs;
-  std::vector<Json> events;  // parts joined ("part"/"parts" gone, payload whole): unsplit events in stream order, then split ones
+  // Parts joined ("part"/"parts" gone, payload whole), in capture order: by the id's sequence
+  // number (a resent message is stored after those sent meanwhile).
+  std::vector<Json> events;
   std::map<std::string, size_t> parts_of;  // event id -> number of parts (split events only)
   Problems problems;
 };
 
+// "host/boot/run/SEQ[/PART]" -> SEQ
+uint64_t SeqOf(const std::string& id) {
+  std::vector<std::string> f;
+  for (size_t at = 0;;) {
+    const size_t slash = id.find('/', at);
+    f.push_back(id.substr(at, slash - at));
+    if (slash == std::string::npos) break;
+    at = slash + 1;
+  }
+  return f.size() >= 4 ? ParseU64(f[3], 10).value_or(0) : 0;
+}
+
 Stored ReadBack(const std::string& url) {
   Stored s;
+  std::vector<std::pair<uint64_t, Json>> by_seq;
   std::string err;
   s.msgs = gotlscap::testing::ReadStream(url, "GOTLSCAP", &err);
   if (!err.empty()) s.problems.Add("reading the stream: " + err);
@@ -99,7 +114,7 @@ Stored ReadBack(const std::string& url) {
     if (j.value("host", "") != kHost) s.problems.Add("host is not " + std::string(kHost) + ": " + m.data.substr(0, 120));
     if (m.id.rfind(std::string(kHost) + "/", 0) != 0) s.problems.Add("id without the host: " + m.id);
     if (!j.contains("part")) {
-      s.events.push_back(std::move(j));
+      by_seq.emplace_back(SeqOf(m.id), std::move(j));
       continue;
     }
     // A part: id "<event id>/<part>". A part resent after a reconnect may be stored after a later
@@ -133,8 +148,14 @@ Stored ReadBack(const std::string& url) {
     whole.erase("parts");
     whole[key] = b64;
     s.parts_of[event_id] = n;
-    s.events.push_back(std::move(whole));
+    by_seq.emplace_back(SeqOf(event_id), std::move(whole));
     it = pending.erase(it);
+  }
+  std::sort(by_seq.begin(), by_seq.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i < by_seq.size(); i++) {
+    if (by_seq[i].first == 0) s.problems.Add("no sequence number in an id");
+    if (i && by_seq[i].first == by_seq[i - 1].first) s.problems.Add("event " + std::to_string(by_seq[i].first) + " stored twice");
+    s.events.push_back(std::move(by_seq[i].second));
   }
   for (const auto& [id, v] : pending) s.problems.Add("event " + id + " has " + std::to_string(v.size()) + " parts of " + v.front()["parts"].dump());
   return s;
@@ -242,11 +263,13 @@ TEST(NatsE2E, BrokerKilledAndRestartedNothingLostNothingTwice) {
 
   ProcRun r1 = RunToEnd(EchoArgs(p.client, srv.url(), 10, 5000, 100));
   ASSERT_EQ(r1.exit_code, 0) << r1.describe;
-  // Traffic while the broker dies (SIGKILL: no clean shutdown) and stays away.
-  Proc during(EchoArgs(p.client, srv.url(), 30, 20000, 200));
-  std::this_thread::sleep_for(milliseconds(150));
+  // Traffic while the broker hangs (SIGSTOP: messages sent, never acknowledged), then dies
+  // (SIGKILL: no clean shutdown) and stays away: those messages must be resent, once stored.
+  nats.Pause();
+  ProcRun during = RunToEnd(EchoArgs(p.client, srv.url(), 30, 20000, 200));
+  ASSERT_EQ(during.exit_code, 0) << during.describe;
+  std::this_thread::sleep_for(milliseconds(300));
   nats.Kill();
-  ASSERT_TRUE(during.Wait(seconds(60)).value_or(-1) == 0) << during.Describe();
   ProcRun r2 = RunToEnd(EchoArgs(p.client, srv.url(), 10, 5000, 300));
   ASSERT_EQ(r2.exit_code, 0) << r2.describe;
   std::this_thread::sleep_for(milliseconds(1500));
@@ -268,6 +291,7 @@ TEST(NatsE2E, BrokerKilledAndRestartedNothingLostNothingTwice) {
   EXPECT_EQ(c.dropped, 0u) << err;
   EXPECT_EQ(c.failed, 0u) << err;
   EXPECT_EQ(c.acknowledged, c.published) << err;
+  EXPECT_GT(c.resent, 0u) << "nothing was resent: the messages sent to the hung broker were lost?\n" << err;
 
   Stored s = ReadBack(nats.url());
   EXPECT_EQ(s.problems.size(), 0u) << s.problems.str();

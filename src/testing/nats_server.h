@@ -69,6 +69,11 @@ class NatsServer {
     }
     return WaitJetStream(std::chrono::seconds(20));
   }
+  // SIGSTOP: the connection stays up but nothing is read or acknowledged (messages sent now are
+  // in flight, unanswered, until a Kill makes the client resend them).
+  void Pause() {
+    if (pid_ > 0) kill(pid_, SIGSTOP);
+  }
   // SIGKILL: no clean shutdown, no flush; what JetStream acknowledged must survive anyway.
   void Kill() {
     if (pid_ <= 0) return;
