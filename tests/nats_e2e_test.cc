@@ -6,7 +6,8 @@
 //       bytes on both sides of each connection, secrets on their .secret subject, a 3 MB call
 //       whole across its parts, no message stored twice (by Nats-Msg-Id and by content);
 //   (b) a 1 MiB queue during an outage drops and counts, the capture neither blocks nor loses;
-//   (c) -o FILE beside --nats: the same events in the file as in the stream.
+//   (c) -o FILE beside --nats: the same events in the file as in the stream;
+//   (d) keylog --nats (no -k): every secret the programs logged themselves, on .secret.
 // Needs root and BPF (skips otherwise, fails under CI=true), the matrix, and nats-server.
 #include <signal.h>
 #include <unistd.h>
@@ -411,6 +412,53 @@ TEST(NatsE2E, OutputFileBesideNatsHasTheSameEvents) {
   EXPECT_EQ(from_file.size(), from_stream.size());
   EXPECT_TRUE(from_file == from_stream) << "the file and the stream differ";
   CheckExchanges(s.events, srv.addr, {{5, 4000, 600}, {1, 2000000, 700}});
+}
+
+// (d)
+TEST(NatsE2E, KeylogSecretsOnTheirSubject) {
+  REQUIRE_NATS_ENV();
+  Programs p;
+  ASSERT_TRUE(CopyPrograms("", &p));
+  gotlscap::testing::NatsServer nats(p.dir.File("store"));
+  ASSERT_TRUE(nats.Start()) << ReadFileBytes(nats.log_path());
+  CaptureRun cap{std::make_unique<Proc>(std::vector<std::string>{
+      GotlscapBin(), "keylog", "-e", p.server, "-e", p.client, "--nats", nats.url(), "--nats-host", kHost})};
+  ASSERT_TRUE(cap.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  // The client logs its own secrets (Go's KeyLogWriter): what the stream must hold.
+  const std::string own = p.dir.File("client-keys.log");
+  for (const char* tls : {"1.2", "1.3"}) {
+    auto args = EchoArgs(p.client, srv.url(), 3, 1000, 800);
+    args.back() = tls;
+    args.insert(args.end(), {"-keylog", own});
+    ProcRun r = RunToEnd(args);
+    ASSERT_EQ(r.exit_code, 0) << r.describe;
+  }
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  ASSERT_EQ(cap.Stop(), 0) << cap.proc->Describe();
+  EXPECT_EQ(cap.proc->Out(), "");
+  NatsCounters c = ParseNatsSummary(cap.proc->Err());
+  ASSERT_TRUE(c.parsed) << cap.proc->Err();
+  EXPECT_EQ(c.failed + c.dropped, 0u);
+  Stored s = ReadBack(nats.url());
+  EXPECT_EQ(s.problems.size(), 0u) << s.problems.str();
+  std::set<std::string> stored;
+  for (const auto& e : s.events) {
+    EXPECT_EQ(e["type"], "secret") << e.dump().substr(0, 200);
+    stored.insert(e["label"].get<std::string>() + " " + e["client_random"].get<std::string>() + " " +
+                  e["secret"].get<std::string>());
+  }
+  Problems missing;
+  size_t lines = 0;
+  for (const auto& line : SplitLines(ReadFileBytes(own))) {
+    if (line.empty() || line[0] == '#') continue;
+    lines++;
+    if (!stored.count(line)) missing.Add(line.substr(0, 80));
+  }
+  EXPECT_GE(lines, 1u + 4u) << "one keep-alive connection each: TLS 1.2 CLIENT_RANDOM, TLS 1.3 four secrets";
+  EXPECT_EQ(missing.size(), 0u) << "secrets the client logged but the stream lacks:\n" << missing.str();
 }
 
 }  // namespace
