@@ -7,7 +7,9 @@
 //       whole across its parts, no message stored twice (by Nats-Msg-Id and by content);
 //   (b) a 1 MiB queue during an outage drops and counts, the capture neither blocks nor loses;
 //   (c) -o FILE beside --nats: the same events in the file as in the stream;
-//   (d) keylog --nats (no -k): every secret the programs logged themselves, on .secret.
+//   (d) keylog --nats (no -k): every secret the programs logged themselves, on .secret;
+//   (e) a 3-node JetStream cluster on loopback (stream replicas 3), the node gotlscap is
+//       connected to SIGKILLed mid-run: nothing lost, nothing twice.
 // Needs root and BPF (skips otherwise, fails under CI=true), the matrix, and nats-server.
 #include <signal.h>
 #include <unistd.h>
@@ -459,6 +461,91 @@ TEST(NatsE2E, KeylogSecretsOnTheirSubject) {
   }
   EXPECT_GE(lines, 1u + 4u) << "one keep-alive connection each: TLS 1.2 CLIENT_RANDOM, TLS 1.3 four secrets";
   EXPECT_EQ(missing.size(), 0u) << "secrets the client logged but the stream lacks:\n" << missing.str();
+}
+
+// (e)
+TEST(NatsE2E, ThreeNodeClusterOneNodeKilledLosesNothing) {
+  REQUIRE_NATS_ENV();
+  Programs p;
+  ASSERT_TRUE(CopyPrograms("", &p));
+  const int cluster_ports[3] = {gotlscap::testing::FreeTcpPort(), gotlscap::testing::FreeTcpPort(),
+                                gotlscap::testing::FreeTcpPort()};
+  std::vector<std::unique_ptr<gotlscap::testing::NatsServer>> nodes;
+  for (int i = 0; i < 3; i++) {
+    std::string conf = "server_name: n" + std::to_string(i + 1) + "\ncluster {\n  name: c\n  listen: 127.0.0.1:" +
+                       std::to_string(cluster_ports[i]) + "\n  routes: [";
+    for (int k = 0, n = 0; k < 3; k++)
+      if (k != i) conf += std::string(n++ ? ", " : " ") + "\"nats-route://127.0.0.1:" + std::to_string(cluster_ports[k]) + "\"";
+    conf += " ]\n}\n";
+    nodes.push_back(std::make_unique<gotlscap::testing::NatsServer>(p.dir.File("store" + std::to_string(i + 1)), conf));
+  }
+  // Started together: JetStream answers once the cluster has a meta leader.
+  std::vector<std::thread> starting;
+  bool up[3] = {};
+  for (int i = 0; i < 3; i++) starting.emplace_back([&, i] { up[i] = nodes[i]->Start(); });
+  for (auto& t : starting) t.join();
+  for (int i = 0; i < 3; i++) ASSERT_TRUE(up[i]) << ReadFileBytes(nodes[i]->log_path());
+  {  // The operator's stream: replicas 3 (gotlscap uses an existing stream as it is).
+    natsConnection* nc = nullptr;
+    jsCtx* js = nullptr;
+    ASSERT_EQ(natsConnection_ConnectTo(&nc, nodes[1]->url().c_str()), NATS_OK);
+    ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    const char* subjects[] = {"gotlscap.>"};
+    cfg.Name = "GOTLSCAP";
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Replicas = 3;
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr{};
+    natsStatus st = NATS_ERR;
+    for (int tries = 0; tries < 50 && st != NATS_OK; tries++) {
+      st = js_AddStream(&si, js, &cfg, nullptr, &jerr);
+      if (st != NATS_OK) std::this_thread::sleep_for(milliseconds(200));
+    }
+    ASSERT_EQ(st, NATS_OK) << "js_AddStream replicas 3: " << int(jerr);
+    EXPECT_EQ(si->Config->Replicas, 3);
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+  }
+  const std::string urls = nodes[0]->url() + "," + nodes[1]->url() + "," + nodes[2]->url();
+  CaptureRun cap = StartCapture(p, urls, {});
+  ASSERT_TRUE(cap.WaitReady());
+  ASSERT_TRUE(cap.proc->WaitLine(2, "nats: connected to " + nodes[0]->url(), seconds(20))) << cap.proc->Describe();
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  ProcRun r1 = RunToEnd(EchoArgs(p.client, srv.url(), 10, 5000, 900));
+  ASSERT_EQ(r1.exit_code, 0) << r1.describe;
+  // The node gotlscap publishes to hangs while a client runs (its messages go unanswered), then
+  // dies; the other two keep the quorum and take the resends.
+  nodes[0]->Pause();
+  ProcRun during = RunToEnd(EchoArgs(p.client, srv.url(), 30, 20000, 1000));
+  ASSERT_EQ(during.exit_code, 0) << during.describe;
+  std::this_thread::sleep_for(milliseconds(300));
+  nodes[0]->Kill();
+  ASSERT_TRUE(cap.proc->WaitLine(2, "nats: reconnected", seconds(30))) << cap.proc->Describe();
+  ProcRun r3 = RunToEnd(EchoArgs(p.client, srv.url(), 10, 5000, 1100));
+  ASSERT_EQ(r3.exit_code, 0) << r3.describe;
+  srv.proc->Signal(SIGTERM);
+  srv.proc->Wait(seconds(10));
+  ASSERT_EQ(cap.Stop(), 0) << cap.proc->Describe();
+  const std::string err = cap.proc->Err();
+  NatsCounters c = ParseNatsSummary(err);
+  ASSERT_TRUE(c.parsed) << err;
+  EXPECT_EQ(c.dropped, 0u) << err;
+  EXPECT_EQ(c.failed, 0u) << err;
+  EXPECT_EQ(c.acknowledged, c.published) << err;
+  EXPECT_GT(c.resent, 0u) << err;
+  Stored s = ReadBack(nodes[2]->url());
+  EXPECT_EQ(s.problems.size(), 0u) << s.problems.str();
+  EXPECT_EQ(s.msgs.size(), c.acknowledged - c.duplicates) << err;
+  CheckExchanges(s.events, srv.addr, {{10, 5000, 900}, {30, 20000, 1000}, {10, 5000, 1100}});
+  RecordProperty("messages", std::to_string(s.msgs.size()));
+  RecordProperty("resent", std::to_string(c.resent));
+  RecordProperty("duplicates", std::to_string(c.duplicates));
 }
 
 }  // namespace

@@ -15,6 +15,7 @@ namespace {
 constexpr int64_t kAckWaitMs = 5000;        // an unanswered publish is resent after this
 constexpr size_t kMaxInFlight = 1024;       // messages awaiting their ack
 constexpr int64_t kNoResponderPauseMs = 500;
+constexpr int64_t kRejectedPauseMs = 1000;  // x PublishQueue::kMaxRejections: ~10 s for a cluster to recover
 constexpr size_t kHeaderRoom = 96;           // "NATS/1.0\r\nNats-Msg-Id: " ... beside the id
 
 int64_t NowMs() {
@@ -118,6 +119,7 @@ void NatsExporter::OnAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, v
       if (e->rejections_logged_.fetch_add(1) < 5)
         e->log_(fmt::format("nats: JetStream refused {}: {} ({})", id, pae->ErrText ? pae->ErrText : "?",
                             int(pae->ErrCode)));
+      e->pause_until_ms_.store(NowMs() + kRejectedPauseMs);
       e->queue_.Rejected(id);
     } else {
       // Timeout or no responders (stream missing, server starting): resent with the same id.

@@ -55,7 +55,8 @@ class PublishQueue {
   void Acked(std::string_view id, bool duplicate);
   // A timeout, a lost connection, no responders: sent again later.
   void Retry(std::string_view id);
-  // A JetStream API error: retried a few times (a cluster may be electing a leader), then failed.
+  // A JetStream API error: retried (a cluster may be electing a leader; the publisher pauses
+  // between tries), failed after kMaxRejections.
   void Rejected(std::string_view id);
 
   // Events waiting plus messages not yet acknowledged.
@@ -69,7 +70,7 @@ class PublishQueue {
   void WaitForWork(std::chrono::milliseconds timeout);
   void Notify();
 
-  static constexpr uint32_t kMaxRejections = 5;
+  static constexpr uint32_t kMaxRejections = 10;
 
  private:
   struct Event {
