@@ -8,6 +8,8 @@ PACKAGES=(
   cmake g++ make pkg-config clang llvm
   libelf-dev zlib1g-dev libbrotli-dev libcapstone-dev libfmt-dev nlohmann-json3-dev libcli11-dev libnghttp2-dev
   libbpf-dev bpftool libpcap-dev
+  # --nats: the NATS C client (pkg-config libnats); the tests start nats-server -js themselves
+  libnats-dev nats-server
   # fuzz targets (test.sh replays their corpora): clang's libFuzzer and sanitizer runtimes
   libclang-rt-14-dev
   # tests and benchmarks: GoogleTest/Benchmark, oracles (binutils, llvm-objdump, file),

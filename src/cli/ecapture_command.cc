@@ -118,6 +118,7 @@ void RegisterEcapture(CLI::App& app, EcaptureOptions& o) {
     else
       cmd->add_flag(f.name)->description("Accepted for eCapture compatibility; not needed")->group("Accepted, not needed");
   }
+  AddNatsOptions(cmd, o.nats);
   cmd->add_option("filter", o.filter, "pcap-filter expression (pcap model), e.g. tcp port 443");
 }
 
@@ -143,6 +144,8 @@ int RunEcapture(const EcaptureOptions& o) {
   if (!o.filter.empty() && model != "pcap" && model != "pcapng")
     return Fail(MakeError(ErrorKind::kUsage, fmt::format("unexpected arguments '{}': a pcap filter needs -m pcap",
                                                          o.filter.front())));
+  if ((model == "pcap" || model == "pcapng") && o.nats.enabled())
+    return Fail(MakeError(ErrorKind::kUsage, "--nats: the text and keylog models only"));
   if ((model == "pcap" || model == "pcapng") && o.ifname.empty())
     return Fail(MakeError(ErrorKind::kUsage, "the pcap model needs -i IFNAME, the interface to capture on"));
   // -l FILE: in the text model the events go there (eCapture's default event destination is the
@@ -162,7 +165,9 @@ int RunEcapture(const EcaptureOptions& o) {
 
   if (model == "key" || model == "keylog") {
     KeylogOptions k;
-    k.keylog_file = o.keylog_file;
+    // With --nats the secrets go to the broker; eCapture's default key log file only when -k asks.
+    k.keylog_file = o.nats.enabled() && o.cmd->count("--keylogfile") == 0 ? "" : o.keylog_file;
+    k.nats = o.nats;
     k.elf_paths = o.elf_paths;
     k.pids = pids;
     k.uid = uid;
@@ -190,6 +195,7 @@ int RunEcapture(const EcaptureOptions& o) {
   t.output = !o.eventaddr.empty() ? o.eventaddr : o.logaddr;
   t.duration = o.duration;
   t.follow = follow;
+  t.nats = o.nats;
   return RunText(t);
 }
 

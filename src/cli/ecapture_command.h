@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/nats_cli.h"
+
 namespace CLI {
 class App;
 }  // namespace CLI
@@ -28,6 +30,7 @@ struct EcaptureOptions {
   std::string cgroup_path;  // --cgroup_path: gotlscap's --cgroup
   double duration = 0;  // ours: stop after SEC seconds
   std::vector<std::string> filter;
+  NatsCli nats;  // gotlscap's --nats (text and keylog models)
   CLI::App* cmd = nullptr;  // to see which accepted-but-unneeded flags were given
 };
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/capture_common.h"
+#include "cli/nats_cli.h"
 
 namespace CLI {
 class App;
@@ -21,6 +22,7 @@ struct KeylogOptions {
   std::optional<uint32_t> uid;
   FollowCli follow;  // no -e/-p: the whole host
   double duration = 0;
+  NatsCli nats;  // --nats: each secret as a JSON "secret" event to JetStream (-k then optional)
 };
 
 void RegisterKeylog(CLI::App& app, KeylogOptions& opts);

@@ -13,6 +13,7 @@
 #include "cli/capture_common.h"
 #include "cli/command_run.h"
 #include "cli/exit_codes.h"
+#include "cli/nats_cli.h"
 #include "decode/http_decoder.h"
 #include "output/event_writer.h"
 
@@ -33,9 +34,15 @@ void RegisterText(CLI::App& app, TextOptions& o) {
       ->check(CLI::IsMember({"none", "http"}));
   cmd->add_flag("--raw", o.raw, "Show HTTP bodies as sent (do not undo gzip/deflate/br)");
   AddFollowOptions(cmd, o.follow);
+  AddNatsOptions(cmd, o.nats);
 }
 
 int RunText(const TextOptions& o) {
+  // Before any file or probe: a bad --nats option is a one-line error; a broker that is down is not.
+  auto nats = StartNats(o.nats);
+  if (!nats.ok()) return Fail(nats.error());
+  std::unique_ptr<output::EventWriter> nats_writer;
+  if (*nats) nats_writer = output::MakeJsonWriter(nats->get());
 
   FILE* out = stdout;
   if (!o.output.empty()) {
@@ -44,7 +51,20 @@ int RunText(const TextOptions& o) {
     if (fd < 0) return Fail(MakeError(ErrorKind::kIo, fmt::format("cannot create {}: {}", o.output, std::strerror(errno))));
     out = fdopen(fd, "w");
   }
-  auto writer = o.format == "json" ? output::MakeJsonWriter(out) : output::MakeTextWriter(out, o.hex);
+  // --nats alone: nothing on stdout. Otherwise stdout or -o FILE, beside the export.
+  std::unique_ptr<output::EventWriter> file_writer;
+  if (!nats_writer || !o.output.empty())
+    file_writer = o.format == "json" ? output::MakeJsonWriter(out) : output::MakeTextWriter(out, o.hex);
+  const bool json = o.format == "json";
+  std::vector<output::EventWriter*> all, raw_json;  // every writer; those that keep every data event (JSON)
+  for (auto* w : {file_writer.get(), nats_writer.get()}) {
+    if (!w) continue;
+    all.push_back(w);
+    if (w == nats_writer.get() || json) raw_json.push_back(w);
+  }
+  auto writer = output::MakeTeeWriter(all);
+  auto raw_writer = output::MakeTeeWriter(raw_json);
+  output::EventWriter* text_writer = json ? nullptr : file_writer.get();
 
   capture::SessionOptions so;
   so.elf_paths = o.elf_paths;
@@ -56,7 +76,7 @@ int RunText(const TextOptions& o) {
   so.ringbuf_bytes = o.ringbuf_mb << 20;
   so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
-  auto cmd = PrepareCommand(o.follow, !so.follow_host, out == stdout);
+  auto cmd = PrepareCommand(o.follow, !so.follow_host, file_writer && out == stdout);
   if (!cmd.ok()) return Fail(cmd.error());
   so.pid_filter = *cmd != nullptr;
   uint64_t http_messages = 0;
@@ -74,14 +94,14 @@ int RunText(const TextOptions& o) {
         },
         limits);
   }
-  const bool json = o.format == "json";
   auto session = capture::CaptureSession::Start(
       so,
       [&](capture::DataEvent&& ev) {
-        // JSON keeps every raw event (machines may want both); text shows decoded HTTP instead.
-        if (json) writer->Write(ev);
+        // JSON (files and the export) keeps every raw event (machines may want both); text shows
+        // decoded HTTP instead.
+        raw_writer->Write(ev);
         const bool decoded = http && http->Feed(ev);
-        if (!json && !decoded) writer->Write(ev);
+        if (text_writer && !decoded) text_writer->Write(ev);
       },
       [&](capture::SecretEvent&& s) { writer->WriteSecret(s); });
   if (!session.ok()) return Fail(session.error());
@@ -114,6 +134,7 @@ int RunText(const TextOptions& o) {
              c.read_faults(), c.read_no_entry(), s.secrets, c.lost_secrets(), c.probe_hits(), c.stack_growth(),
              http_messages);
   if (follower) PrintFollowSummary(*follower);
+  FinishNats(nats->get());
   if (write_failed) {
     fmt::print(stderr, "gotlscap: cannot write events to {}: {}\n", o.output.empty() ? "stdout" : o.output,
                std::strerror(errno ? errno : EIO));

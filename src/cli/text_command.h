@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/capture_common.h"
+#include "cli/nats_cli.h"
 
 namespace CLI {
 class App;
@@ -29,6 +30,7 @@ struct TextOptions {
   uint64_t ringbuf_mb = 32;
   std::string decode = "http";  // none | http
   bool raw = false;             // keep Content-Encoding as sent
+  NatsCli nats;                 // --nats: every event (JSON) to JetStream too
 };
 
 void RegisterText(CLI::App& app, TextOptions& opts);

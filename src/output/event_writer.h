@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <memory>
+#include <string_view>
+#include <vector>
 
 #include "capture/data_event.h"
 #include "capture/secret_event.h"
@@ -26,7 +28,25 @@ class EventWriter {
   virtual bool Flush() = 0;
 };
 
+// The "type" of a JSON event.
+enum class EventType { kData, kHttp, kSecret, kClose, kNotice };
+// "data", "http", "secret", "close", "notice"
+std::string_view EventTypeName(EventType t);
+
+// Receives each JSON line whole (the exporters' side of the JSON writer: one formatting code for
+// files and brokers). `json_line` is one object followed by '\n', valid only during the call.
+class LineSink {
+ public:
+  virtual ~LineSink() = default;
+  virtual void Line(EventType type, std::string_view json_line) = 0;
+};
+
 std::unique_ptr<EventWriter> MakeTextWriter(FILE* out, bool hex);
 std::unique_ptr<EventWriter> MakeJsonWriter(FILE* out);
+// JSON Lines handed to `sink` one whole line at a time (a 32 MiB call is one 43 MiB line: the
+// sink gets the event whole). `sink` must outlive the writer.
+std::unique_ptr<EventWriter> MakeJsonWriter(LineSink* sink);
+// Every call goes to each writer of `writers` (none null), in order; Flush fails if any fails.
+std::unique_ptr<EventWriter> MakeTeeWriter(std::vector<EventWriter*> writers);
 
 }  // namespace gotlscap::output

@@ -24,8 +24,10 @@ class BufferedWriter : public EventWriter {
     fflush(out);  // whatever stdio holds goes first
     b_.reserve(kWorkingSize);  // grown once
   }
+  // Sink mode: each finished event goes to `sink` whole, nothing to a file.
+  explicit BufferedWriter(LineSink* sink) : fd_(-1), sink_(sink) { b_.reserve(kWorkingSize); }
   bool Flush() override {
-    WriteOut();
+    if (!sink_) WriteOut();
     return !failed_;
   }
   // The same secret reaches us from writeKeyLog and keysFromMasterSecret: show it once per process.
@@ -35,7 +37,13 @@ class BufferedWriter : public EventWriter {
   // Called after each event (and each base64 slice): large output goes out without waiting for
   // the next poll, so the buffer stays near 1 MiB (plus one slice, or one text event).
   void EventDone() {
-    if (b_.size() >= kWriteAt) WriteOut();
+    if (!sink_ && b_.size() >= kWriteAt) WriteOut();
+  }
+  // The end of one JSON event: a sink gets the line now (a file waits for EventDone's 1 MiB).
+  void LineDone(EventType type) {
+    if (!sink_) return EventDone();
+    sink_->Line(type, std::string_view(b_.data(), b_.size()));
+    Reset();
   }
   // A payload in base64, a slice at a time, written out whenever the buffer passes kWriteAt: a
   // 1 MB body never needs a 1.4 MB buffer (nor a 32 MiB call a 43 MiB one). Slices are a multiple
@@ -59,6 +67,9 @@ class BufferedWriter : public EventWriter {
       }
       off += size_t(n);
     }
+    Reset();
+  }
+  void Reset() {
     b_.clear();  // keeps its capacity, but not that of a rare huge event (a text dump of 32 MiB)
     if (b_.capacity() > (8u << 20)) {
       b_ = fmt::memory_buffer();
@@ -70,6 +81,7 @@ class BufferedWriter : public EventWriter {
   static constexpr size_t kWorkingSize = kWriteAt + kBase64Slice / 3 * 4 + 4096;  // + one event's JSON fields
   fmt::memory_buffer b_;
   int fd_;
+  LineSink* sink_ = nullptr;
   bool failed_ = false;
   RecentSet<std::tuple<uint32_t, std::string, std::string>> seen_{4096};  // duplicates come close together
 };
@@ -199,7 +211,7 @@ class JsonWriter : public BufferedWriter {
       fmt::format_to(it, FMT_COMPILE(R"(,"reason":"{}",)"), capture::ConnEndName(ev.end));
       Conn(ev.conn);
       Append("}\n");
-      EventDone();
+      LineDone(EventType::kClose);
       return;
     }
     fmt::format_to(it, FMT_COMPILE(R"({{"type":"data","ts_ns":{},"pid":{},"tid":{},"uid":{},"comm":)"), ev.ts_ns, ev.pid, ev.tid,
@@ -212,7 +224,7 @@ class JsonWriter : public BufferedWriter {
     Append(R"(,"payload_b64":")");
     Base64(ev.payload);
     Append("\"}\n");
-    EventDone();
+    LineDone(EventType::kData);
   }
 
   void WriteHttp(const decode::DecodedMessage& d) override {
@@ -246,7 +258,7 @@ class JsonWriter : public BufferedWriter {
     Append(R"(,"body_b64":")");
     Base64(m.body);
     Append("\"}\n");
-    EventDone();
+    LineDone(EventType::kHttp);
   }
 
   void WriteNotice(uint32_t pid, const std::string& comm, const capture::Connection& conn,
@@ -256,7 +268,7 @@ class JsonWriter : public BufferedWriter {
     fmt::format_to(std::back_inserter(b_), FMT_COMPILE(R"(,"conn":{{"id":{}}})"), conn.id);
     Field("notice", notice);
     Append("}\n");
-    EventDone();
+    LineDone(EventType::kNotice);
   }
 
   void WriteSecret(const capture::SecretEvent& s) override {
@@ -269,7 +281,7 @@ class JsonWriter : public BufferedWriter {
     Field("secret", capture::Hex(s.secret));
     Field("source", s.from_master_secret ? "master_secret" : "keylog");
     Append("}\n");
-    EventDone();
+    LineDone(EventType::kSecret);
   }
 
  private:
@@ -309,5 +321,49 @@ class JsonWriter : public BufferedWriter {
 
 std::unique_ptr<EventWriter> MakeTextWriter(FILE* out, bool hex) { return std::make_unique<TextWriter>(out, hex); }
 std::unique_ptr<EventWriter> MakeJsonWriter(FILE* out) { return std::make_unique<JsonWriter>(out); }
+std::unique_ptr<EventWriter> MakeJsonWriter(LineSink* sink) { return std::make_unique<JsonWriter>(sink); }
+
+std::string_view EventTypeName(EventType t) {
+  switch (t) {
+    case EventType::kData: return "data";
+    case EventType::kHttp: return "http";
+    case EventType::kSecret: return "secret";
+    case EventType::kClose: return "close";
+    case EventType::kNotice: return "notice";
+  }
+  return "unknown";
+}
+
+namespace {
+class TeeWriter : public EventWriter {
+ public:
+  explicit TeeWriter(std::vector<EventWriter*> w) : w_(std::move(w)) {}
+  void Write(const capture::DataEvent& ev) override {
+    for (auto* w : w_) w->Write(ev);
+  }
+  void WriteSecret(const capture::SecretEvent& s) override {
+    for (auto* w : w_) w->WriteSecret(s);
+  }
+  void WriteHttp(const decode::DecodedMessage& m) override {
+    for (auto* w : w_) w->WriteHttp(m);
+  }
+  void WriteNotice(uint32_t pid, const std::string& comm, const capture::Connection& conn,
+                   std::string_view notice) override {
+    for (auto* w : w_) w->WriteNotice(pid, comm, conn, notice);
+  }
+  bool Flush() override {
+    bool ok = true;
+    for (auto* w : w_) ok = w->Flush() && ok;
+    return ok;
+  }
+
+ private:
+  std::vector<EventWriter*> w_;
+};
+}  // namespace
+
+std::unique_ptr<EventWriter> MakeTeeWriter(std::vector<EventWriter*> writers) {
+  return std::make_unique<TeeWriter>(std::move(writers));
+}
 
 }  // namespace gotlscap::output

@@ -200,6 +200,45 @@ TEST(Writers, EventsLargerThanTheBufferAreWrittenWhole) {
   }
 }
 
+// The sink side of the JSON writer (what --nats uses): the same lines as a file gets, each whole
+// with its type, a 3 MiB event included (a file gets it in 1 MiB writes; the sink in one piece).
+TEST(JsonWriterSinkFleet, SinkGetsTheFileLinesWholeWithTheirTypes) {
+  struct Sink : LineSink {
+    std::vector<std::pair<EventType, std::string>> lines;
+    void Line(EventType t, std::string_view l) override { lines.emplace_back(t, std::string(l)); }
+  } sink;
+  Captured c;
+  auto file = MakeJsonWriter(c.f);
+  auto to_sink = MakeJsonWriter(&sink);
+  auto tee = MakeTeeWriter({file.get(), to_sink.get()});
+  std::string big((3 << 20) + 2, 'b');
+  for (size_t i = 0; i < big.size(); i++) big[i] = char((i * 2654435761u) >> 11);
+  tee->Write(Data(big));
+  capture::DataEvent end = Data("");
+  end.end = capture::ConnEnd::kClose;
+  tee->Write(end);
+  capture::SecretEvent s;
+  s.pid = 1;
+  s.label = "CLIENT_RANDOM";
+  s.client_random = std::string(32, '\1');
+  s.secret = std::string(48, '\2');
+  tee->WriteSecret(s);
+  decode::DecodedMessage d;
+  d.msg.proto = "HTTP/1.1";
+  tee->WriteHttp(d);
+  tee->WriteNotice(1, "c", capture::Connection{}, "n");
+  auto lines = c.Lines(*tee);
+  ASSERT_EQ(sink.lines.size(), 5u);
+  ASSERT_EQ(lines.size(), 5u);
+  const EventType types[] = {EventType::kData, EventType::kClose, EventType::kSecret, EventType::kHttp, EventType::kNotice};
+  for (size_t i = 0; i < 5; i++) {
+    EXPECT_EQ(sink.lines[i].first, types[i]);
+    EXPECT_EQ(sink.lines[i].second, lines[i] + "\n") << i;
+    EXPECT_EQ(nlohmann::json::parse(lines[i])["type"], EventTypeName(types[i]));
+  }
+  EXPECT_EQ(Unbase64(nlohmann::json::parse(sink.lines[0].second)["payload_b64"]), big);
+}
+
 TEST(Writers, AFullDiskMakesFlushFail) {
   FILE* full = fopen("/dev/full", "w");
   if (!full) GTEST_SKIP() << "no /dev/full";
