@@ -412,5 +412,15 @@ TEST_F(ContainerE2E, ContainerFilterInTheKernel) {
   EXPECT_EQ(probs.size(), 0u) << probs.str() << "stderr:\n" << err;
 }
 
+// 3. A --container that is not hex: a one-line usage error (exit code 2), before anything runs.
+TEST(ContainerCli, PrefixMustBeHex) {
+  for (const char* bad : {"docker-0123", "xyz", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"}) {
+    ProcRun r = RunToEnd({GotlscapBin(), "text", "-e", "/bin/ls", "--container", bad}, seconds(20));
+    EXPECT_EQ(r.exit_code, 2) << r.describe;
+    EXPECT_EQ(r.err, std::string("gotlscap: --container ") + bad + ": not a container id (1 to 64 hex digits)\n")
+        << r.describe;
+  }
+}
+
 }  // namespace
 }  // namespace gotlscap::testenv

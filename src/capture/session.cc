@@ -30,6 +30,9 @@ uint64_t MonotonicNowNs() { return ClockNs(CLOCK_MONOTONIC); }
 
 Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptions& opts, EventAssembler::Sink sink,
                                                               SecretSink secret_sink) {
+  for (const auto& c : opts.containers)
+    if (!IsContainerIdPrefix(c))
+      return MakeError(ErrorKind::kUsage, fmt::format("--container {}: not a container id (1 to 64 hex digits)", c));
   auto s = std::unique_ptr<CaptureSession>(new CaptureSession());
 
   // Targets: every -e path; each -p pid's executable when no -e is given.
@@ -54,9 +57,6 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
     s->targets_.push_back(Target{path, std::move(bin).value(), 0});
   }
 
-  for (const auto& c : opts.containers)
-    if (!IsContainerIdPrefix(c))
-      return MakeError(ErrorKind::kUsage, fmt::format("--container {}: not a container id (1 to 64 hex digits)", c));
   s->cgroups_ = std::make_unique<CgroupIndex>(CgroupV2Mount());
   if (!opts.containers.empty() && s->cgroups_->mount().empty())
     return MakeError(ErrorKind::kUsage, "--container: cgroup v2 is not mounted");
