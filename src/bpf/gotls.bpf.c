@@ -35,6 +35,7 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 filter_uid = (__u32)-1; /* -1: any user */
 const volatile bool filter_pids = false;      /* only tgids in target_pids */
 const volatile bool filter_cgroup = false;    /* only tasks under the cgroup in target_cgroup */
+const volatile bool filter_containers = false; /* only tasks in (below) a cgroup of container_cgroups */
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -50,6 +51,15 @@ struct {
   __type(key, __u32);
   __type(value, __u32);
 } target_cgroup SEC(".maps");
+
+/* --container: cgroup ids of the matching containers' directories; user space adds containers as
+ * they appear (it rescans the hierarchy each second). */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, GOTLS_CONTAINER_CGROUPS_MAX);
+  __type(key, __u64);
+  __type(value, __u8);
+} container_cgroups SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -187,10 +197,22 @@ static __always_inline bool growing_stack(struct pt_regs *ctx) {
 
 /* ---- filters ----------------------------------------------------------------------------- */
 
+/* The task's cgroup or one of its ancestors is a wanted container's: a container's processes may
+ * sit in a cgroup below its scope (podman's libpod-ID.scope/container). */
+static __always_inline bool in_containers(void) {
+  for (int level = 1; level <= GOTLS_CGROUP_DEPTH_MAX; level++) {
+    __u64 id = bpf_get_current_ancestor_cgroup_id(level);
+    if (!id) return false; /* above the task's own cgroup */
+    if (bpf_map_lookup_elem(&container_cgroups, &id)) return true;
+  }
+  return false;
+}
+
 static __always_inline bool wanted(__u32 tgid) {
   if (filter_uid != (__u32)-1 && (__u32)bpf_get_current_uid_gid() != filter_uid) return false;
   if (filter_pids && !bpf_map_lookup_elem(&target_pids, &tgid)) return false;
   if (filter_cgroup && bpf_current_task_under_cgroup(&target_cgroup, 0) != 1) return false;
+  if (filter_containers && !in_containers()) return false;
   return true;
 }
 
@@ -331,6 +353,7 @@ static __always_inline void fill_header(struct gotls_data_event *h, __u32 tgid, 
   h->uid = (__u32)bpf_get_current_uid_gid();
   h->dir = dir;
   bpf_get_current_comm(h->comm, sizeof(h->comm));
+  h->cgroup_id = bpf_get_current_cgroup_id();
   h->fd = conn_fd(conn);
   fill_socket(h);
 }

@@ -99,8 +99,14 @@ struct gotls_data_event {
   gt_u8 laddr[16];   /* IPv4 in the first 4 bytes */
   gt_u8 raddr[16];
   char comm[16];
+  gt_u64 cgroup_id;  /* cgroup v2 id of the task (the inode number of its directory) */
   /* followed by chunk_len payload bytes */
 };
+
+/* --container: the cgroups of the wanted containers (ids as in cgroup_id), checked against the
+ * task's cgroup and its ancestors up to this depth below the root. */
+#define GOTLS_CONTAINER_CGROUPS_MAX 4096
+#define GOTLS_CGROUP_DEPTH_MAX 16
 
 /* A TLS secret, as (*Config).writeKeyLog receives it (NSS key log label, client random,
  * secret), or rebuilt from keysFromMasterSecret for TLS 1.2 (label CLIENT_RANDOM), which also

@@ -4,7 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+
+#include "common/cgroup.h"
 
 namespace gotlscap::capture {
 
@@ -21,6 +24,9 @@ struct Connection {
   int64_t fd = -1;     // the socket's fd in the traced process, -1 if unknown
   std::string local;   // "10.0.0.1:443", "[::1]:8443", "" if unknown
   std::string remote;
+  // The process's cgroup v2 path and container, when known (set by CaptureSession from the
+  // event's cgroup id; carried with the connection into HTTP messages and decoder notices).
+  std::shared_ptr<const CgroupInfo> cgroup;
 };
 
 struct DataEvent {
@@ -28,6 +34,7 @@ struct DataEvent {
   uint32_t pid = 0;
   uint32_t tid = 0;
   uint32_t uid = 0;
+  uint64_t cgroup_id = 0;  // the calling task's cgroup v2 id, read in the kernel (0: unknown)
   std::string comm;
   Direction dir = Direction::kWrite;
   uint64_t len = 0;          // the call's true length

@@ -58,6 +58,7 @@ void EventAssembler::FillMeta(const gotls_data_event& h, ConnState& cs, DataEven
   ev->pid = h.pid;
   ev->tid = h.tid;
   ev->uid = h.uid;
+  ev->cgroup_id = h.cgroup_id;
   ev->comm.assign(h.comm, strnlen(h.comm, sizeof h.comm));
   ev->dir = h.dir == GOTLS_DIR_READ || h.dir == GOTLS_DIR_EOF ? Direction::kRead : Direction::kWrite;
   ev->conn.id = cs.id;

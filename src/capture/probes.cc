@@ -76,6 +76,7 @@ Result<std::unique_ptr<GoTlsProbes>> GoTlsProbes::Load(const ProbeOptions& opts)
   if (opts.uid) p->skel_->rodata->filter_uid = *opts.uid;
   p->skel_->rodata->filter_pids = !opts.pids.empty() || opts.pid_filter;
   p->skel_->rodata->filter_cgroup = !opts.cgroup.empty();
+  p->skel_->rodata->filter_containers = opts.container_filter;
   // Without data probes the data ring buffer stays minimal.
   bpf_map__set_max_entries(p->skel_->maps.events, opts.data ? RoundUpPow2(opts.ringbuf_bytes) : 4096);
   if (int err = gotls_bpf__load(p->skel_)) return BpfLoadError(err);
@@ -100,6 +101,15 @@ void GoTlsProbes::AddPid(uint32_t pid) {
 }
 
 void GoTlsProbes::RemovePid(uint32_t pid) { bpf_map__delete_elem(skel_->maps.target_pids, &pid, sizeof pid, 0); }
+
+bool GoTlsProbes::AddContainerCgroup(uint64_t id) {
+  uint8_t one = 1;
+  return bpf_map__update_elem(skel_->maps.container_cgroups, &id, sizeof id, &one, sizeof one, BPF_ANY) == 0;
+}
+
+void GoTlsProbes::RemoveContainerCgroup(uint64_t id) {
+  bpf_map__delete_elem(skel_->maps.container_cgroups, &id, sizeof id, 0);
+}
 
 GoTlsProbes::~GoTlsProbes() {
   DetachAll();

@@ -28,6 +28,7 @@ struct ProbeOptions {
   std::vector<uint32_t> pids;            // only these processes (empty: all)
   bool pid_filter = false;               // the pid filter even with no pids yet (AddPid later)
   std::string cgroup;                    // only tasks under this cgroup v2 directory ("" : all)
+  bool container_filter = false;         // only tasks in (below) the cgroups given to AddContainerCgroup
 };
 
 struct ProbeCounters {
@@ -69,6 +70,10 @@ class GoTlsProbes {
   // process of the command's tree as it appears). Only with `pids` or `pid_filter` set at Load.
   void AddPid(uint32_t pid);
   void RemovePid(uint32_t pid);
+  // --container: a container's cgroup (its id, the directory's inode number) whose tasks, and its
+  // descendants', are traced. Only with `container_filter` set at Load. false when the map is full.
+  bool AddContainerCgroup(uint64_t cgroup_id);
+  void RemoveContainerCgroup(uint64_t cgroup_id);
 
   int ringbuf_fd() const;
   int secrets_fd() const;

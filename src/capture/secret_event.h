@@ -2,8 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+
+#include "common/cgroup.h"
 
 namespace gotlscap::capture {
 
@@ -15,6 +18,7 @@ struct SecretEvent {
   std::optional<uint32_t> uid;  // read in the kernel with the secret (unset in hand-made events)
   uint32_t ppid = 0;            // 0: unknown
   uint64_t cgroup_id = 0;       // cgroup v2 id, 0: unknown
+  std::shared_ptr<const CgroupInfo> cgroup;  // its path and container, when known
   std::string label;          // "CLIENT_RANDOM", "CLIENT_TRAFFIC_SECRET_0", ...
   std::string client_random;  // raw bytes (32)
   std::string secret;         // raw bytes

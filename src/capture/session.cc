@@ -6,11 +6,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <set>
 
 #include <fmt/format.h>
+
+#include "common/cgroup_mount.h"
 
 namespace gotlscap::capture {
 namespace {
@@ -27,6 +30,9 @@ uint64_t MonotonicNowNs() { return ClockNs(CLOCK_MONOTONIC); }
 
 Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptions& opts, EventAssembler::Sink sink,
                                                               SecretSink secret_sink) {
+  for (const auto& c : opts.containers)
+    if (!IsContainerIdPrefix(c))
+      return MakeError(ErrorKind::kUsage, fmt::format("--container {}: not a container id (1 to 64 hex digits)", c));
   auto s = std::unique_ptr<CaptureSession>(new CaptureSession());
 
   // Targets: every -e path; each -p pid's executable when no -e is given.
@@ -51,6 +57,18 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
     s->targets_.push_back(Target{path, std::move(bin).value(), 0});
   }
 
+  s->cgroups_ = std::make_unique<CgroupIndex>(CgroupV2Mount());
+  if (!opts.containers.empty() && s->cgroups_->mount().empty())
+    return MakeError(ErrorKind::kUsage, "--container: cgroup v2 is not mounted");
+  s->log_ = opts.log ? opts.log : [](const std::string& line) {
+    fmt::print(stderr, "{}\n", line);
+    fflush(stderr);
+  };
+  for (auto c : opts.containers) {
+    for (char& ch : c) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    s->container_prefixes_.push_back(c);
+  }
+
   ProbeOptions po;
   po.data = opts.data;
   po.secrets = opts.secrets;
@@ -59,7 +77,9 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
   po.pids = opts.pids;
   po.pid_filter = opts.pid_filter;
   po.cgroup = opts.cgroup;
+  po.container_filter = !opts.containers.empty();
   ASSIGN_OR_RETURN(s->probes_, GoTlsProbes::Load(po));
+  if (po.container_filter) s->ScanContainers(true);  // before any uprobe: the filter is ready
   for (auto& t : s->targets_) {
     ASSIGN_OR_RETURN(t.probes, s->probes_->Attach(t.binary, t.path));
   }
@@ -71,6 +91,8 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
   CaptureSession* raw = s.get();
   s->assembler_ = std::make_unique<EventAssembler>(
       [raw](DataEvent&& ev) {
+        // One hash lookup per event; /proc or the hierarchy only for an id seen for the first time.
+        ev.conn.cgroup = raw->cgroups_->Lookup(ev.cgroup_id, ev.pid);
         if (ev.closed()) {
           raw->summary_.closes++;  // not a call: the summary's events and bytes are data only
         } else {
@@ -113,6 +135,7 @@ int CaptureSession::OnSecret(void* ctx, void* data, size_t size) {
   s.uid = e.uid;
   s.ppid = e.ppid;
   s.cgroup_id = e.cgroup_id;
+  s.cgroup = self->cgroups_->Lookup(e.cgroup_id, e.pid);
   s.label.assign(e.label, std::min<size_t>(e.label_len, GOTLS_LABEL_MAX));
   s.client_random.assign(reinterpret_cast<const char*>(e.client_random), std::min<size_t>(e.random_len, GOTLS_RANDOM_MAX));
   s.secret.assign(reinterpret_cast<const char*>(e.secret), std::min<size_t>(e.secret_len, GOTLS_SECRET_MAX));
@@ -146,6 +169,7 @@ void CaptureSession::Run(const std::atomic<bool>& stop, uint64_t deadline_ns, co
     if (now - last_flush > 1000000000ull) {
       assembler_->FlushOlderThan(now - 1000000000ull);
       last_flush = now;
+      if (!container_prefixes_.empty()) ScanContainers(false);  // containers started since
       // Processes that exited without closing their connections (a short-lived client): their
       // connection state goes, so memory does not grow with the processes that came and went.
       std::vector<uint32_t> gone;
@@ -164,6 +188,40 @@ void CaptureSession::Run(const std::atomic<bool>& stop, uint64_t deadline_ns, co
     }
     on_idle();
   }
+}
+
+// Walks the cgroup v2 hierarchy for the directories of containers matching a --container prefix
+// and makes the kernel's container_cgroups map hold exactly those (ids of removed cgroups go).
+void CaptureSession::ScanContainers(bool first) {
+  std::set<uint64_t> now;
+  std::vector<bool> matched(container_prefixes_.size());
+  cgroups_->Walk([&](uint64_t id, const std::shared_ptr<const CgroupInfo>& info) {
+    if (!info->container) return;
+    for (size_t i = 0; i < container_prefixes_.size(); i++) {
+      if (info->container->id.compare(0, container_prefixes_[i].size(), container_prefixes_[i]) != 0) continue;
+      matched[i] = true;
+      now.insert(id);
+      if (!container_cgroups_.count(id)) {
+        if (!probes_->AddContainerCgroup(id)) {
+          log_(fmt::format("container {}: cannot add its cgroup to the filter (more than {} container cgroups)",
+                           info->container->id.substr(0, 12), GOTLS_CONTAINER_CGROUPS_MAX));
+          now.erase(id);
+          break;
+        }
+        log_(fmt::format("container {}: capturing{}{} ({})", info->container->id.substr(0, 12),
+                         info->container->runtime.empty() ? "" : " ", info->container->runtime, info->path));
+      }
+      break;
+    }
+  });
+  for (uint64_t id : container_cgroups_)
+    if (!now.count(id)) probes_->RemoveContainerCgroup(id);
+  container_cgroups_ = std::move(now);
+  if (first)
+    for (size_t i = 0; i < container_prefixes_.size(); i++)
+      if (!matched[i])
+        log_(fmt::format("container {}: no such container yet; its processes are captured once it starts",
+                         container_prefixes_[i]));
 }
 
 SessionSummary CaptureSession::Finish() {

@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "capture/probes.h"
 #include "capture/ring_reader.h"
 #include "capture/secret_event.h"
+#include "common/cgroup.h"
 #include "common/result.h"
 
 
@@ -31,6 +34,11 @@ struct SessionOptions {
   bool follow_host = false;
   std::string cgroup;  // --cgroup: a cgroup v2 directory (resolved by the CLI)
   bool pid_filter = false;  // -- COMMAND: the kernel's pid filter on, pids added as they come
+  // --container: only processes of containers whose id starts with one of these (hex) prefixes;
+  // checked in the kernel, containers that start later are added within a second.
+  std::vector<std::string> containers;
+  // Notes for the user (containers found, prefixes nothing matches yet); default: stderr.
+  std::function<void(const std::string&)> log;
 };
 
 struct Target {
@@ -87,6 +95,13 @@ class CaptureSession {
   KeyUpdateTracker key_updates_;
   int64_t mono_to_epoch_ = 0;
   std::function<void(uint32_t)> on_process_exit_;
+  // cgroup id -> path and container, for every event (ids come from the kernel with each record).
+  std::unique_ptr<CgroupIndex> cgroups_;
+  // --container: the prefixes, and the cgroups now in the kernel's container_cgroups map.
+  void ScanContainers(bool first);
+  std::vector<std::string> container_prefixes_;
+  std::set<uint64_t> container_cgroups_;
+  std::function<void(const std::string&)> log_;
 };
 
 uint64_t MonotonicNowNs();

@@ -74,6 +74,9 @@ void AddFollowOptions(CLI::App* cmd, FollowCli& o) {
       ->group("Run a command (-- COMMAND [ARGS...])");
   cmd->add_option("--cgroup", o.cgroup,
                   "Only processes in this cgroup v2 (or below it): a path, absolute or relative to the cgroup v2 mount");
+  cmd->add_option("--container", o.containers,
+                  "Only processes of the container whose id starts with this (hex; docker, containerd, CRI-O, "
+                  "podman cgroups); repeatable; containers that start later are picked up");
 }
 
 Result<std::string> ResolveCgroup(const std::string& path) {

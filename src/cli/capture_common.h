@@ -39,6 +39,7 @@ uint64_t DeadlineFor(double seconds);
 struct FollowCli {
   std::vector<std::string> comms, exclude_comms;
   std::string cgroup;  // --cgroup (also with -e/-p)
+  std::vector<std::string> containers;  // --container ID prefixes (also with -e/-p)
   bool verbose = false;
   std::vector<std::string> command;  // after `--`: run it, capture its process tree only
   std::string run_as;                // --run-as USER (for the command)

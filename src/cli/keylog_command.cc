@@ -50,6 +50,7 @@ int RunKeylog(const KeylogOptions& o) {
   auto cgroup = ResolveCgroup(o.follow.cgroup);
   if (!cgroup.ok()) return Fail(cgroup.error());
   so.cgroup = *cgroup;
+  so.containers = o.follow.containers;
   so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
   auto cmd = PrepareCommand(o.follow, !so.follow_host, false);

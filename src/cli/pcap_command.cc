@@ -167,6 +167,7 @@ int RunPcap(const PcapOptions& o) {
   auto cgroup = ResolveCgroup(o.follow.cgroup);
   if (!cgroup.ok()) return fail_before_start(cgroup.error());
   so.cgroup = *cgroup;
+  so.containers = o.follow.containers;
   so.follow_host = follow_host;
   so.pid_filter = *cmd != nullptr;
   InstallSignalHandlers();

@@ -73,6 +73,7 @@ int RunText(const TextOptions& o) {
   auto cgroup = ResolveCgroup(o.follow.cgroup);
   if (!cgroup.ok()) return Fail(cgroup.error());
   so.cgroup = *cgroup;
+  so.containers = o.follow.containers;
   so.ringbuf_bytes = o.ringbuf_mb << 20;
   so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();

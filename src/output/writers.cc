@@ -115,6 +115,14 @@ void AppendBody(fmt::memory_buffer& b, const decode::HttpMessage& m) {
   if (m.body.size() > shown.size()) fmt::format_to(it, FMT_COMPILE("[... {} more bytes]\n"), m.body.size() - shown.size());
 }
 
+// " container=<first 12 hex digits>" when the process is in a container (text headers stay short;
+// JSON carries the whole id, the runtime, the pod and the cgroup path).
+void AppendContainerTag(fmt::memory_buffer& b, const std::shared_ptr<const CgroupInfo>& cg) {
+  if (!cg || !cg->container) return;
+  b.append(std::string_view(" container="));
+  b.append(std::string_view(cg->container->id).substr(0, 12));
+}
+
 class TextWriter : public BufferedWriter {
  public:
   TextWriter(FILE* out, bool hex) : BufferedWriter(out), hex_(hex) {}
@@ -122,6 +130,7 @@ class TextWriter : public BufferedWriter {
     auto& b = b_;
     auto it = std::back_inserter(b);
     AppendTimestamp(b, ev.ts_ns);
+    AppendContainerTag(b, ev.conn.cgroup);
     if (ev.closed()) {
       // One line: "... conn 3 fd 7 127.0.0.1:443 -- 127.0.0.1:50000 close" (or "eof": the peer
       // closed and a Read returned io.EOF).
@@ -155,6 +164,7 @@ class TextWriter : public BufferedWriter {
     auto& b = b_;
     auto it = std::back_inserter(b);
     AppendTimestamp(b, m.ts_ns);
+    AppendContainerTag(b, d.conn.cgroup);
     fmt::format_to(it, FMT_COMPILE(" pid {} ({}) conn {} {} -> {} {} {}"), d.pid, d.comm, d.conn.id,
                    d.conn.local.empty() ? "?" : d.conn.local, d.conn.remote.empty() ? "?" : d.conn.remote, m.proto,
                    req ? "request" : "response");
@@ -187,6 +197,7 @@ class TextWriter : public BufferedWriter {
   void WriteSecret(const capture::SecretEvent& s) override {
     if (!FirstTime(s)) return;
     AppendTimestamp(b_, s.ts_ns);
+    AppendContainerTag(b_, s.cgroup);
     fmt::format_to(std::back_inserter(b_), FMT_COMPILE(" pid {} ({}) tid {} secret {}\n\n"), s.pid, s.comm, s.tid,
                    capture::KeyLogLine(s));
     EventDone();
@@ -210,6 +221,7 @@ class JsonWriter : public BufferedWriter {
       AppendJsonString(b_, ev.comm);
       fmt::format_to(it, FMT_COMPILE(R"(,"reason":"{}",)"), capture::ConnEndName(ev.end));
       Conn(ev.conn);
+      Cgroup(ev.conn.cgroup);
       Append("}\n");
       LineDone(EventType::kClose);
       return;
@@ -221,6 +233,7 @@ class JsonWriter : public BufferedWriter {
                    capture::DirectionName(ev.dir), ev.len, ev.truncated ? "true" : "false", ev.payload.size(),
                    ev.missing);
     Conn(ev.conn);
+    Cgroup(ev.conn.cgroup);
     Append(R"(,"payload_b64":")");
     Base64(ev.payload);
     Append("\"}\n");
@@ -237,6 +250,7 @@ class JsonWriter : public BufferedWriter {
     AppendJsonString(b_, m.proto);
     fmt::format_to(it, FMT_COMPILE(R"(,"kind":"{}",)"), req ? "request" : "response");
     Conn(d.conn);
+    Cgroup(d.conn.cgroup);
     if (m.stream) fmt::format_to(it, FMT_COMPILE(R"(,"stream":{})"), m.stream);
     if (req) {
       Field("method", m.method);
@@ -266,6 +280,7 @@ class JsonWriter : public BufferedWriter {
     fmt::format_to(std::back_inserter(b_), FMT_COMPILE(R"({{"type":"notice","pid":{},"comm":)"), pid);
     AppendJsonString(b_, comm);
     fmt::format_to(std::back_inserter(b_), FMT_COMPILE(R"(,"conn":{{"id":{}}})"), conn.id);
+    Cgroup(conn.cgroup);
     Field("notice", notice);
     Append("}\n");
     LineDone(EventType::kNotice);
@@ -280,6 +295,7 @@ class JsonWriter : public BufferedWriter {
     Field("client_random", capture::Hex(s.client_random));
     Field("secret", capture::Hex(s.secret));
     Field("source", s.from_master_secret ? "master_secret" : "keylog");
+    Cgroup(s.cgroup);
     Append("}\n");
     LineDone(EventType::kSecret);
   }
@@ -299,6 +315,18 @@ class JsonWriter : public BufferedWriter {
     AppendJsonString(b_, c.local);
     Append(R"(,"remote":)");
     AppendJsonString(b_, c.remote);
+    b_.push_back('}');
+  }
+  // ,"cgroup":"/path","container":{"id":"<64 hex>","runtime":"docker","pod_uid":"…"}: nothing when
+  // the cgroup is unknown, no container when the path names none, runtime and pod_uid when known.
+  void Cgroup(const std::shared_ptr<const CgroupInfo>& cg) {
+    if (!cg) return;
+    Field("cgroup", cg->path);
+    if (!cg->container) return;
+    Append(R"(,"container":{"id":)");
+    AppendJsonString(b_, cg->container->id);
+    if (!cg->container->runtime.empty()) Field("runtime", cg->container->runtime);
+    if (!cg->container->pod_uid.empty()) Field("pod_uid", cg->container->pod_uid);
     b_.push_back('}');
   }
   // ,"name":[["k","v"],...]

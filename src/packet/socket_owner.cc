@@ -212,19 +212,6 @@ std::optional<Owner> SocketSnapshot::Find(const ConnKey& key) const {
   return std::nullopt;
 }
 
-std::string ContainerIdOf(const std::string& cgroup_path) {
-  // The last run of exactly 64 hex digits.
-  std::string id;
-  size_t i = 0;
-  while (i < cgroup_path.size()) {
-    size_t j = i;
-    while (j < cgroup_path.size() && std::isxdigit(static_cast<unsigned char>(cgroup_path[j]))) ++j;
-    if (j - i == 64) id = cgroup_path.substr(i, 64);
-    i = j == i ? i + 1 : j;
-  }
-  return id;
-}
-
 void ProcessInfoCache::Complete(Owner& o) {
   if (o.pid == 0) return;
   auto it = cache_.find(o.pid);
@@ -240,19 +227,7 @@ void ProcessInfoCache::Complete(Owner& o) {
       else if (std::sscanf(line.c_str(), "PPid: %u", &v) == 1) info.ppid = v;
     }
     if (info.ppid != 0) info.pcomm = CommOf(info.ppid);
-    std::ifstream cg(fmt::format("/proc/{}/cgroup", o.pid));
-    std::string first;
-    while (std::getline(cg, line)) {
-      // "0::/path" (cgroup v2); on a v1 host, the first hierarchy's path.
-      size_t colon = line.find(':', line.find(':') + 1);
-      if (colon == std::string::npos) continue;
-      if (first.empty()) first = line.substr(colon + 1);
-      if (line.rfind("0::", 0) == 0) {
-        info.cgroup = line.substr(3);
-        break;
-      }
-    }
-    if (info.cgroup.empty()) info.cgroup = first;
+    info.cgroup = ProcCgroupPath(o.pid);
     info.container = ContainerIdOf(info.cgroup);
     it = cache_.insert_or_assign(o.pid, std::move(info)).first;
   }
@@ -270,23 +245,9 @@ void ProcessInfoCache::Complete(Owner& o) {
 }
 
 std::string ProcessInfoCache::CgroupPath(uint64_t id) {
-  auto it = cgroup_paths_.find(id);
-  if (it != cgroup_paths_.end()) return it->second;
-  const std::string root = CgroupV2Mount();
-  if (root.empty()) return "";
-  if (cgroup_paths_.size() > 4096) cgroup_paths_.clear();
-  // One walk records every cgroup: later lookups of other ids are map hits.
-  std::error_code ec;
-  struct stat st {};
-  if (stat(root.c_str(), &st) == 0) cgroup_paths_[st.st_ino] = "/";
-  for (auto i = std::filesystem::recursive_directory_iterator(root, ec);
-       !ec && i != std::filesystem::recursive_directory_iterator(); i.increment(ec)) {
-    if (!i->is_directory(ec) || stat(i->path().c_str(), &st) != 0) continue;
-    cgroup_paths_[st.st_ino] = "/" + std::filesystem::relative(i->path(), root, ec).string();
-  }
-  it = cgroup_paths_.find(id);
-  if (it == cgroup_paths_.end()) it = cgroup_paths_.emplace(id, "").first;  // not again
-  return it->second;
+  if (!cgroups_) cgroups_ = std::make_unique<CgroupIndex>(CgroupV2Mount());
+  auto info = cgroups_->Lookup(id, 0);
+  return info ? info->path : "";
 }
 
 }  // namespace gotlscap::packet

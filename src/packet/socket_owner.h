@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <memory>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "packet/packet_parse.h"
+#include "common/cgroup.h"
 #include "packet/packet_sequencer.h"
 
 namespace gotlscap::packet {
@@ -46,10 +48,6 @@ class SocketSnapshot {
   std::vector<Entry> entries_;
 };
 
-// The container id in a cgroup path (a 64-hex-digit component or suffix, as docker, containerd,
-// CRI-O and podman name their scopes: ".../docker-<id>.scope", "/kubepods/.../<id>"); "" if none.
-std::string ContainerIdOf(const std::string& cgroup_path);
-
 // uid, parent (pid, comm) and cgroup of processes, read from /proc/PID at first sight and cached
 // per pid (re-read when the comm differs: the pid was reused).
 class ProcessInfoCache {
@@ -61,7 +59,7 @@ class ProcessInfoCache {
   // mount; for processes gone from /proc. "" when not found.
   std::string CgroupPath(uint64_t id);
   std::unordered_map<uint32_t, Owner> cache_;
-  std::unordered_map<uint64_t, std::string> cgroup_paths_;
+  std::unique_ptr<CgroupIndex> cgroups_;  // made at the first lookup by id
 };
 
 }  // namespace gotlscap::packet
