@@ -30,6 +30,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/cgroup_mount.h"
 #include "test_env.h"
 #include "test_process.h"
 
@@ -38,18 +39,6 @@ namespace {
 
 using std::chrono::seconds;
 
-std::string Cgroup2Mount() {
-  std::string root;
-  if (FILE* m = setmntent("/proc/self/mounts", "r")) {
-    while (mntent* e = getmntent(m))
-      if (std::string(e->mnt_type) == "cgroup2") {
-        root = e->mnt_dir;
-        break;
-      }
-    endmntent(m);
-  }
-  return root;
-}
 
 std::string RandomHex(std::mt19937_64& rng, size_t n) {
   static const char* kHex = "0123456789abcdef";
@@ -63,7 +52,7 @@ std::string RandomHex(std::mt19937_64& rng, size_t n) {
 class CgroupSandbox {
  public:
   CgroupSandbox() {
-    mount_ = Cgroup2Mount();
+    mount_ = CgroupV2Mount();
     if (mount_.empty()) return;
     base_rel_ = "/gotlscap-test-" + std::to_string(getpid()) + "-" + std::to_string(++counter_);
     if (mkdir((mount_ + base_rel_).c_str(), 0755) != 0) {

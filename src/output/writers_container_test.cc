@@ -10,23 +10,16 @@
 #include <vector>
 
 #include "output/event_writer.h"
+#include "testing/captured_output.h"
 
 namespace gotlscap::output {
 namespace {
 
 const std::string kId = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-std::vector<std::string> Lines(FILE* f, EventWriter& w) {
-  EXPECT_TRUE(w.Flush());
-  std::string all;
-  rewind(f);
-  char buf[65536];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) all.append(buf, n);
-  std::vector<std::string> out;
-  std::istringstream in(all);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(line);
-  return out;
+std::vector<std::string> NonEmpty(std::vector<std::string> lines) {
+  std::erase(lines, std::string());
+  return lines;
 }
 
 std::shared_ptr<const CgroupInfo> Cg(const std::string& path) {
@@ -74,10 +67,10 @@ TEST(JsonWriterContainer, EveryEventTypeCarriesCgroupAndContainer) {
   const std::string pod = "4f1c2a3b-5d6e-4f70-8a9b-0c1d2e3f4a5b";
   const std::string path = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod4f1c2a3b_5d6e_4f70_8a9b_"
                            "0c1d2e3f4a5b.slice/cri-containerd-" + kId + ".scope";
-  FILE* f = tmpfile();
-  auto w = MakeJsonWriter(f);
+  testing::CapturedOutput c;
+  auto w = MakeJsonWriter(c.f);
   WriteAll(*w, Cg(path));
-  auto lines = Lines(f, *w);
+  auto lines = NonEmpty(c.Lines(*w));
   ASSERT_EQ(lines.size(), 5u);
   std::vector<std::string> types;
   for (const auto& l : lines) {
@@ -87,17 +80,16 @@ TEST(JsonWriterContainer, EveryEventTypeCarriesCgroupAndContainer) {
     EXPECT_EQ(j["container"], nlohmann::json({{"id", kId}, {"runtime", "containerd"}, {"pod_uid", pod}})) << l;
   }
   EXPECT_EQ(types, (std::vector<std::string>{"data", "close", "http", "notice", "secret"}));
-  fclose(f);
 }
 
 TEST(JsonWriterContainer, OnlyWhatIsKnown) {
-  FILE* f = tmpfile();
-  auto w = MakeJsonWriter(f);
+  testing::CapturedOutput c;
+  auto w = MakeJsonWriter(c.f);
   WriteAll(*w, Cg("/user.slice/session-3.scope"));  // no container
   WriteAll(*w, Cg("/kubepods/besteffort/pod4f1c2a3b-5d6e-4f70-8a9b-0c1d2e3f4a5b/" + kId));  // no runtime
   WriteAll(*w, Cg("/docker/" + kId));                                                       // no pod
   WriteAll(*w, nullptr);                                                                    // unknown cgroup
-  auto lines = Lines(f, *w);
+  auto lines = NonEmpty(c.Lines(*w));
   ASSERT_EQ(lines.size(), 17u);  // 5, then 4 each: the same secret is shown once per process
   for (size_t i = 0; i < lines.size(); i++) {
     auto j = nlohmann::json::parse(lines[i]);
@@ -119,15 +111,14 @@ TEST(JsonWriterContainer, OnlyWhatIsKnown) {
         EXPECT_FALSE(j.contains("container"));
     }
   }
-  fclose(f);
 }
 
 TEST(TextWriterContainer, HeadersNameTheShortId) {
-  FILE* f = tmpfile();
-  auto w = MakeTextWriter(f, false);
+  testing::CapturedOutput c;
+  auto w = MakeTextWriter(c.f, false);
   WriteAll(*w, Cg("/system.slice/docker-" + kId + ".scope"));
   WriteAll(*w, Cg("/user.slice/session-3.scope"));
-  auto lines = Lines(f, *w);
+  auto lines = NonEmpty(c.Lines(*w));
   size_t tagged = 0, untagged_headers = 0;
   for (const auto& l : lines) {
     if (l.find(" container=" + kId.substr(0, 12) + " pid 5 (app)") != std::string::npos) tagged++;
@@ -136,7 +127,6 @@ TEST(TextWriterContainer, HeadersNameTheShortId) {
   }
   EXPECT_EQ(tagged, 4u);  // data, close, http, secret headers (the notice line has no time stamp)
   EXPECT_EQ(untagged_headers, 3u);  // the second process: no container; its secret is shown once per process
-  fclose(f);
 }
 
 }  // namespace

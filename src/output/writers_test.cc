@@ -9,26 +9,12 @@
 #include <vector>
 
 #include "output/event_writer.h"
+#include "testing/captured_output.h"
 
 namespace gotlscap::output {
 namespace {
 
-// A writer into a temporary file; Lines() flushes and reads what it wrote.
-struct Captured {
-  FILE* f = tmpfile();
-  ~Captured() { fclose(f); }
-  std::vector<std::string> Lines(EventWriter& w) {
-    EXPECT_TRUE(w.Flush());
-    std::string all;
-    rewind(f);
-    char buf[65536];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) all.append(buf, n);
-    std::vector<std::string> out;
-    std::istringstream in(all);
-    for (std::string line; std::getline(in, line);) out.push_back(line);
-    return out;
-  }
-};
+using Captured = testing::CapturedOutput;
 
 capture::DataEvent Data(std::string payload) {
   capture::DataEvent ev;
