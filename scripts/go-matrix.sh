@@ -127,7 +127,7 @@ cmd_toolchains() {
   local O; O=$(apt_opts)
   log "toolchains: apt-get update (private config)"
   # shellcheck disable=SC2086
-  apt-get $O update >"$APT_ROOT/update.log" 2>&1 || { cat "$APT_ROOT/update.log" >&2; die "apt-get update failed"; }
+  apt-get $O update >"$APT_ROOT/update.log" 2>&1 || { cat "$APT_ROOT/update.log" >&2; die "apt-get update of the private apt configuration failed (the archive's indexes for the Go toolchains; apt's errors above; retry: sudo $0 toolchains)"; }
 
   for entry in "${missing[@]}"; do
     read -r minor suite <<<"$entry"
@@ -136,7 +136,7 @@ cmd_toolchains() {
     log "toolchains: downloading golang-$minor-{go,src}/$suite"
     # shellcheck disable=SC2086
     (cd "$dl" && apt-get $O download "golang-$minor-go/$suite" "golang-$minor-src/$suite") \
-      >"$dl/download.log" 2>&1 || { cat "$dl/download.log" >&2; die "download of go $minor failed"; }
+      >"$dl/download.log" 2>&1 || { cat "$dl/download.log" >&2; die "could not download golang-$minor-go and golang-$minor-src from suite $suite (apt's errors above; retry: sudo $0 toolchains)"; }
     local deb
     for deb in "$dl"/*.deb; do dpkg -x "$deb" "$dest.tmp"; done
     local gr="$dest.tmp/usr/lib/go-$minor" ver
