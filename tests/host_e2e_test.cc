@@ -48,6 +48,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "host_test_lock.h"
 #include "test_env.h"
 #include "test_process.h"
 #include "tls_traffic.h"
@@ -73,37 +74,6 @@ void RequireTools(const std::vector<std::string>& tools) {
     if (!InPath(t)) return SkipOrFail("whole-host capture tests need `" + t + "` in PATH");
 }
 
-// One whole-host test at a time (see the file comment). flock: released if the test dies.
-class HostTestLock {
- public:
-  HostTestLock() {
-    const std::string path = (fs::temp_directory_path() / "gotlscap-host-e2e.lock").string();
-    fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ < 0) return;
-    const auto deadline = Clock::now() + seconds(900);
-    while (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      if (Clock::now() > deadline) {
-        close(fd_);
-        fd_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(milliseconds(100));
-    }
-    locked_ = true;
-  }
-  ~HostTestLock() {
-    if (fd_ >= 0) close(fd_);
-  }
-  bool locked() const { return locked_; }
-
- private:
-  int fd_ = -1;
-  bool locked_ = false;
-};
-
-#define HOST_TEST_LOCK(name) \
-  HostTestLock name;         \
-  ASSERT_TRUE(name.locked()) << "cannot take the whole-host test lock (another test held it for 15 minutes?)"
 
 // ------------------------------------------------------------------------------------------
 // Small helpers
