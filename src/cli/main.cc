@@ -13,6 +13,7 @@
 #include "cli/pcap_command.h"
 #include "cli/ps_command.h"
 #include "cli/text_command.h"
+#include "cli/view_command.h"
 
 int main(int argc, char** argv) {
   using namespace gotlscap::cli;
@@ -31,6 +32,8 @@ int main(int argc, char** argv) {
   RegisterEcapture(app, ecapture);
   PsOptions ps;
   RegisterPs(app, ps);
+  ViewOptions view;
+  RegisterView(app, view);
   // `gotlscap text|keylog|pcap [options] -- COMMAND [ARGS...]`: the words after the first `--`
   // are the command to run under capture, never options or filter words.
   std::vector<std::string> command;
@@ -67,5 +70,6 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("pcap")) return RunPcap(pcap);
   if (app.got_subcommand("gotls")) return RunEcapture(ecapture);
   if (app.got_subcommand("ps")) return RunPs(ps);
+  if (app.got_subcommand("view")) return RunView(view);
   return ExitCodeFor(gotlscap::ErrorKind::kUsage);
 }
