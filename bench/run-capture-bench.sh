@@ -16,7 +16,11 @@
 # every probe back on a single-stepped instruction (GOTLSCAP_ENTRY_PROBE=body GOTLSCAP_READ_EXIT=ret:
 # entries after the stack check, Read at its RETs), to measure what emulated probe sites save. Format "count"
 # attaches the same probes with a uid filter nobody matches (-u 65534): every hit is trapped and
-# counted, nothing is emitted, so its ratio is the price of the traps alone.
+# counted, nothing is emitted, so its ratio is the price of the traps alone. Format "nats" exports
+# the JSON events to a NATS JetStream (`--nats`, nothing written locally) that the script starts
+# (`nats-server -js`, file storage in the work directory): compare it with "json" and OUT=DIR
+# (a local file) for what the export costs the traced program; "s/GB" is then gotlscap's CPU per
+# GB exported, and the nats counters line is printed under the scenario.
 # After each traced run the script waits until gotlscap's CPU time stops growing (it drained the
 # ring buffer), so its backlog never runs during an untraced run; "drain s" is the longest wait.
 # Env: BUILD_DIR (default build-bench), GOTLSCAP (use this gotlscap binary, no build), PAIRS (5),
@@ -49,7 +53,9 @@ fi
 
 work=$(mktemp -d /tmp/gotlscap-capture-bench.XXXXXX)
 pids=()  # every process this script started and has not reaped yet
+nats_pid=""
 cleanup() {
+  [[ -n $nats_pid ]] && { kill "$nats_pid" 2>/dev/null || true; }
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [[ -n ${KEEP:-} ]] && echo "work directory kept: $work" || rm -rf "$work"
@@ -105,6 +111,18 @@ run_client() {
   dur_s "$(sed -n 's/.* elapsed=\([^ ]*\).*/\1/p' <<<"$line")"
 }
 
+# A JetStream for the "nats" scenarios, on a free loopback port.
+nats_url=""
+if [[ " $scenarios " == *:nats* ]]; then
+  command -v nats-server >/dev/null || { echo "run-capture-bench: nats scenarios need nats-server" >&2; exit 1; }
+  nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  nats-server -js -a 127.0.0.1 -p "$nport" -sd "$work/jetstream" >"$work/nats-server.log" 2>&1 &
+  nats_pid=$!
+  for _ in $(seq 100); do grep -q "Server is ready" "$work/nats-server.log" && break; sleep 0.05; done
+  grep -q "Server is ready" "$work/nats-server.log" || { echo "run-capture-bench: nats-server: $(cat "$work/nats-server.log")" >&2; exit 1; }
+  nats_url=nats://127.0.0.1:$nport
+fi
+
 echo "host: $(nproc) CPUs, $(uname -r), $(awk '/MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
 echo "gotlscap: $gotlscap; events to ${out}; $pairs pairs per scenario, client concurrency $conc"
 echo "traced: the SERVER only (copy T of the server binary; copy U and the client are untraced)"
@@ -152,7 +170,11 @@ for sc in $scenarios; do
   gerr=$work/$tag.gotlscap.err
   gargs=(--format "$fmt" ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
   [[ $fmt == count ]] && gargs=(--format json -u 65534 ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
-  env "${genv[@]}" "$gotlscap" text "${gargs[@]}" -o "$dest" -e "$work/go$gv/server-T" 2>"$gerr" &
+  # nats: the events go to the JetStream only (a stream per scenario, created by gotlscap).
+  [[ $fmt == nats ]] && gargs=(--format json --nats "$nats_url" --nats-subject "bench_$(tr -c 'a-zA-Z0-9\n' _ <<<"$tag")" \
+    --nats-stream "BENCH_$(tr -c 'a-zA-Z0-9\n' _ <<<"$tag")" --nats-drain-timeout 60 ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
+  oargs=(-o "$dest"); [[ $fmt == nats ]] && oargs=()
+  env "${genv[@]}" "$gotlscap" text "${gargs[@]}" "${oargs[@]}" -e "$work/go$gv/server-T" 2>"$gerr" >/dev/null &
   gpid=$!
   pids+=("$gpid")
   for _ in $(seq 600); do grep -q '^ready' "$gerr" && break; kill -0 "$gpid" 2>/dev/null || break; sleep 0.05; done
@@ -196,6 +218,7 @@ for sc in $scenarios; do
     "$(median <"$work/$tag.su")" "$(median <"$work/$tag.st")" "$((vcsw1 - vcsw0))" "$drain_max" "$rp" \
     "$(sort -g "$work/$tag.r" | head -1)" "$(sort -g "$work/$tag.r" | tail -1)" >>"$results"
   echo "  $summ"
+  grep '^nats:.*published' "$gerr" | sed 's/^/  /' || true
 done
 
 echo

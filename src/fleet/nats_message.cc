@@ -48,13 +48,16 @@ std::string BodyWithHost(std::string_view line, std::string_view host_json) {
 
 std::optional<std::vector<std::string>> SplitBody(std::string_view body, size_t max_bytes) {
   if (body.size() <= max_bytes) return std::vector<std::string>{std::string(body)};
-  // The base64 field is the writer's last one; its quotes cannot occur unescaped inside a string
-  // value, so the last match is the field itself.
+  // The base64 field is the writer's last one. A quote inside a string value is always escaped,
+  // so the key (unescaped quotes) cannot occur inside another field's value: the first match is
+  // the field itself. Searched forward: it sits after a few hundred bytes of fields, while a
+  // backward search (rfind) compared at every byte of the megabytes of base64 before reaching it
+  // (60% of gotlscap's CPU when exporting 1 MB bodies).
   size_t key = std::string_view::npos;
   std::string_view key_text;
   for (std::string_view k : {",\"payload_b64\":\"", ",\"body_b64\":\""}) {
-    const size_t at = body.rfind(k);
-    if (at != std::string_view::npos && (key == std::string_view::npos || at > key)) key = at, key_text = k;
+    const size_t at = body.find(k);
+    if (at < key) key = at, key_text = k;
   }
   if (key == std::string_view::npos || body.size() < key + key_text.size() + 2 || body.substr(body.size() - 2) != "\"}")
     return std::nullopt;
