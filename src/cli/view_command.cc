@@ -1,5 +1,6 @@
 #include "cli/view_command.h"
 
+#include <array>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "decode/http_decoder.h"
 #include "fleet/stream_reader.h"
 #include "output/event_writer.h"
+#include "output/json_report.h"
 
 namespace gotlscap::cli {
 namespace {
@@ -56,9 +58,20 @@ std::string Unbase64(std::string_view in) {
   return out;
 }
 
+// Hex digits to bytes; a message damaged in the stream gives fewer bytes, never an exception.
 std::string Unhex(std::string_view in) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
   std::string out;
-  for (size_t i = 0; i + 1 < in.size(); i += 2) out.push_back(char(std::stoi(std::string(in.substr(i, 2)), nullptr, 16)));
+  for (size_t i = 0; i + 1 < in.size(); i += 2) {
+    const int hi = nibble(in[i]), lo = nibble(in[i + 1]);
+    if (hi < 0 || lo < 0) break;
+    out.push_back(char(hi << 4 | lo));
+  }
   return out;
 }
 
@@ -158,8 +171,7 @@ int RunView(const ViewOptions& o) {
   fleet::StreamAssembler assembler([&](const Json& ev, const std::string& run) {
     events++;
     if (json) {
-      std::string line = ev.dump(-1, ' ', false, Json::error_handler_t::replace);
-      line.push_back('\n');
+      const std::string line = output::JsonLine(ev);  // the JSON output's UTF-8 rule
       fwrite(line.data(), 1, line.size(), stdout);
       return;
     }
