@@ -19,6 +19,7 @@
 
 #include "elf/elf_file.h"
 #include "gobin/go_binary.h"
+#include "output/encoding.h"
 #include "output/event_writer.h"
 #include "output/json_report.h"
 
@@ -38,28 +39,8 @@ void CheckOneLine(const std::string& s) {
 }
 
 std::string Base64Decode(std::string_view in) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
   std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=') break;
-    const int v = val(c);
-    if (v < 0) __builtin_trap();
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(char((acc >> bits) & 0xff));
-    }
-  }
+  if (!gotlscap::output::DecodeBase64(in, &out)) __builtin_trap();
   return out;
 }
 

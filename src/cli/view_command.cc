@@ -1,6 +1,5 @@
 #include "cli/view_command.h"
 
-#include <array>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -14,6 +13,7 @@
 #include "cli/exit_codes.h"
 #include "decode/http_decoder.h"
 #include "fleet/stream_reader.h"
+#include "output/encoding.h"
 #include "output/event_writer.h"
 #include "output/json_report.h"
 
@@ -33,30 +33,6 @@ T Get(const Json& j, const char* k, T def = T{}) {
   }
 }
 
-std::string Unbase64(std::string_view in) {
-  static const auto table = [] {
-    std::array<int8_t, 256> t{};
-    t.fill(-1);
-    const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (int i = 0; i < 64; i++) t[uint8_t(a[i])] = int8_t(i);
-    return t;
-  }();
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v = table[uint8_t(c)];
-    if (v < 0) continue;  // '=' padding
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(char((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
 
 // Hex digits to bytes; a message damaged in the stream gives fewer bytes, never an exception.
 std::string Unhex(std::string_view in) {
@@ -112,7 +88,7 @@ capture::DataEvent DataEventOf(const Json& j) {
   ev.len = Get<uint64_t>(j, "len");
   ev.truncated = Get<bool>(j, "truncated");
   ev.missing = Get<uint64_t>(j, "missing");
-  ev.payload = Unbase64(Get<std::string>(j, "payload_b64"));
+  output::DecodeBase64(Get<std::string>(j, "payload_b64"), &ev.payload);  // bad characters skipped
   return ev;
 }
 

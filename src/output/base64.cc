@@ -8,6 +8,8 @@
 //   pairs (one lookup per 12 bits instead of per 6).
 #include <cstring>
 
+#include <array>
+
 #include "output/encoding.h"
 
 #if defined(__x86_64__)
@@ -106,5 +108,35 @@ void AppendBase64(fmt::memory_buffer& out, std::string_view in) { Append(out, in
 
 // The portable path alone, so tests can compare both on any machine.
 void AppendBase64Portable(fmt::memory_buffer& out, std::string_view in) { Append(out, in, false); }
+
+bool DecodeBase64(std::string_view b64, std::string* out) {
+  static const auto table = [] {
+    std::array<int8_t, 256> t{};
+    t.fill(-1);
+    const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; i++) t[uint8_t(a[i])] = int8_t(i);
+    return t;
+  }();
+  out->clear();
+  out->reserve(b64.size() / 4 * 3);
+  bool valid = true;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : b64) {
+    if (c == '=') break;
+    const int v = table[uint8_t(c)];
+    if (v < 0) {
+      valid = false;
+      continue;
+    }
+    acc = (acc << 6) | uint32_t(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(char((acc >> bits) & 0xff));
+    }
+  }
+  return valid;
+}
 
 }  // namespace gotlscap::output

@@ -11,6 +11,9 @@ namespace gotlscap::output {
 
 // RFC 4648 with padding; vectorised where the CPU has AVX2 (see base64.cc).
 void AppendBase64(fmt::memory_buffer& out, std::string_view bytes);
+// The reverse (RFC 4648, padding optional): the bytes of `b64`'s valid characters; false when it
+// held any other character before the padding (those are skipped).
+bool DecodeBase64(std::string_view b64, std::string* out);
 // The same without SIMD (for tests on any machine).
 void AppendBase64Portable(fmt::memory_buffer& out, std::string_view bytes);
 // "2026-11-26T12:00:00.123456789Z"

@@ -143,3 +143,23 @@ TEST(Encoding, HexDumpMatchesFormattedLayout) {
 
 }  // namespace
 }  // namespace gotlscap::output
+
+namespace gotlscap::output {
+namespace {
+
+TEST(Encoding, DecodeBase64RoundTripsAndFlagsBadCharacters) {
+  std::mt19937 rng(3);
+  for (size_t n = 0; n < 300; n++) {
+    std::string bytes(n, '\0');
+    for (auto& c : bytes) c = char(rng());
+    std::string back;
+    ASSERT_TRUE(DecodeBase64(B64(bytes), &back)) << n;
+    EXPECT_EQ(back, bytes) << n;
+  }
+  std::string out;
+  EXPECT_FALSE(DecodeBase64("Zm9v!YmFy", &out));  // '!' skipped, the rest decoded
+  EXPECT_EQ(out, "foobar");
+}
+
+}  // namespace
+}  // namespace gotlscap::output
