@@ -347,6 +347,8 @@ class Http1Decoder final : public ConnectionDecoder {
   void Feed(Flow flow, std::string_view bytes, uint64_t ts_ns) override {
     Dir& d = dirs_[flow == Flow::kOut ? 0 : 1];
     d.ts = ts_ns;
+    // Nothing of a next message buffered: if one starts, it starts in this call.
+    if ((d.st == St::kStart || d.st == St::kResync) && d.pos == d.buf.size()) d.start_ts = ts_ns;
     const size_t slice_size = static_cast<size_t>(std::clamp<uint64_t>(limits_.max_buffered, 1, kFeedSlice));
     do {
       std::string_view slice = bytes.substr(0, slice_size);
@@ -367,11 +369,48 @@ class Http1Decoder final : public ConnectionDecoder {
     } while (!bytes.empty());
   }
 
+  void Skip(Flow flow, uint64_t n, uint64_t ts_ns) override {
+    Dir& d = dirs_[flow == Flow::kOut ? 0 : 1];
+    d.ts = ts_ns;
+    while (n > 0 && d.st != St::kOpaque) {
+      if ((d.st == St::kBody || d.st == St::kChunkData) && !d.maybe_no_body && d.pos == d.buf.size()) {
+        // Body bytes: counted, not kept; the framing tells where the body ends.
+        const uint64_t k = std::min(d.remaining, n);
+        SkipBody(d, k);
+        n -= k;
+        d.remaining -= k;
+        if (d.remaining == 0) {
+          if (d.st == St::kBody) Complete(d);
+          else d.st = St::kChunkEnd;
+        }
+        continue;
+      }
+      if (d.st == St::kUntilStatus && d.pos == d.buf.size()) {  // a body that ends with the connection
+        SkipBody(d, n);
+        return;
+      }
+      // Framing (a head, a chunk size line) was in the bytes not captured.
+      if (d.st == St::kResync) d.line_start = false;  // still looking for a message start
+      else Notice(d, fmt::format("{} bytes not captured (--max-payload) hold message framing", n), St::kResync);
+      d.buf.clear();
+      d.pos = 0;
+      return;
+    }
+  }
+
   const char* protocol() const override { return "HTTP/1.1"; }
 
  private:
   enum class St { kStart, kResync, kBody, kChunkSize, kChunkData, kChunkEnd, kTrailers, kUntilStatus, kHold, kOpaque };
   enum class Role { kUnknown, kRequests, kResponses };
+
+  // A request sent and not answered yet, with what its response reports of it.
+  struct Pending {
+    std::string method, path, authority;
+    uint64_t seq = 0;
+    uint64_t first_ts = 0, last_ts = 0;  // last_ts: 0 while its body is still coming
+    uint64_t body_len = 0;
+  };
 
   struct Dir {
     Flow flow = Flow::kOut;
@@ -387,13 +426,13 @@ class Http1Decoder final : public ConnectionDecoder {
     uint64_t seq = 0;            // requests: sequence number of `cur`
     bool expect_continue = false;
     bool maybe_no_body = false;  // a final response came before the body of an Expect request
-    uint64_t ts = 0;
+    uint64_t ts = 0;        // time of the call being fed
+    uint64_t start_ts = 0;  // time of the call that held `cur`'s first byte
+    // Responses: the request `cur` answers (its timing is completed if it ends after the
+    // response's head).
+    std::optional<Pending> answered;
   };
 
-  struct Pending {
-    std::string method, path;
-    uint64_t seq;
-  };
 
   static std::string_view View(const Dir& d) { return std::string_view(d.buf).substr(d.pos); }
 
@@ -711,7 +750,7 @@ class Http1Decoder final : public ConnectionDecoder {
       pending_.clear();
       attribution_lost_ = true;
     }
-    pending_.push_back({m.method, m.path, d.seq});
+    pending_.push_back({m.method, m.path, m.authority, d.seq, d.start_ts, 0, 0});
     d.expect_continue = HasToken(m, "Expect", "100-continue");
     if (m.method == "CONNECT" || HeaderValue(m, "Upgrade")) upgrade_seq_ = d.seq;
     StartBody(d, framing, length);
@@ -739,6 +778,7 @@ class Http1Decoder final : public ConnectionDecoder {
       m.request_method = answered->method;
       m.request_path = answered->path;
     }
+    d.answered = answered;
     const bool head = answered && answered->method == "HEAD";
     const bool connect = answered && answered->method == "CONNECT";
     Dir& req = Other(d);
@@ -772,6 +812,12 @@ class Http1Decoder final : public ConnectionDecoder {
       req.st = St::kStart;
       Process(req);
     }
+  }
+
+  void SkipBody(Dir& d, uint64_t n) {
+    d.cur.body_wire_len += n;
+    d.cur.body_uncaptured += n;
+    d.cur.body_truncated = true;
   }
 
   void AppendBody(Dir& d, std::string_view bytes) {
@@ -828,8 +874,33 @@ class Http1Decoder final : public ConnectionDecoder {
     d.expect_continue = d.maybe_no_body = false;
     d.bs = {};
     DecodeBody(d, m);
+    m.sent = d.flow == Flow::kOut;
+    m.first_ts_ns = d.start_ts;
     m.ts_ns = d.ts;
+    if (request) {
+      // Its timing and size, for the response (already popped from pending_ when the server
+      // answered before the body ended).
+      for (Pending* p : {FindPending(d.seq), Other(d).answered && Other(d).answered->seq == d.seq ? &*Other(d).answered : nullptr}) {
+        if (!p) continue;
+        p->last_ts = d.ts;
+        p->body_len = m.body_wire_len;
+      }
+    } else if (d.answered && m.status >= 200) {
+      m.request_authority = d.answered->authority;
+      m.request_first_ts_ns = d.answered->first_ts;
+      m.request_last_ts_ns = d.answered->last_ts;
+      m.request_body_len = d.answered->body_len;
+    }
+    if (!request) d.answered.reset();
+    // Bytes after this message in the same call begin the next one.
+    d.start_ts = d.ts;
     if (sink_.message) sink_.message(std::move(m));
+  }
+
+  Pending* FindPending(uint64_t seq) {
+    for (auto it = pending_.rbegin(); it != pending_.rend(); ++it)
+      if (it->seq == seq) return &*it;
+    return nullptr;
   }
 
   DecoderSink sink_;

@@ -226,6 +226,58 @@ class Http2Decoder final : public ConnectionDecoder {
     Compact(d);
   }
 
+  void Skip(Flow flow, uint64_t n, uint64_t ts_ns) override {
+    ts_ = ts_ns;
+    Dir& d = dirs_[Index(flow)];
+    if (d.state == State::kDead || n == 0) return;
+    Compact(d);
+    // Inside a DATA frame's payload (what a prefix cap leaves out of a body): counted, and the
+    // frame's length says where the next frame begins.
+    if (d.state == State::kFrames && d.in_frame && d.fh.type == kData && d.pad_known && Avail(d) == 0) {
+      const FrameHeader h = d.fh;
+      const uint64_t k = std::min<uint64_t>(n, d.data_left);
+      if (k > 0) OnDataSkipped(d, h.stream, k);
+      d.data_left -= static_cast<uint32_t>(k);
+      n -= k;
+      const uint64_t pad = std::min<uint64_t>(n, d.data_left == 0 ? d.pad_left : 0);
+      d.pad_left -= static_cast<uint32_t>(pad);
+      n -= pad;
+      d.offset += k + pad;
+      if (d.data_left == 0 && d.pad_left == 0) {
+        d.in_frame = false;
+        if (h.flags & kFlagEndStream) OnEndStream(d, h.stream);
+      }
+    } else if (d.state == State::kFrames && d.skip_left > 0 && Avail(d) == 0) {  // an ignored frame
+      const uint64_t k = std::min(n, d.skip_left);
+      d.skip_left -= k;
+      n -= k;
+      d.offset += k;
+      if (d.skip_left == 0) d.in_frame = false;
+    }
+    if (n == 0) return;
+    // A frame header or a header block was not captured: find the next frame boundary in what
+    // comes next (HPACK is out of step once a header block may have been lost).
+    const bool lose_hpack = (d.in_block || d.hpack_used) && !d.hpack_off;
+    if (d.state != State::kSearch)
+      Notice(fmt::format("HTTP/2: {} bytes {} were not captured (--max-payload) and hold frame headers; looking "
+                         "for the next frame{}",
+                         n, Sent(d), lose_hpack ? "; their headers are not decoded from here on" : ""));
+    if (d.in_block || d.hpack_used) {
+      d.hpack_off = true;
+      if (d.in_block && d.block.decodable) OnBlockLost(d);
+    }
+    d.in_block = false;
+    d.in_frame = false;
+    d.skip_left = 0;
+    d.buf.clear();
+    d.pos = 0;
+    d.offset += n;
+    d.state = State::kSearch;
+    d.discarded = 0;
+    d.undecided.clear();
+    d.scan = d.offset;
+  }
+
  private:
   enum class State { kPreface, kSearch, kFrames, kDead };
   enum class Missing { kNo, kUndecodable, kBeforeCapture };
@@ -282,6 +334,7 @@ class Http2Decoder final : public ConnectionDecoder {
     uint64_t grpc_left = 0, grpc_len = 0;
     bool grpc_in_msg = false;
     uint64_t held = 0;  // header + body bytes counted in held_
+    uint64_t first_ts = 0, last_ts = 0;  // times of the message's first and last frame
     HttpMessage msg;
   };
 
@@ -290,7 +343,8 @@ class Http2Decoder final : public ConnectionDecoder {
     uint64_t seq = 0;
     int opener = -1;  // direction whose HEADERS were the first thing seen on the stream
     bool have_request = false;
-    std::string req_method, req_path;
+    std::string req_method, req_path, req_authority;
+    uint64_t req_body_len = 0;
     Half half[2];
   };
 
@@ -807,7 +861,7 @@ class Http2Decoder final : public ConnectionDecoder {
     Stream& s = GetStream(stream_id);
     Half& h = s.half[Index(d.flow)];
     if (!h.started) {
-      h.started = true;
+      Start(h);
       h.missing = why;
     }
   }
@@ -819,6 +873,7 @@ class Http2Decoder final : public ConnectionDecoder {
       Stream& ps = GetStream(b.promised);
       Half& ch = ps.half[1 - i];  // the client sends nothing on a pushed stream
       ch.started = ch.done = true;
+      ch.first_ts = ch.last_ts = ts_;
       if (!b.decodable) return;
       HttpMessage m;
       m.proto = "HTTP/2";
@@ -829,7 +884,9 @@ class Http2Decoder final : public ConnectionDecoder {
       ps.have_request = true;
       ps.req_method = m.method;
       ps.req_path = m.path;
-      m.ts_ns = ts_;
+      ps.req_authority = m.authority;
+      m.sent = d.flow == Flow::kOut;
+      m.first_ts_ns = m.ts_ns = ts_;
       if (sink_.message) sink_.message(std::move(m));
       return;
     }
@@ -846,11 +903,11 @@ class Http2Decoder final : public ConnectionDecoder {
     }
     if (!b.decodable) {
       if (!h.started) {
-        h.started = true;
+        Start(h);
         h.missing = Missing::kUndecodable;
       }
     } else if (!h.started || (!h.decoded && h.missing == Missing::kNo)) {
-      h.started = true;
+      if (!h.started) Start(h);
       h.decoded = true;
       HttpMessage& m = h.msg;
       FillFromHeaders(m, b.headers, &h.grpc);
@@ -860,6 +917,7 @@ class Http2Decoder final : public ConnectionDecoder {
         s.have_request = true;
         s.req_method = m.method;
         s.req_path = m.path;
+        s.req_authority = m.authority;
       } else if (m.status != 0) {
         m.kind = HttpMessage::Kind::kResponse;
         SetRole(d, Role::kServer);
@@ -877,7 +935,8 @@ class Http2Decoder final : public ConnectionDecoder {
         interim.stream = s.id;
         interim.request_method = s.req_method;
         interim.request_path = s.req_path;
-        interim.ts_ns = ts_;
+        interim.sent = d.flow == Flow::kOut;
+        interim.first_ts_ns = interim.ts_ns = ts_;
         if (sink_.message) sink_.message(std::move(interim));
         return;
       }
@@ -955,7 +1014,7 @@ class Http2Decoder final : public ConnectionDecoder {
     Half& h = s.half[Index(d.flow)];
     if (h.done) return;  // DATA after END_STREAM
     if (!h.started) {
-      h.started = true;
+      Start(h);
       h.missing = Missing::kBeforeCapture;
     }
     HttpMessage& m = h.msg;
@@ -975,6 +1034,37 @@ class Http2Decoder final : public ConnectionDecoder {
     h.held += keep;
     held_ += keep;
     if (h.grpc) GrpcFeed(h, bytes);
+  }
+
+  // DATA payload bytes that were not captured: counted in the body, not kept.
+  void OnDataSkipped(Dir& d, uint32_t stream_id, uint64_t n) {
+    Stream& s = GetStream(stream_id);
+    Half& h = s.half[Index(d.flow)];
+    if (h.done) return;
+    if (!h.started) {
+      Start(h);
+      h.missing = Missing::kBeforeCapture;
+    }
+    h.msg.body_wire_len += n;
+    h.msg.body_uncaptured += n;
+    h.msg.body_truncated = true;
+    if (!h.grpc) return;
+    // gRPC messages keep being counted while only their payloads are skipped; a length prefix
+    // in the gap ends the count for this message.
+    if (h.grpc_in_msg && n <= h.grpc_left) {
+      h.grpc_left -= n;
+      if (h.grpc_left == 0) {
+        h.grpc_in_msg = false;
+        if (h.msg.grpc_messages.size() < kMaxGrpcMessages) h.msg.grpc_messages.push_back(h.grpc_len);
+      }
+    } else {
+      h.grpc = false;
+    }
+  }
+
+  void Start(Half& h) {
+    h.started = true;
+    h.first_ts = ts_;
   }
 
   static void GrpcFeed(Half& h, std::string_view b) {
@@ -1071,9 +1161,18 @@ class Http2Decoder final : public ConnectionDecoder {
                          s.id, Sent(d), m.body_wire_len));
     m.proto = "HTTP/2";
     m.stream = s.id;
+    m.sent = d.flow == Flow::kOut;
+    h.last_ts = ts_;
+    m.first_ts_ns = h.first_ts;
+    if (known && m.kind == HttpMessage::Kind::kRequest) s.req_body_len = m.body_wire_len;
     if (known && m.kind == HttpMessage::Kind::kResponse && s.have_request) {
+      const Half& req = s.half[1 - i];
       m.request_method = s.req_method;
       m.request_path = s.req_path;
+      m.request_authority = s.req_authority;
+      m.request_first_ts_ns = req.first_ts;
+      m.request_last_ts_ns = req.done ? req.last_ts : 0;
+      m.request_body_len = s.req_body_len;
     }
     if (!limits_.raw && !m.content_encoding.empty() && !IStartsWith(m.content_encoding, "identity") &&
         !m.body_truncated && m.body_wire_len == m.body.size()) {

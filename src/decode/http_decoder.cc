@@ -99,6 +99,8 @@ bool HttpDecoder::Feed(const capture::DataEvent& ev) {
   c.pid = ev.pid;
   c.comm = ev.comm;
   c.conn = ev.conn;
+  // Bytes of the call that were not captured (--max-payload, or beyond the per-call limit).
+  const uint64_t uncaptured = ev.len > ev.payload.size() ? ev.len - ev.payload.size() : 0;
   if (!c.decoder) {
     // Hold the bytes of both directions until one of them names the protocol.
     const int fi = flow == Flow::kOut ? 0 : 1;
@@ -112,7 +114,8 @@ bool HttpDecoder::Feed(const capture::DataEvent& ev) {
     const bool h2 = any(Verdict::kHttp2Client);
     const bool h1 = any(Verdict::kHttp1Request) || any(Verdict::kHttp1Response);
     if (!h2 && !h1) {
-      if (any(Verdict::kOther)) {
+      // (Held bytes followed by bytes not captured could not be replayed in step: raw too.)
+      if (any(Verdict::kOther) || uncaptured > 0) {
         // A connection first seen mid-stream, or another protocol: it stays raw.
         c.undecidable = true;
         return false;
@@ -136,9 +139,12 @@ bool HttpDecoder::Feed(const capture::DataEvent& ev) {
       if (!c.early[i].empty()) c.decoder->Feed(i == 0 ? Flow::kOut : Flow::kIn, c.early[i], ev.ts_ns);
     c.early[0] = std::string();
     c.early[1] = std::string();
+    if (uncaptured > 0) c.decoder->Skip(flow, uncaptured, ev.ts_ns);
+    if (h2 && on_http2_) on_http2_(ev.pid, ev.conn.id);
     return true;
   }
   c.decoder->Feed(flow, ev.payload, ev.ts_ns);
+  if (uncaptured > 0) c.decoder->Skip(flow, uncaptured, ev.ts_ns);
   return true;
 }
 

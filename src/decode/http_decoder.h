@@ -47,6 +47,9 @@ class HttpDecoder {
   bool Close(uint32_t pid, uint64_t conn_id);
   // Closes every connection of a process that exited without closing them.
   void ForgetProcess(uint32_t pid);
+  // Called once per connection found to speak HTTP/2 (capture keeps such connections whole
+  // under --max-payload: frame headers may sit anywhere in a call).
+  void OnHttp2(std::function<void(uint32_t pid, uint64_t conn_id)> fn) { on_http2_ = std::move(fn); }
 
   uint64_t messages() const { return messages_; }
   uint64_t notices() const { return notices_; }
@@ -59,6 +62,7 @@ class HttpDecoder {
 
   MessageSink on_message_;
   NoticeSink on_notice_;
+  std::function<void(uint32_t, uint64_t)> on_http2_;
   DecoderLimits limits_;
   size_t max_connections_;
   // Least recently used first. Connections normally leave through Close(); those whose end is

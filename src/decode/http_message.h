@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,6 +15,7 @@ namespace gotlscap::decode {
 
 struct HttpMessage {
   enum class Kind { kRequest, kResponse };
+  bool sent = false;      // the traced process wrote this message (false: it read it)
   std::string proto;      // "HTTP/1.0", "HTTP/1.1" or "HTTP/2"
   Kind kind = Kind::kRequest;
   uint32_t stream = 0;    // HTTP/2 stream id; 0 for HTTP/1
@@ -37,8 +39,38 @@ struct HttpMessage {
   // A response names the request it answers (HTTP/1: the oldest unanswered request on the
   // connection; HTTP/2: the request on the same stream).
   std::string request_method, request_path;
-  uint64_t ts_ns = 0;  // time of the event that completed the message
+  // Times (Unix epoch ns) of the events (crypto/tls calls) that held the message's first and
+  // last byte: ts_ns is when it was complete.
+  uint64_t first_ts_ns = 0;
+  uint64_t ts_ns = 0;
+  // Responses: the request they answer, when it was seen — its first and last byte's times (0:
+  // not seen, e.g. a request still streaming its body), authority and body size on the wire.
+  uint64_t request_first_ts_ns = 0, request_last_ts_ns = 0;
+  std::string request_authority;
+  uint64_t request_body_len = 0;
+  // Body bytes counted but not captured (--max-payload): part of body_wire_len, absent from body.
+  uint64_t body_uncaptured = 0;
 };
+
+// From the first byte of the request to the last byte of the response, as the traced process
+// wrote / read them; none when the request was not seen (or for a request).
+inline std::optional<uint64_t> LatencyNs(const HttpMessage& m) {
+  if (m.kind != HttpMessage::Kind::kResponse || m.request_first_ts_ns == 0 || m.ts_ns < m.request_first_ts_ns)
+    return std::nullopt;
+  return m.ts_ns - m.request_first_ts_ns;
+}
+// From the last byte of the request to the first byte of the response: the server's think time
+// on a server, network + server on a client. None when unknown, or when the response began
+// before the request ended (a server answering early, a bidirectional gRPC stream).
+inline std::optional<uint64_t> WaitNs(const HttpMessage& m) {
+  if (m.kind != HttpMessage::Kind::kResponse || m.request_last_ts_ns == 0 || m.first_ts_ns == 0 ||
+      m.first_ts_ns < m.request_last_ts_ns)
+    return std::nullopt;
+  return m.first_ts_ns - m.request_last_ts_ns;
+}
+// Whether a response reports a failure: HTTP status >= 500, or a gRPC status other than 0
+// (grpc-status in the trailers, or in the headers of a trailers-only response).
+bool IsErrorResponse(const HttpMessage& m);
 
 // Direction of bytes relative to the traced process: kOut = it wrote them, kIn = it read them.
 enum class Flow { kOut, kIn };
@@ -64,6 +96,10 @@ class ConnectionDecoder {
  public:
   virtual ~ConnectionDecoder() = default;
   virtual void Feed(Flow flow, std::string_view bytes, uint64_t ts_ns) = 0;
+  // `n` bytes of the direction that were not captured (--max-payload) follow what was fed. Inside
+  // a body (HTTP/1 Content-Length or chunk data, HTTP/2 DATA payload) they are counted and the
+  // decoder stays in step; elsewhere the framing is lost: reported, then resynchronised.
+  virtual void Skip(Flow flow, uint64_t n, uint64_t ts_ns) = 0;
   virtual const char* protocol() const = 0;  // "HTTP/1.1" / "HTTP/2"
 };
 

@@ -170,6 +170,10 @@ class TextWriter : public BufferedWriter {
                    req ? "request" : "response");
     if (m.stream) fmt::format_to(it, FMT_COMPILE(" stream {}"), m.stream);
     if (!req && !m.request_method.empty()) fmt::format_to(it, FMT_COMPILE(" (to {} {})"), m.request_method, m.request_path);
+    if (auto latency = decode::LatencyNs(m)) {
+      fmt::format_to(it, FMT_COMPILE(" latency {:.3f} ms"), static_cast<double>(*latency) / 1e6);
+      if (auto wait = decode::WaitNs(m)) fmt::format_to(it, FMT_COMPILE(" wait {:.3f} ms"), static_cast<double>(*wait) / 1e6);
+    }
     b.push_back('\n');
     const char* mark = req ? "> " : "< ";
     if (m.proto != "HTTP/2") {
@@ -261,13 +265,18 @@ class JsonWriter : public BufferedWriter {
       AppendJsonString(b_, m.request_method);
       Append(R"(,"path":)");
       AppendJsonString(b_, m.request_path);
+      if (!m.request_authority.empty()) Field("authority", m.request_authority);
+      if (m.request_first_ts_ns) fmt::format_to(it, FMT_COMPILE(R"(,"body_wire_len":{})"), m.request_body_len);
       Append("}");
+      if (auto latency = decode::LatencyNs(m)) fmt::format_to(it, FMT_COMPILE(R"(,"latency_ns":{})"), *latency);
+      if (auto wait = decode::WaitNs(m)) fmt::format_to(it, FMT_COMPILE(R"(,"wait_ns":{})"), *wait);
     }
     Pairs("headers", m.headers);
     if (!m.trailers.empty()) Pairs("trailers", m.trailers);
     fmt::format_to(it, FMT_COMPILE(R"(,"body_len":{},"body_wire_len":{})"), m.body.size(), m.body_wire_len);
     if (!m.content_encoding.empty()) Field("content_encoding", m.content_encoding);
     fmt::format_to(it, FMT_COMPILE(R"(,"body_decoded":{},"body_truncated":{})"), m.body_decoded, m.body_truncated);
+    if (m.body_uncaptured) fmt::format_to(it, FMT_COMPILE(R"(,"body_uncaptured":{})"), m.body_uncaptured);
     if (!m.grpc_messages.empty()) fmt::format_to(it, R"(,"grpc_messages":[{}])", fmt::join(m.grpc_messages, ","));
     Append(R"(,"body_b64":")");
     Base64(m.body);

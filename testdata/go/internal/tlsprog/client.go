@@ -41,6 +41,8 @@ type ClientConfig struct {
 	// CloseIdle: close the transport's idle connections before returning, so that every
 	// connection of the run ends with (*tls.Conn).Close.
 	CloseIdle bool
+	// DelayMs: mode "stat"'s slow endpoint, /delay/DelayMs.
+	DelayMs int
 }
 
 // Result summarises a run; Sent/Received count HTTP body bytes (what a
@@ -120,7 +122,7 @@ func RunClient(c ClientConfig) (Result, error) {
 		c.Concurrency = 1
 	}
 	if !validMode(c.Mode) {
-		return res, fmt.Errorf("bad mode %q (want echo, all, headers, grpc, toclose, deep or one of %v)", c.Mode, allPaths)
+		return res, fmt.Errorf("bad mode %q (want echo, all, headers, grpc, stat, toclose, deep or one of %v)", c.Mode, allPaths)
 	}
 	if c.WaitReady > 0 {
 		if err := waitReady(c.URL, c.WaitReady); err != nil {
@@ -169,7 +171,7 @@ func RunClient(c ClientConfig) (Result, error) {
 }
 
 func validMode(m string) bool {
-	if m == "all" || m == "headers" || m == "grpc" || m == "toclose" || m == "deep" {
+	if m == "all" || m == "headers" || m == "grpc" || m == "toclose" || m == "deep" || m == "stat" {
 		return true
 	}
 	for _, p := range allPaths {
@@ -185,6 +187,19 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 	if c.Mode == "all" {
 		path = allPaths[i%len(allPaths)]
 	}
+	wantStatus, grpcStatus := http.StatusOK, 0
+	if c.Mode == "stat" {
+		// Request i: /delay/0, /delay/DelayMs, /status/503, then a gRPC-style call answered
+		// with grpc-status 13 (HTTP 200): known counts, delays and errors per path.
+		switch i % 4 {
+		case 0, 1:
+			path = "delay"
+		case 2:
+			path, wantStatus = "status", http.StatusServiceUnavailable
+		case 3:
+			path, grpcStatus = "grpc", 13
+		}
+	}
 	seed := c.Seed + uint32(i)
 	var req *http.Request
 	var err error
@@ -193,6 +208,16 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 	case "echo":
 		want = Payload(c.Size, seed)
 		req, err = http.NewRequest("POST", c.URL+"/echo", bytes.NewReader(want))
+	case "delay":
+		ms := 0
+		if i%4 == 1 {
+			ms = c.DelayMs
+		}
+		want = []byte("ok\n")
+		req, err = http.NewRequest("GET", fmt.Sprintf("%s/delay/%d", c.URL, ms), nil)
+	case "status":
+		want = []byte(http.StatusText(wantStatus) + "\n")
+		req, err = http.NewRequest("GET", fmt.Sprintf("%s/status/%d", c.URL, wantStatus), nil)
 	case "hello":
 		want = []byte(HelloText)
 		req, err = http.NewRequest("GET", c.URL+"/hello", nil)
@@ -209,7 +234,7 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 			reqBody = GrpcFrame(reqBody, m)
 			want = GrpcFrame(want, append([]byte(GrpcReplyPrefix), m...))
 		}
-		req, err = http.NewRequest("POST", c.URL+"/grpc", bytes.NewReader(reqBody))
+		req, err = http.NewRequest("POST", fmt.Sprintf("%s/grpc?status=%d", c.URL, grpcStatus), bytes.NewReader(reqBody))
 		if err == nil {
 			req.Header.Set("Content-Type", "application/grpc")
 			req.Header.Set("Te", "trailers")
@@ -238,7 +263,7 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != wantStatus {
 		return fmt.Errorf("status %s", resp.Status)
 	}
 	if c.H2 != (resp.ProtoMajor == 2) {
@@ -277,8 +302,8 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 	}
 	if path == "grpc" {
 		// Trailers are known once the body was read to its end.
-		if got := resp.Trailer.Get("Grpc-Status"); got != "0" {
-			return fmt.Errorf("/grpc: trailer grpc-status %q, want 0", got)
+		if got, w := resp.Trailer.Get("Grpc-Status"), fmt.Sprint(grpcStatus); got != w {
+			return fmt.Errorf("/grpc: trailer grpc-status %q, want %s", got, w)
 		}
 		if got, w := resp.Trailer.Get("Grpc-Message"), fmt.Sprintf("%d messages", len(GrpcSizes(c.Size))); got != w {
 			return fmt.Errorf("/grpc: trailer grpc-message %q, want %q", got, w)

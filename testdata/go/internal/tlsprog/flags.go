@@ -24,12 +24,14 @@ func ClientFlags(withURL bool) func() ClientConfig {
 	wait := flag.Int("wait-ready", 0, "retry connecting to the server for up to this many seconds")
 	flag.StringVar(&c.Mode, "mode", "echo", "echo: POST /echo only; all: cycle echo, bytes, chunked, gzip, hello; "+
 		"headers: GET /headers?n=HEADER-SIZE (large headers both ways); grpc: gRPC-style POST /grpc with trailers; "+
+		"stat: cycle GET /delay/0, GET /delay/DELAY-MS, GET /status/503 and a gRPC-style call answered with grpc-status 13; "+
 		"toclose: GET /toclose (HTTP/1.0 body ending with the connection); "+
 		"deep: POST /echo over one raw tls.Conn, each request from a new goroutine at another stack depth; "+
 		"bytes, chunked, gzip or hello: that endpoint only")
 	flag.IntVar(&c.HeaderSize, "header-size", 0, "add header "+BigHeader+" of this many bytes to every request")
 	flag.BoolVar(&c.RepeatHeader, "repeat-header", false, "add header "+RepeatHeader+" (the same value) to every request")
 	flag.BoolVar(&c.Latin1Header, "latin1-header", false, "add header "+Latin1Header+" (bytes that are not UTF-8) to every request")
+	flag.IntVar(&c.DelayMs, "delay-ms", 80, "mode stat: the slow endpoint's delay in milliseconds")
 	flag.BoolVar(&c.CloseIdle, "close-idle", false, "close idle connections before exiting (every connection ends with tls.Conn.Close)")
 	return func() ClientConfig {
 		c.URL = url

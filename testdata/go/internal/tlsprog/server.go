@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // ServerConfig holds the server-side flags shared by cmd/server and cmd/both.
@@ -40,6 +42,9 @@ type ServerConfig struct {
 //	                       GrpcReplyPrefix+m for each message m, then the
 //	                       trailers grpc-status: 0 and grpc-message:
 //	                       "N messages"
+//	/grpc?status=C         the same, with grpc-status C (an error for C != 0)
+//	/delay/MS              "ok\n" after MS milliseconds (request timing tests)
+//	/status/CODE           HTTP status CODE with a short text body
 //	/toclose?n=N&seed=S    HTTP/1.x only: an HTTP/1.0 response without
 //	                       Content-Length, body Payload(N, S), written on the
 //	                       hijacked connection, which is then closed: the body
@@ -134,8 +139,26 @@ func Handler() http.Handler {
 		w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
 		w.WriteHeader(http.StatusOK)
 		w.Write(out)
-		w.Header().Set("Grpc-Status", "0")
+		w.Header().Set("Grpc-Status", strconv.Itoa(intParam(r, "status", 0)))
 		w.Header().Set("Grpc-Message", fmt.Sprintf("%d messages", len(msgs)))
+	})
+	mux.HandleFunc("/delay/", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/delay/"))
+		if err != nil || ms < 0 {
+			http.Error(w, "want /delay/MS", http.StatusBadRequest)
+			return
+		}
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/status/", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/"))
+		if err != nil || code < 200 || code > 599 {
+			http.Error(w, "want /status/CODE", http.StatusBadRequest)
+			return
+		}
+		http.Error(w, http.StatusText(code), code)
 	})
 	mux.HandleFunc("/toclose", func(w http.ResponseWriter, r *http.Request) {
 		n, seed := intParam(r, "n", 1024), uint32(intParam(r, "seed", 0))
