@@ -12,6 +12,7 @@
 #include "cli/keylog_command.h"
 #include "cli/pcap_command.h"
 #include "cli/ps_command.h"
+#include "cli/stat_command.h"
 #include "cli/text_command.h"
 #include "cli/view_command.h"
 
@@ -34,11 +35,14 @@ int main(int argc, char** argv) {
   RegisterPs(app, ps);
   ViewOptions view;
   RegisterView(app, view);
-  // `gotlscap text|keylog|pcap [options] -- COMMAND [ARGS...]`: the words after the first `--`
+  StatOptions stat;
+  RegisterStat(app, stat);
+  // `gotlscap text|keylog|pcap|stat [options] -- COMMAND [ARGS...]`: the words after the first `--`
   // are the command to run under capture, never options or filter words.
   std::vector<std::string> command;
   int parse_argc = argc;
-  if (argc > 2 && (std::string(argv[1]) == "text" || std::string(argv[1]) == "keylog" || std::string(argv[1]) == "pcap"))
+  if (argc > 2 && (std::string(argv[1]) == "text" || std::string(argv[1]) == "keylog" || std::string(argv[1]) == "pcap" ||
+                   std::string(argv[1]) == "stat"))
     for (int i = 2; i < argc; i++)
       if (std::string(argv[i]) == "--") {
         if (i + 1 == argc) {
@@ -49,7 +53,7 @@ int main(int argc, char** argv) {
         parse_argc = i;
         break;
       }
-  text.follow.command = keylog.follow.command = pcap.follow.command = command;
+  text.follow.command = keylog.follow.command = pcap.follow.command = stat.follow.command = command;
   try {
     app.parse(parse_argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -71,5 +75,6 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("gotls")) return RunEcapture(ecapture);
   if (app.got_subcommand("ps")) return RunPs(ps);
   if (app.got_subcommand("view")) return RunView(view);
+  if (app.got_subcommand("stat")) return RunStat(stat);
   return ExitCodeFor(gotlscap::ErrorKind::kUsage);
 }

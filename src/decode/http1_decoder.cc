@@ -390,10 +390,13 @@ class Http1Decoder final : public ConnectionDecoder {
         return;
       }
       // Framing (a head, a chunk size line) was in the bytes not captured.
-      if (d.st == St::kResync) d.line_start = false;  // still looking for a message start
-      else Notice(d, fmt::format("{} bytes not captured (--max-payload) hold message framing", n), St::kResync);
+      if (d.st != St::kResync)
+        Notice(d, fmt::format("{} bytes not captured (--max-payload) hold message framing", n), St::kResync);
       d.buf.clear();
       d.pos = 0;
+      // A call after the gap may begin with the next message (a writer's calls often do): its
+      // first byte counts as a line start; if it does not begin one, the search goes on.
+      d.line_start = true;
       return;
     }
   }
