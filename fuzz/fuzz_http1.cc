@@ -3,7 +3,9 @@
 // rest is a sequence of records: a control byte c, then up to (c >> 1) + 1 bytes fed to direction
 // (c & 1 ? kIn : kOut), so one input exercises two interleaved directions cut at arbitrary points.
 // Checked beyond "no crash / no sanitizer report": bodies never exceed max_body, notices are one
-// line, and decoding the same input fed in one piece per record run does not crash either.
+// line, and decoding the same input fed in one piece per record run does not crash either. A
+// third run reads records with (c >> 1) >= 100 as bytes not captured (Skip, as under
+// --max-payload: ((c >> 1) - 99) * 100 of them), consuming no input.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -19,11 +21,12 @@ using gotlscap::decode::DecoderSink;
 using gotlscap::decode::Flow;
 using gotlscap::decode::HttpMessage;
 
-void Run(const uint8_t* data, size_t size, const DecoderLimits& limits, bool merge) {
+void Run(const uint8_t* data, size_t size, const DecoderLimits& limits, bool merge, bool skips = false) {
   DecoderSink sink{
       [&](HttpMessage&& m) {
         if (m.body.size() > limits.max_body) __builtin_trap();
         if (m.body_wire_len < (m.body_decoded ? 0 : m.body.size())) __builtin_trap();
+        if (m.body_uncaptured > m.body_wire_len) __builtin_trap();
       },
       [](std::string_view notice) {
         if (notice.find('\n') != std::string_view::npos) __builtin_trap();
@@ -36,6 +39,10 @@ void Run(const uint8_t* data, size_t size, const DecoderLimits& limits, bool mer
   while (i < size) {
     const uint8_t c = data[i++];
     const Flow flow = (c & 1) ? Flow::kIn : Flow::kOut;
+    if (skips && (c >> 1) >= 100) {
+      dec->Skip(flow, uint64_t((c >> 1) - 99) * 100, ++ts);
+      continue;
+    }
     const size_t n = std::min<size_t>((c >> 1) + 1, size - i);
     const std::string_view bytes(reinterpret_cast<const char*>(data + i), n);
     i += n;
@@ -78,5 +85,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   Run(data + 1, size - 1, limits, /*merge=*/false);
   Run(data + 1, size - 1, limits, /*merge=*/true);
+  Run(data + 1, size - 1, limits, /*merge=*/false, /*skips=*/true);
   return 0;
 }

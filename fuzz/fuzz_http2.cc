@@ -4,7 +4,9 @@
 // Input layout: byte 0 selects the start (bit 0: the client preface opens one direction, bit 1:
 // which one, bit 2: raw bodies); then records of [ctl][bytes]: direction = ctl & 1, length =
 // (ctl >> 1) + 1, or when that is 128 the next two bytes (big-endian) + 1. The last record takes
-// what is left. Seeds: any HTTP/2 conversation written this way.
+// what is left. Seeds: any HTTP/2 conversation written this way. With bit 3 of byte 0, a record
+// whose length would be 101..127 is instead (ctl >> 1) * 50 bytes not captured (Skip, as under
+// --max-payload), and consumes no input.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -29,6 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                      // Bodies are capped (a decoded body by the same cap as the kept one).
                      if (m.body.size() > limits.max_body) __builtin_trap();
                      if (!m.body_decoded && m.body.size() > m.body_wire_len) __builtin_trap();
+                     if (m.body_uncaptured > m.body_wire_len) __builtin_trap();
                      if (m.proto != "HTTP/2") __builtin_trap();
                    },
                    [](std::string_view notice) {
@@ -45,6 +48,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint8_t ctl = data[i++];
     const Flow flow = (ctl & 1) ? Flow::kIn : Flow::kOut;
     size_t len = (ctl >> 1) + 1;
+    if ((data[0] & 8) && len > 100 && len < 128) {
+      dec->Skip(flow, (ctl >> 1) * 50, ts++);
+      continue;
+    }
     if (len == 128 && size - i >= 2) {
       len = ((size_t{data[i]} << 8) | data[i + 1]) + 1;
       i += 2;

@@ -151,11 +151,12 @@ int RunStat(const StatOptions& o) {
   http.reset();  // a response delimited by the end of its connection completes here
   report(total, "total", static_cast<double>(capture::MonotonicNowNs() - start) / 1e9);
   const auto& c = summary.counters;
+  // The capture figures first, as `text` prints them (scripts parse "N truncated (... probe hits H,").
   fmt::print(stderr,
-             "summary: {} events, {} bytes, {} lost, {} truncated, {} responses ({} untimed), {} decode notices, "
-             "probe hits {}\n",
-             summary.events, summary.bytes, c.lost_chunks(), summary.truncated, total.responses(), total.untimed(),
-             notices, c.probe_hits());
+             "summary: {} events, {} bytes, {} lost, {} truncated (lost bytes {}, probe hits {}, stack growths {}), "
+             "{} responses, {} untimed, {} decode notices\n",
+             summary.events, summary.bytes, c.lost_chunks(), summary.truncated, c.lost_bytes(), c.probe_hits(),
+             c.stack_growth(), total.responses(), total.untimed(), notices);
   if (follower) PrintFollowSummary(*follower);
   if (write_failed) {
     fmt::print(stderr, "gotlscap: cannot write to {}: {}\n", o.output.empty() ? "stdout" : o.output,
