@@ -20,7 +20,11 @@
 # the JSON events to a NATS JetStream (`--nats`, nothing written locally) that the script starts
 # (`nats-server -js`, file storage in the work directory): compare it with "json" and OUT=DIR
 # (a local file) for what the export costs the traced program; "s/GB" is then gotlscap's CPU per
-# GB exported, and the nats counters line is printed under the scenario.
+# GB exported, and the nats counters line is printed under the scenario. Format "jsoncap" is json
+# with --max-payload 4096: only each call's first 4 KiB is copied (the rest counted), what a
+# header-only consumer (gotlscap stat) pays; compare it with "json" under bulk. Its "MB" is the
+# payload captured, "uncapt MB" the bytes counted, not copied; "s/GB" is CPU per GB the traced calls
+# carried (both), so the formats compare per GB of traffic.
 # After each traced run the script waits until gotlscap's CPU time stops growing (it drained the
 # ring buffer), so its backlog never runs during an untraced run; "drain s" is the longest wait.
 # Env: BUILD_DIR (default build-bench), GOTLSCAP (use this gotlscap binary, no build), PAIRS (5),
@@ -170,6 +174,7 @@ for sc in $scenarios; do
   gerr=$work/$tag.gotlscap.err
   gargs=(--format "$fmt" ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
   [[ $fmt == count ]] && gargs=(--format json -u 65534 ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
+  [[ $fmt == jsoncap ]] && gargs=(--format json --max-payload 4096 ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
   # nats: the events go to the JetStream only (a stream per scenario, created by gotlscap).
   [[ $fmt == nats ]] && gargs=(--format json --nats "$nats_url" --nats-subject "bench_$(tr -c 'a-zA-Z0-9\n' _ <<<"$tag")" \
     --nats-stream "BENCH_$(tr -c 'a-zA-Z0-9\n' _ <<<"$tag")" --nats-drain-timeout 60 ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
@@ -210,13 +215,14 @@ for sc in $scenarios; do
   [[ -d $out ]] && rm -f "$dest"
   summ=$(grep '^summary:' "$gerr")
   read -r ev by lost trunc hits < <(sed -E 's/^summary: ([0-9]+) events, ([0-9]+) bytes, ([0-9]+) lost, ([0-9]+) truncated .*probe hits ([0-9]+)[,)].*/\1 \2 \3 \4 \5/' <<<"$summ")
+  unc=$(sed -nE 's/.*[(,] uncaptured bytes ([0-9]+)[,)].*/\1/p' <<<"$summ"); unc=${unc:-0}
   tsum=$(awk '{ s += $1 } END { print s }' "$work/$tag.t")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$gover" "$wl" "$fmt" "$n" "$size" \
     "$(median <"$work/$tag.u")" "$(median <"$work/$tag.t")" "$(median <"$work/$tag.r")" \
     "$ev" "$by" "$lost" "$trunc" "$hits" "$tsum" "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" "$hwm" \
     "$(median <"$work/$tag.su")" "$(median <"$work/$tag.st")" "$((vcsw1 - vcsw0))" "$drain_max" "$rp" \
-    "$(sort -g "$work/$tag.r" | head -1)" "$(sort -g "$work/$tag.r" | tail -1)" >>"$results"
+    "$(sort -g "$work/$tag.r" | head -1)" "$(sort -g "$work/$tag.r" | tail -1)" "$unc" >>"$results"
   echo "  $summ"
   grep '^nats:.*published' "$gerr" | sed 's/^/  /' || true
 done
@@ -224,25 +230,26 @@ done
 echo
 echo "Throughput of the traced program (median of $pairs runs each side; ratio = median of per-pair traced/untraced; 1.00 = no slowdown)"
 awk -F'\t' -v pairs="$pairs" '
-  BEGIN { printf "%-9s %-7s %-5s %-9s | %9s %8s | %9s %8s | %5s %9s | %14s %11s\n", "go", "load", "fmt", "read path", "untr req/s", "MB/s", "traced req/s", "MB/s", "ratio", "pairs", "srv CPU ms/run U/T", "+srv us/req"
+  BEGIN { printf "%-9s %-7s %-7s %-9s | %9s %8s | %9s %8s | %5s %9s | %14s %11s\n", "go", "load", "fmt", "read path", "untr req/s", "MB/s", "traced req/s", "MB/s", "ratio", "pairs", "srv CPU ms/run U/T", "+srv us/req"
           print "-------------------------------------------------------------------------------------------------------------------------------------" }
   { mb = 2 * $4 * $5 / 1e6  # request + response bodies
-    printf "%-9s %-7s %-5s %-9s | %10.0f %8.1f | %12.0f %8.1f | %5.2f %4.2f-%4.2f | %7.0f / %-7.0f %11.1f\n", $1, $2, $3, $21, $4 / $6, mb / $6, $4 / $7, mb / $7, $8, $22, $23, 1000 * $17, 1000 * $18, 1e6 * ($18 - $17) / $4 }' "$results"
+    printf "%-9s %-7s %-7s %-9s | %10.0f %8.1f | %12.0f %8.1f | %5.2f %4.2f-%4.2f | %7.0f / %-7.0f %11.1f\n", $1, $2, $3, $21, $4 / $6, mb / $6, $4 / $7, mb / $7, $8, $22, $23, 1000 * $17, 1000 * $18, 1e6 * ($18 - $17) / $4 }' "$results"
 echo "MB/s counts request + response bodies; pairs = lowest-highest per-pair ratio (the spread between runs here);"
 echo "srv CPU = the server copy's utime+stime during one run (median); +srv us/req = the traced copy's extra CPU per"
 echo "request (user + kernel: traps and BPF programs run in its threads), the least noisy figure of the cost."
 echo
 echo "gotlscap itself (one process per scenario, over its $pairs traced runs)"
 awk -F'\t' -v pairs="$pairs" '
-  BEGIN { printf "%-9s %-7s %-5s %-9s | %8s | %8s %7s | %8s %7s | %5s %5s | %7s %6s %8s %7s | %9s | %7s | %6s\n", "go", "load", "fmt", "read path", "hits/req", "events", "ev/req", "MB", "MB/s", "lost", "trunc", "CPU s", "%wall", "us/event", "s/GB", "wakeup/ev", "drain s", "RSS MB"
+  BEGIN { printf "%-9s %-7s %-7s %-9s | %8s | %8s %7s | %8s %7s %9s | %5s %5s | %7s %6s %8s %7s | %9s | %7s | %6s\n", "go", "load", "fmt", "read path", "hits/req", "events", "ev/req", "MB", "MB/s", "uncapt MB", "lost", "trunc", "CPU s", "%wall", "us/event", "s/GB", "wakeup/ev", "drain s", "RSS MB"
           print "--------------------------------------------------------------------------------------------------------------------------------------------------" }
-  { req = pairs * $4; ev = $9 > 0 ? $9 : 1
-    printf "%-9s %-7s %-5s %-9s | %8.2f | %8d %7.2f | %8.1f %7.1f | %5d %5d | %7.2f %5.0f%% %8.1f %7s | %9.2f | %7.1f | %6.1f\n", $1, $2, $3, $21, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $11, $12, $15, 100 * $15 / $14, ($9 > 0 ? 1e6 * $15 / ev : 0), ($10 > 1e6 ? sprintf("%.2f", $15 / ($10 / 1e9)) : "-"), ($9 > 0 ? $19 / ev : 0), $20, $16 / 1024 }' "$results"
+  { req = pairs * $4; ev = $9 > 0 ? $9 : 1; seen = $10 + $24
+    printf "%-9s %-7s %-7s %-9s | %8.2f | %8d %7.2f | %8.1f %7.1f %9.1f | %5d %5d | %7.2f %5.0f%% %8.1f %7s | %9.2f | %7.1f | %6.1f\n", $1, $2, $3, $21, $13 / req, $9, $9 / req, $10 / 1e6, $10 / 1e6 / $14, $24 / 1e6, $11, $12, $15, 100 * $15 / $14, ($9 > 0 ? 1e6 * $15 / ev : 0), (seen > 1e6 ? sprintf("%.2f", $15 / (seen / 1e9)) : "-"), ($9 > 0 ? $19 / ev : 0), $20, $16 / 1024 }' "$results"
 echo "hits/req = probe hits / requests (traced server only; includes the client's wait-ready handshakes); MB = payload"
-echo "bytes delivered; MB/s = MB / traced wall time; CPU s = gotlscap utime+stime between ready and SIGINT, %wall"
+echo "bytes delivered; uncapt MB = bytes of truncated calls counted, not copied (jsoncap: beyond --max-payload 4096);"
+echo "MB/s = MB / traced wall time; CPU s = gotlscap utime+stime between ready and SIGINT, %wall"
 echo "of the traced runs' wall time (backlog drained after a run included); wakeup/ev = gotlscap's voluntary context"
 echo "switches per event; drain s = longest wait after a traced run until gotlscap was idle; RSS = VmHWM (peak,"
-echo "includes the ring buffer's pages, mapped once); s/GB = CPU s per GB of payload delivered. Format count: probes"
+echo "includes the ring buffer's pages, mapped once); s/GB = CPU s per GB of payload the calls carried (MB + uncapt MB). Format count: probes"
 echo "only (-u 65534), nothing emitted. Read path: ret-only = 1 hit per Read (proven), entry+ret = 2 (\":entry\")."
 lost_total=$(awk -F'\t' '{ s += $11 } END { print s + 0 }' "$results")
 [[ $lost_total -eq 0 ]] || { echo "LOST EVENTS: $lost_total chunks lost in total" >&2; exit 3; }

@@ -11,8 +11,8 @@
  * Never uretprobes: they rewrite return addresses on goroutine stacks, which Go moves.
  * Arguments come from registers (register ABI: amd64 Go 1.17+, arm64 Go 1.18+) or from the
  * stack (older); the attach cookie says which. Payloads are copied into the ring buffer in
- * chunks of GOTLS_CHUNK_MAX bytes, up to GOTLS_CAPTURE_MAX per call; every chunk the ring buffer
- * cannot take is counted. */
+ * chunks of GOTLS_CHUNK_MAX bytes, up to GOTLS_CAPTURE_MAX per call (or max_payload, except for
+ * the connections in whole_conns); every chunk the ring buffer cannot take is counted. */
 #include "vmlinux.h"
 
 #include <bpf/bpf_core_read.h>
@@ -36,6 +36,10 @@ const volatile __u32 filter_uid = (__u32)-1; /* -1: any user */
 const volatile bool filter_pids = false;      /* only tgids in target_pids */
 const volatile bool filter_cgroup = false;    /* only tasks under the cgroup in target_cgroup */
 const volatile bool filter_containers = false; /* only tasks in (below) a cgroup of container_cgroups */
+/* --max-payload: bytes captured per call (the rest is counted in total_len, not copied), except on
+ * the connections of whole_conns. GOTLS_CAPTURE_MAX: no cap, whole_conns never looked at (the
+ * verifier drops that code: rodata is frozen). */
+const volatile __u64 max_payload = GOTLS_CAPTURE_MAX;
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -60,6 +64,15 @@ struct {
   __type(key, __u64);
   __type(value, __u8);
 } container_cgroups SEC(".maps");
+
+/* Connections whose calls are captured whole despite max_payload (user space: CaptureWhole).
+ * An entry goes at the connection's Close, or by LRU. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, GOTLS_WHOLE_CONNS_MAX);
+  __type(key, struct gotls_conn_key);
+  __type(value, __u8);
+} whole_conns SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -301,7 +314,7 @@ static __always_inline __u64 wakeup_flag(void) {
 struct emit_ctx {
   struct gotls_data_event hdr; /* common to every chunk of the call */
   __u64 src;
-  __u64 len; /* bytes to capture (<= GOTLS_CAPTURE_MAX) */
+  __u64 len; /* bytes to capture (<= max_payload or GOTLS_CAPTURE_MAX) */
 };
 
 /* Emits payload [off, off + n) of the call in a record of size SZ (n <= SZ). */
@@ -379,9 +392,20 @@ static __always_inline void emit(__u32 tgid, __u8 dir, __u64 conn, __u64 buf, __
   struct emit_ctx c = {.src = buf, .len = len};
   fill_header(&c.hdr, tgid, dir, conn, len);
   count(GOTLS_CNT_CALLS, 1);
-  if (len > GOTLS_CAPTURE_MAX) {
-    c.len = GOTLS_CAPTURE_MAX;
-    c.hdr.flags = GOTLS_CHUNK_TRUNCATED;
+  __u64 limit = GOTLS_CAPTURE_MAX;
+  if (max_payload < GOTLS_CAPTURE_MAX) {
+    /* Only the prefix of a longer call, unless the connection is exempt (HTTP/2). */
+    struct gotls_conn_key k = {.tgid = tgid, .conn_ptr = conn};
+    if (len > max_payload) {
+      if (bpf_map_lookup_elem(&whole_conns, &k))
+        c.hdr.flags = GOTLS_CHUNK_WHOLE_CONN;
+      else
+        limit = max_payload;
+    }
+  }
+  if (len > limit) {
+    c.len = limit;
+    c.hdr.flags |= GOTLS_CHUNK_TRUNCATED;
   }
   const __u8 whole = c.hdr.flags | GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST;
   if (c.len <= 512) {
@@ -536,7 +560,12 @@ int gotls_close(struct pt_regs *ctx) {
   if (!tgid) return 0;
   bool st = stack_abi(ctx);
   __u64 conn = st ? stack_word(ctx, 0) : reg_arg(ctx, 0);
-  if (conn) emit_end(tgid, GOTLS_DIR_CLOSE, conn);
+  if (!conn) return 0;
+  if (max_payload < GOTLS_CAPTURE_MAX) {
+    struct gotls_conn_key k = {.tgid = tgid, .conn_ptr = conn};
+    bpf_map_delete_elem(&whole_conns, &k); /* the address may be reused by a later connection */
+  }
+  emit_end(tgid, GOTLS_DIR_CLOSE, conn);
   return 0;
 }
 

@@ -62,7 +62,20 @@ enum gotls_dir { GOTLS_DIR_WRITE = 0, GOTLS_DIR_READ = 1, GOTLS_DIR_CLOSE = 2, G
 enum gotls_chunk_flags {
   GOTLS_CHUNK_FIRST = 0x1,
   GOTLS_CHUNK_LAST = 0x2,
-  GOTLS_CHUNK_TRUNCATED = 0x4, /* the call had more than GOTLS_CAPTURE_MAX bytes */
+  GOTLS_CHUNK_TRUNCATED = 0x4, /* the call had more bytes than were captured (max_payload or
+                                  GOTLS_CAPTURE_MAX); total_len is still the call's length */
+  GOTLS_CHUNK_WHOLE_CONN = 0x8, /* the connection is in whole_conns: its calls are captured up to
+                                   GOTLS_CAPTURE_MAX whatever max_payload says */
+};
+
+/* whole_conns: connections exempt from max_payload (user space adds those it finds to be HTTP/2,
+ * whose frame headers may sit anywhere in a call). Key: what the data records name a connection
+ * by within a process. */
+#define GOTLS_WHOLE_CONNS_MAX 4096
+struct gotls_conn_key {
+  gt_u32 tgid;
+  gt_u32 pad; /* 0 */
+  gt_u64 conn_ptr; /* *tls.Conn */
 };
 
 /* Indexes of the per-CPU counters map. */

@@ -38,8 +38,8 @@ struct DataEvent {
   std::string comm;
   Direction dir = Direction::kWrite;
   uint64_t len = 0;          // the call's true length
-  std::string payload;       // captured bytes (len, or the first 4 MiB when truncated)
-  bool truncated = false;    // len exceeded the per-call capture limit
+  std::string payload;       // captured bytes (len, or the first max_payload / 32 MiB when truncated)
+  bool truncated = false;    // len exceeded the per-call capture limit (--max-payload, 32 MiB)
   uint64_t missing = 0;      // bytes lost inside the captured range (ring buffer full, fault)
   Connection conn;
   // Not kNone: a connection-end marker, not data (len 0, no payload; dir kWrite for kClose,

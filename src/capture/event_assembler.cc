@@ -25,8 +25,10 @@ std::string FormatAddress(uint16_t family, const uint8_t addr[16], uint16_t port
   return "";
 }
 
-EventAssembler::EventAssembler(Sink sink, int64_t monotonic_to_epoch_ns)
-    : sink_(std::move(sink)), mono_to_epoch_(monotonic_to_epoch_ns) {
+EventAssembler::EventAssembler(Sink sink, int64_t monotonic_to_epoch_ns, uint64_t max_payload)
+    : sink_(std::move(sink)),
+      mono_to_epoch_(monotonic_to_epoch_ns),
+      max_payload_(max_payload == 0 || max_payload > GOTLS_CAPTURE_MAX ? GOTLS_CAPTURE_MAX : max_payload) {
   whole_.payload.reserve(GOTLS_CHUNK_MAX);  // the largest call that fits one record
 }
 
@@ -46,11 +48,25 @@ EventAssembler::ConnState& EventAssembler::Connection(const ConnKey& key) {
     // Bound memory on very long runs with connections that never report an end: forget the
     // idle ones (their later bytes get new ids, their ends are dropped).
     for (auto it = conns_.begin(); it != conns_.end();)
-      it = it->second.pending == 0 && it->second.waiting.empty() ? conns_.erase(it) : std::next(it);
+      it = it->second.pending == 0 && it->second.waiting.empty() ? EraseConn(it) : std::next(it);
   }
   auto [it, inserted] = conns_.try_emplace(key);
-  if (inserted) it->second.id = next_conn_id_++;
+  if (inserted) {
+    it->second.id = next_conn_id_++;
+    by_id_.emplace(it->second.id, it);
+  }
   return it->second;
+}
+
+EventAssembler::ConnMap::iterator EventAssembler::EraseConn(ConnMap::iterator it) {
+  by_id_.erase(it->second.id);
+  return conns_.erase(it);
+}
+
+std::optional<uint64_t> EventAssembler::ConnPointer(uint32_t pid, uint64_t conn_id) const {
+  auto it = by_id_.find(conn_id);
+  if (it == by_id_.end() || it->second->first.pid != pid) return std::nullopt;
+  return it->second->first.conn;
 }
 
 void EventAssembler::FillMeta(const gotls_data_event& h, ConnState& cs, DataEvent* ev) const {
@@ -122,12 +138,12 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
     p.received = 0;
     p.hdr = h;
     p.conn = KeyOf(h);
-    p.expected = std::min<uint64_t>(h.total_len, GOTLS_CAPTURE_MAX);
+    p.expected = ExpectedBytes(h);
     ConnState& cs = Connection(p.conn);
     cs.pending++;
     StartCall(h, cs, &p.ev);
     p.ev.payload.clear();
-    // Sized once for the whole call (≤ GOTLS_CAPTURE_MAX, from our own BPF program): growing by
+    // Sized once for the whole capture (≤ GOTLS_CAPTURE_MAX, from our own BPF program): growing by
     // doubling as chunks arrive copied a 1 MB write twice more.
     p.ev.payload.reserve(p.expected);
   }
@@ -154,7 +170,7 @@ void EventAssembler::OnRecord(std::span<const uint8_t> record) {
 void EventAssembler::EmitWhole(const gotls_data_event& h, std::span<const uint8_t> data) {
   DataEvent& ev = whole_;
   StartCall(h, Connection(KeyOf(h)), &ev);
-  const uint64_t expected = std::min<uint64_t>(h.total_len, GOTLS_CAPTURE_MAX);
+  const uint64_t expected = ExpectedBytes(h);
   const uint64_t received = data.size() <= expected ? data.size() : 0;
   ev.payload.assign(reinterpret_cast<const char*>(data.data()), received);
   DeliverCall(ev, expected, received);
@@ -187,7 +203,7 @@ void EventAssembler::Emit(Pending& p) {
   if (--it->second.pending == 0 && it->second.close_at == 0) DeliverWaiting(it);
 }
 
-void EventAssembler::DeliverWaiting(std::map<ConnKey, ConnState>::iterator it) {
+void EventAssembler::DeliverWaiting(ConnMap::iterator it) {
   std::vector<DataEvent> ends = std::move(it->second.waiting);
   it->second.waiting.clear();
   for (auto& e : ends) {
@@ -238,12 +254,12 @@ void EventAssembler::OnEnd(const gotls_data_event& h) {
   DeliverEnd(it, std::move(ev));
 }
 
-void EventAssembler::DeliverEnd(std::map<ConnKey, ConnState>::iterator it, DataEvent&& ev) {
+void EventAssembler::DeliverEnd(ConnMap::iterator it, DataEvent&& ev) {
   ends_++;
   if (ev.end == ConnEnd::kEof) {
     it->second.eof_delivered = true;
   } else {
-    conns_.erase(it);  // over: the same identity later is a new connection
+    EraseConn(it);  // over: the same identity later is a new connection
   }
   sink_(std::move(ev));
 }
@@ -279,7 +295,7 @@ void EventAssembler::ForgetProcess(uint32_t pid) {
   from.pid = pid;
   // Connections holding ends keep them until they are delivered (DeliverHeldCloses, Emit).
   for (auto it = conns_.lower_bound(from); it != conns_.end() && it->first.pid == pid;)
-    it = it->second.pending == 0 && it->second.waiting.empty() ? conns_.erase(it) : std::next(it);
+    it = it->second.pending == 0 && it->second.waiting.empty() ? EraseConn(it) : std::next(it);
 }
 
 }  // namespace gotlscap::capture

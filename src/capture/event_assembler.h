@@ -11,6 +11,10 @@
 //     raced it on another goroutine (its probe fired just after Close's entry probe, e.g. an
 //     HTTP/2 frame written while the transport closes) still belongs to the connection and is
 //     delivered before its close.
+// A call longer than the probes' max_payload arrives with only its first max_payload bytes (flag
+// GOTLS_CHUNK_TRUNCATED): its DataEvent has len = the call's length, payload = the captured prefix,
+// truncated set, missing 0; calls of a connection exempt in the kernel (GOTLS_CHUNK_WHOLE_CONN)
+// come up to GOTLS_CAPTURE_MAX.
 // Pure user-space logic, unit-tested without BPF.
 #pragma once
 
@@ -18,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <span>
 #include <tuple>
 #include <unordered_map>
@@ -31,8 +36,9 @@ namespace gotlscap::capture {
 class EventAssembler {
  public:
   using Sink = std::function<void(DataEvent&&)>;
-  // monotonic_to_epoch_ns: add to a CLOCK_MONOTONIC time to get Unix epoch time.
-  EventAssembler(Sink sink, int64_t monotonic_to_epoch_ns);
+  // monotonic_to_epoch_ns: add to a CLOCK_MONOTONIC time to get Unix epoch time. max_payload: the
+  // probes' per-call capture limit (ProbeOptions::max_payload).
+  EventAssembler(Sink sink, int64_t monotonic_to_epoch_ns, uint64_t max_payload = GOTLS_CAPTURE_MAX);
 
   // Feeds one ring-buffer record. Malformed records are counted, never trusted.
   void OnRecord(std::span<const uint8_t> record);
@@ -53,6 +59,10 @@ class EventAssembler {
   // Processes with connection state, and dropping one's state (it exited without closing).
   std::vector<uint32_t> Pids() const;
   void ForgetProcess(uint32_t pid);
+  // The *tls.Conn address (the kernel's whole_conns key, with the pid) of connection `conn_id`
+  // (DataEvent::conn.id) of process `pid`; nullopt when no such connection is open (never seen,
+  // another process's, or ended).
+  std::optional<uint64_t> ConnPointer(uint32_t pid, uint64_t conn_id) const;
 
  private:
   // A *tls.Conn address and even the kernel socket struct are reused after a connection closes
@@ -80,22 +90,30 @@ class EventAssembler {
     gotls_data_event hdr;
     ConnKey conn;
     DataEvent ev;
-    uint64_t expected = 0;  // bytes the kernel meant to send (min(total, capture max))
+    uint64_t expected = 0;  // bytes the kernel meant to send (ExpectedBytes)
     uint64_t received = 0;
   };
   static ConnKey KeyOf(const gotls_data_event& h);
+  // The payload bytes the kernel sends for the call of `h`: its length, or the limit that applied.
+  uint64_t ExpectedBytes(const gotls_data_event& h) const {
+    const uint64_t limit = h.flags & GOTLS_CHUNK_WHOLE_CONN ? GOTLS_CAPTURE_MAX : max_payload_;
+    return h.total_len < limit ? h.total_len : limit;
+  }
+  using ConnMap = std::map<ConnKey, ConnState>;
+  ConnMap::iterator EraseConn(ConnMap::iterator it);
   void FillMeta(const gotls_data_event& h, ConnState& cs, DataEvent* ev) const;
   void StartCall(const gotls_data_event& h, ConnState& cs, DataEvent* ev) const;
   void Emit(Pending& p);
   void EmitWhole(const gotls_data_event& h, std::span<const uint8_t> data);
   void DeliverCall(DataEvent& ev, uint64_t expected, uint64_t received);
   void OnEnd(const gotls_data_event& h);
-  void DeliverEnd(std::map<ConnKey, ConnState>::iterator it, DataEvent&& ev);
-  void DeliverWaiting(std::map<ConnKey, ConnState>::iterator it);
+  void DeliverEnd(ConnMap::iterator it, DataEvent&& ev);
+  void DeliverWaiting(ConnMap::iterator it);
   ConnState& Connection(const ConnKey& key);
 
   Sink sink_;
   int64_t mono_to_epoch_;
+  uint64_t max_payload_;
   struct CallKey {
     uint32_t tid;
     uint64_t call_id;
@@ -110,7 +128,8 @@ class EventAssembler {
   DataEvent whole_;                          // reused for every call that fits one record
   std::vector<PendingMap::node_type> spare_;  // nodes of emitted calls, reused with their buffers
   static constexpr size_t kSpares = 2, kSpareMaxBytes = 2u << 20;
-  std::map<ConnKey, ConnState> conns_;  // ordered by pid first: ForgetProcess erases a range
+  ConnMap conns_;  // ordered by pid first: ForgetProcess erases a range
+  std::unordered_map<uint64_t, ConnMap::iterator> by_id_;  // conns_ by ConnState::id
   std::vector<ConnKey> held_closes_;     // connections with close_at set, in arrival order
   uint64_t next_conn_id_ = 1;
   uint64_t malformed_ = 0;

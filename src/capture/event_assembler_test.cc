@@ -64,6 +64,11 @@ std::vector<uint8_t> Record(gotls_data_event h, uint64_t offset, const std::stri
   return r;
 }
 
+// A CLOSE / EOF record as gotls_close / gotls_read_return write it: a header, no payload.
+std::vector<uint8_t> EndRecord(uint32_t tid, uint64_t call, uint8_t dir) {
+  return Record(Header(tid, call, 0, dir), 0, "", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST);
+}
+
 TEST(EventAssembler, JoinsChunksOfOneCallAndKeepsCallsApart) {
   std::vector<DataEvent> out;
   EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, /*mono_to_epoch=*/1'000'000);
@@ -135,6 +140,125 @@ TEST(EventAssembler, TruncatedCallsCarryTheirTrueLength) {
   EXPECT_EQ(out[0].payload.size(), GOTLS_CAPTURE_MAX);
 }
 
+// --max-payload 100: the kernel sends the first 100 bytes of a longer call (one record, marked
+// truncated, total_len the call's length): the event keeps the length, carries the prefix, is
+// truncated and misses nothing. Shorter calls are whole and not truncated.
+TEST(EventAssembler, CappedCallsCarryTheirPrefixAndTrueLength) {
+  std::vector<DataEvent> out;
+  EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, 0, /*max_payload=*/100);
+  const std::string prefix(100, 'p');
+  a.OnRecord(Record(Header(1, 1, 1'000'000), 0, prefix, GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST | GOTLS_CHUNK_TRUNCATED));
+  a.OnRecord(Record(Header(1, 2, 100), 0, prefix, GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  a.OnRecord(Record(Header(1, 3, 7), 0, "abcdefg", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].len, 1'000'000u);
+  EXPECT_EQ(out[0].payload, prefix);
+  EXPECT_TRUE(out[0].truncated);
+  EXPECT_EQ(out[0].missing, 0u);
+  EXPECT_EQ(out[1].len, 100u);
+  EXPECT_EQ(out[1].payload, prefix);
+  EXPECT_FALSE(out[1].truncated);
+  EXPECT_EQ(out[2].payload, "abcdefg");
+  EXPECT_FALSE(out[2].truncated);
+  EXPECT_EQ(a.incomplete_events(), 0u);
+  // A prefix lost to a full ring (an empty record, as after a read fault) is zero-filled and
+  // counted missing, within the prefix only.
+  a.OnRecord(Record(Header(1, 4, 5000), 0, "", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST | GOTLS_CHUNK_TRUNCATED));
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[3].payload, std::string(100, '\0'));
+  EXPECT_EQ(out[3].missing, 100u);
+}
+
+// A cap over one record: the prefix comes in GOTLS_CHUNK_MAX chunks and is joined; a chunk beyond
+// the cap is not one our probes send (ignored, as any chunk past what was expected).
+TEST(EventAssembler, CappedCallsOverSeveralRecords) {
+  std::vector<DataEvent> out;
+  const uint64_t cap = GOTLS_CHUNK_MAX + 1000;
+  EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, 0, cap);
+  const std::string part1(GOTLS_CHUNK_MAX, 'a'), part2(1000, 'b');
+  auto h = Header(1, 1, 3 * GOTLS_CHUNK_MAX);
+  a.OnRecord(Record(h, 0, part1, GOTLS_CHUNK_FIRST | GOTLS_CHUNK_TRUNCATED));
+  a.OnRecord(Record(h, GOTLS_CHUNK_MAX, part2, GOTLS_CHUNK_LAST | GOTLS_CHUNK_TRUNCATED));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].len, 3u * GOTLS_CHUNK_MAX);
+  EXPECT_EQ(out[0].payload, part1 + part2);
+  EXPECT_TRUE(out[0].truncated);
+  EXPECT_EQ(out[0].missing, 0u);
+  auto h2 = Header(1, 2, 3 * GOTLS_CHUNK_MAX);
+  a.OnRecord(Record(h2, 0, part1, GOTLS_CHUNK_FIRST | GOTLS_CHUNK_TRUNCATED));
+  a.OnRecord(Record(h2, GOTLS_CHUNK_MAX, part1, GOTLS_CHUNK_LAST | GOTLS_CHUNK_TRUNCATED));  // past the cap
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].payload.size(), cap);
+  EXPECT_EQ(out[1].missing, 1000u);
+}
+
+// A connection exempt in the kernel (CaptureWhole): its records carry GOTLS_CHUNK_WHOLE_CONN and
+// the whole call, whatever the assembler's cap; its calls over 32 MiB still stop there.
+TEST(EventAssembler, ExemptConnectionsComeWhole) {
+  std::vector<DataEvent> out;
+  EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, 0, /*max_payload=*/100);
+  const std::string part1(GOTLS_CHUNK_MAX, 'a'), part2 = "tail";
+  auto h = Header(1, 1, part1.size() + part2.size());
+  a.OnRecord(Record(h, 0, part1, GOTLS_CHUNK_FIRST | GOTLS_CHUNK_WHOLE_CONN));
+  a.OnRecord(Record(h, part1.size(), part2, GOTLS_CHUNK_LAST | GOTLS_CHUNK_WHOLE_CONN));
+  const std::string small(3000, 's');
+  a.OnRecord(Record(Header(1, 2, small.size()), 0, small, GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST | GOTLS_CHUNK_WHOLE_CONN));
+  auto huge = Header(1, 3, GOTLS_CAPTURE_MAX + 5);
+  a.OnRecord(Record(huge, GOTLS_CAPTURE_MAX - 4, "last",
+                    GOTLS_CHUNK_LAST | GOTLS_CHUNK_TRUNCATED | GOTLS_CHUNK_WHOLE_CONN));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].payload, part1 + part2);
+  EXPECT_FALSE(out[0].truncated);
+  EXPECT_EQ(out[0].missing, 0u);
+  EXPECT_EQ(out[1].payload, small);
+  EXPECT_EQ(out[2].len, GOTLS_CAPTURE_MAX + 5);
+  EXPECT_EQ(out[2].payload.size(), GOTLS_CAPTURE_MAX);
+  EXPECT_TRUE(out[2].truncated);
+}
+
+// CaptureWhole's mapping: connection id (and pid) -> the *tls.Conn the kernel names it by; none
+// for another process's id, an unknown id, or a connection that ended.
+TEST(EventAssembler, ConnPointerMapsIdsBackToTheKernelKey) {
+  std::vector<DataEvent> out;
+  EventAssembler a([&](DataEvent&& e) { out.push_back(std::move(e)); }, 0, 100);
+  auto h1 = Header(1, 1, 1);
+  auto h2 = Header(1, 2, 1);
+  h2.conn_ptr = 0xc000200000;
+  h2.rport = 50001;
+  auto other = Header(1, 3, 1);
+  other.pid = 43;
+  other.conn_ptr = 0xc000300000;
+  for (const auto& h : {h1, h2, other}) a.OnRecord(Record(h, 0, "x", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(a.ConnPointer(42, out[0].conn.id), std::optional<uint64_t>(0xc000100000));
+  EXPECT_EQ(a.ConnPointer(42, out[1].conn.id), std::optional<uint64_t>(0xc000200000));
+  EXPECT_EQ(a.ConnPointer(43, out[2].conn.id), std::optional<uint64_t>(0xc000300000));
+  EXPECT_EQ(a.ConnPointer(43, out[0].conn.id), std::nullopt);  // another process's connection
+  EXPECT_EQ(a.ConnPointer(42, 999), std::nullopt);
+  // Closed: gone. The sink may ask while the event is delivered (the connection is open then).
+  std::optional<uint64_t> during;
+  EventAssembler b(
+      [&](DataEvent&& e) {
+        if (!e.closed()) during = b.ConnPointer(e.pid, e.conn.id);
+        out.push_back(std::move(e));
+      },
+      0, 100);
+  out.clear();
+  b.OnRecord(Record(h1, 0, "x", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  EXPECT_EQ(during, std::optional<uint64_t>(0xc000100000));
+  const uint64_t id = out[0].conn.id;
+  b.OnRecord(EndRecord(1, 4, GOTLS_DIR_CLOSE));
+  b.DeliverHeldCloses(UINT64_MAX);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(b.ConnPointer(42, id), std::nullopt);
+  // A process forgotten: its connections too.
+  b.OnRecord(Record(h2, 0, "y", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST));
+  const uint64_t id2 = out.back().conn.id;
+  EXPECT_TRUE(b.ConnPointer(42, id2));
+  b.ForgetProcess(42);
+  EXPECT_EQ(b.ConnPointer(42, id2), std::nullopt);
+}
+
 TEST(EventAssembler, MalformedRecordsAreRejected) {
   EventAssembler a([](DataEvent&&) { FAIL() << "nothing should be emitted"; }, 0);
   a.OnRecord(std::vector<uint8_t>(10, 0));  // shorter than a header
@@ -145,10 +269,6 @@ TEST(EventAssembler, MalformedRecordsAreRejected) {
   EXPECT_EQ(a.malformed_records(), 2u);
 }
 
-// A CLOSE / EOF record as gotls_close / gotls_read_return write it: a header, no payload.
-std::vector<uint8_t> EndRecord(uint32_t tid, uint64_t call, uint8_t dir) {
-  return Record(Header(tid, call, 0, dir), 0, "", GOTLS_CHUNK_FIRST | GOTLS_CHUNK_LAST);
-}
 
 TEST(EventAssembler, CloseEndsTheConnectionOfItsDataEvents) {
   std::vector<DataEvent> out;

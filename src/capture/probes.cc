@@ -68,6 +68,8 @@ Error BpfLoadError(int err) {
 
 Result<std::unique_ptr<GoTlsProbes>> GoTlsProbes::Load(const ProbeOptions& opts) {
   libbpf_set_print(LibbpfPrint);
+  if (opts.max_payload == 0 || opts.max_payload > GOTLS_CAPTURE_MAX)
+    return MakeError(ErrorKind::kUsage, fmt::format("max payload {}: not in 1..{}", opts.max_payload, GOTLS_CAPTURE_MAX));
   if (!HasBpfPrivileges()) return PermissionError();
   auto p = std::unique_ptr<GoTlsProbes>(new GoTlsProbes());
   p->opts_ = opts;
@@ -77,6 +79,7 @@ Result<std::unique_ptr<GoTlsProbes>> GoTlsProbes::Load(const ProbeOptions& opts)
   p->skel_->rodata->filter_pids = !opts.pids.empty() || opts.pid_filter;
   p->skel_->rodata->filter_cgroup = !opts.cgroup.empty();
   p->skel_->rodata->filter_containers = opts.container_filter;
+  p->skel_->rodata->max_payload = opts.max_payload;
   // Without data probes the data ring buffer stays minimal.
   bpf_map__set_max_entries(p->skel_->maps.events, opts.data ? RoundUpPow2(opts.ringbuf_bytes) : 4096);
   if (int err = gotls_bpf__load(p->skel_)) return BpfLoadError(err);
@@ -109,6 +112,23 @@ bool GoTlsProbes::AddContainerCgroup(uint64_t id) {
 
 void GoTlsProbes::RemoveContainerCgroup(uint64_t id) {
   bpf_map__delete_elem(skel_->maps.container_cgroups, &id, sizeof id, 0);
+}
+
+bool GoTlsProbes::SetCaptureWhole(uint32_t pid, uint64_t conn_ptr) {
+  if (opts_.max_payload >= GOTLS_CAPTURE_MAX) return true;  // the kernel never looks at the map
+  gotls_conn_key k = {};
+  k.tgid = pid;
+  k.conn_ptr = conn_ptr;
+  uint8_t one = 1;
+  return bpf_map__update_elem(skel_->maps.whole_conns, &k, sizeof k, &one, sizeof one, BPF_ANY) == 0;
+}
+
+void GoTlsProbes::ClearCaptureWhole(uint32_t pid, uint64_t conn_ptr) {
+  if (opts_.max_payload >= GOTLS_CAPTURE_MAX) return;
+  gotls_conn_key k = {};
+  k.tgid = pid;
+  k.conn_ptr = conn_ptr;
+  bpf_map__delete_elem(skel_->maps.whole_conns, &k, sizeof k, 0);
 }
 
 GoTlsProbes::~GoTlsProbes() {

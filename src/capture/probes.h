@@ -29,6 +29,10 @@ struct ProbeOptions {
   bool pid_filter = false;               // the pid filter even with no pids yet (AddPid later)
   std::string cgroup;                    // only tasks under this cgroup v2 directory ("" : all)
   bool container_filter = false;         // only tasks in (below) the cgroups given to AddContainerCgroup
+  // Bytes captured per call (1..GOTLS_CAPTURE_MAX): a longer call sends its first max_payload bytes
+  // (flag GOTLS_CHUNK_TRUNCATED, its true length in total_len), unless its connection was given
+  // to SetCaptureWhole.
+  uint64_t max_payload = GOTLS_CAPTURE_MAX;
 };
 
 struct ProbeCounters {
@@ -74,6 +78,13 @@ class GoTlsProbes {
   // descendants', are traced. Only with `container_filter` set at Load. false when the map is full.
   bool AddContainerCgroup(uint64_t cgroup_id);
   void RemoveContainerCgroup(uint64_t cgroup_id);
+  // The connection (process, *tls.Conn address) is captured whole from now on (up to
+  // GOTLS_CAPTURE_MAX per call) whatever max_payload says; its entry goes at its Close (in the
+  // kernel), with ClearCaptureWhole, or least recently used of GOTLS_WHOLE_CONNS_MAX. false if the
+  // map refused it. Nothing to do (true) when max_payload caps nothing.
+  bool SetCaptureWhole(uint32_t pid, uint64_t conn_ptr);
+  void ClearCaptureWhole(uint32_t pid, uint64_t conn_ptr);
+  uint64_t max_payload() const { return opts_.max_payload; }
 
   int ringbuf_fd() const;
   int secrets_fd() const;

@@ -78,6 +78,7 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
   po.pid_filter = opts.pid_filter;
   po.cgroup = opts.cgroup;
   po.container_filter = !opts.containers.empty();
+  po.max_payload = opts.max_payload;
   ASSIGN_OR_RETURN(s->probes_, GoTlsProbes::Load(po));
   if (po.container_filter) s->ScanContainers(true);  // before any uprobe: the filter is ready
   for (auto& t : s->targets_) {
@@ -95,14 +96,18 @@ Result<std::unique_ptr<CaptureSession>> CaptureSession::Start(const SessionOptio
         ev.conn.cgroup = raw->cgroups_->Lookup(ev.cgroup_id, ev.pid);
         if (ev.closed()) {
           raw->summary_.closes++;  // not a call: the summary's events and bytes are data only
+          if (ev.end == ConnEnd::kClose && !raw->whole_conns_.empty()) raw->EndCaptureWhole(ev.pid, ev.conn.id);
         } else {
           raw->summary_.events++;
           raw->summary_.bytes += ev.payload.size() - ev.missing;
-          raw->summary_.truncated += ev.truncated;
+          if (ev.truncated) {
+            raw->summary_.truncated++;
+            raw->summary_.uncaptured_bytes += ev.len - ev.payload.size();
+          }
         }
         raw->sink_(std::move(ev));
       },
-      mono_to_epoch);
+      mono_to_epoch, opts.max_payload);
   s->rb_ = std::make_unique<RingReader>();
   if (auto r = s->rb_->Add(s->probes_->ringbuf_fd(), &CaptureSession::OnRecord, raw); !r.ok()) return r.error();
   if (auto r = s->rb_->Add(s->probes_->secrets_fd(), &CaptureSession::OnSecret, raw); !r.ok()) return r.error();
@@ -115,6 +120,51 @@ int CaptureSession::probe_count() const {
   int n = 0;
   for (const auto& t : targets_) n += t.probes;
   return n;
+}
+
+bool CaptureSession::CaptureWhole(uint32_t pid, uint64_t conn_id) {
+  if (whole_conns_.count({pid, conn_id})) return true;
+  auto ptr = assembler_->ConnPointer(pid, conn_id);
+  if (!ptr) return false;
+  if (probes_->max_payload() >= GOTLS_CAPTURE_MAX) return true;  // every call is whole already
+  if (whole_conns_.size() >= 4 * GOTLS_WHOLE_CONNS_MAX) {
+    // Connections whose close never came (lost, or dropped by the assembler's bound): the kernel's
+    // LRU has let them go; so does this.
+    for (auto it = whole_conns_.begin(); it != whole_conns_.end();) {
+      if (assembler_->ConnPointer(it->first.first, it->first.second)) {
+        ++it;
+        continue;
+      }
+      auto key = whole_keys_.find({it->first.first, it->second});
+      if (--key->second == 0) whole_keys_.erase(key);
+      it = whole_conns_.erase(it);
+    }
+  }
+  if (!probes_->SetCaptureWhole(pid, *ptr)) return false;
+  whole_conns_.emplace(std::make_pair(pid, conn_id), *ptr);
+  whole_keys_[{pid, *ptr}]++;
+  return true;
+}
+
+// The connection closed: the kernel removed its entry at Close already, unless CaptureWhole came
+// after that (the close reaches user space later); then it goes now.
+void CaptureSession::EndCaptureWhole(uint32_t pid, uint64_t conn_id) {
+  auto it = whole_conns_.find({pid, conn_id});
+  if (it == whole_conns_.end()) return;
+  auto key = whole_keys_.find({pid, it->second});
+  if (--key->second == 0) {
+    probes_->ClearCaptureWhole(pid, it->second);
+    whole_keys_.erase(key);
+  }
+  whole_conns_.erase(it);
+}
+
+void CaptureSession::ForgetCaptureWhole(uint32_t pid) {
+  for (auto it = whole_conns_.lower_bound({pid, 0}); it != whole_conns_.end() && it->first.first == pid;) {
+    probes_->ClearCaptureWhole(pid, it->second);
+    whole_keys_.erase({pid, it->second});
+    it = whole_conns_.erase(it);
+  }
 }
 
 int CaptureSession::OnRecord(void* ctx, void* data, size_t size) {
@@ -182,6 +232,7 @@ void CaptureSession::Run(const std::atomic<bool>& stop, uint64_t deadline_ns, co
         rb_->Consume();
         for (uint32_t pid : gone) {
           assembler_->ForgetProcess(pid);
+          if (!whole_conns_.empty()) ForgetCaptureWhole(pid);
           if (on_process_exit_) on_process_exit_(pid);
         }
       }

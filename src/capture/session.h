@@ -7,8 +7,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <set>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,10 @@ struct SessionOptions {
   // --container: only processes of containers whose id starts with one of these (hex) prefixes;
   // checked in the kernel, containers that start later are added within a second.
   std::vector<std::string> containers;
+  // --max-payload: bytes captured per call, 1..GOTLS_CAPTURE_MAX (the default caps nothing beyond
+  // the 32 MiB limit); the rest of a longer call is counted (DataEvent::len), not copied, except
+  // on connections given to CaptureSession::CaptureWhole.
+  uint64_t max_payload = GOTLS_CAPTURE_MAX;
   // Notes for the user (containers found, prefixes nothing matches yet); default: stderr.
   std::function<void(const std::string&)> log;
 };
@@ -51,6 +56,7 @@ struct SessionSummary {
   uint64_t events = 0;
   uint64_t bytes = 0;
   uint64_t truncated = 0;
+  uint64_t uncaptured_bytes = 0;  // of truncated events: len - payload.size(), summed
   uint64_t incomplete = 0;  // events with bytes missing
   uint64_t closes = 0;      // connection-end events (DataEvent::end), not counted in `events`
   uint64_t secrets = 0;
@@ -73,6 +79,13 @@ class CaptureSession {
   // Another BPF ring buffer to poll with the session's (pcap mode's packets); Finish drains it.
   Result<bool> AddRingBuffer(int map_fd, int (*fn)(void* ctx, void* data, size_t size), void* ctx);
   int probe_count() const;
+  // From now on the calls of connection `conn_id` (DataEvent::conn.id) of process `pid` are
+  // captured whole (up to GOTLS_CAPTURE_MAX) whatever max_payload says: for protocols whose
+  // framing may sit anywhere in a call (HTTP/2). Calls already in the ring buffer stay capped. Call
+  // it from the sink (the capture thread). false: no such open connection (or the kernel's map
+  // refused it). The exemption ends with the connection (its close) or as the least recently used
+  // of GOTLS_WHOLE_CONNS_MAX.
+  bool CaptureWhole(uint32_t pid, uint64_t conn_id);
 
   // Polls until `stop` becomes true or `deadline_ns` (CLOCK_MONOTONIC, 0 = none) passes.
   // `on_idle` runs after each poll (writers flush there).
@@ -102,6 +115,12 @@ class CaptureSession {
   std::vector<std::string> container_prefixes_;
   std::set<uint64_t> container_cgroups_;
   std::function<void(const std::string&)> log_;
+  // CaptureWhole's connections: (pid, conn id) -> *tls.Conn; and how many of them name each kernel
+  // key (a reused *tls.Conn address), so an end removes the kernel entry only with the last.
+  void EndCaptureWhole(uint32_t pid, uint64_t conn_id);
+  void ForgetCaptureWhole(uint32_t pid);
+  std::map<std::pair<uint32_t, uint64_t>, uint64_t> whole_conns_;
+  std::map<std::pair<uint32_t, uint64_t>, uint32_t> whole_keys_;
 };
 
 uint64_t MonotonicNowNs();

@@ -133,6 +133,20 @@ void PrintFollowSummary(const host::HostFollower& f) {
              s.binaries_attached, s.binaries_detached, s.attached_now, s.processes, s.execs, s.skipped);
 }
 
+void AddMaxPayloadOption(CLI::App* cmd, uint64_t& bytes) {
+  cmd->add_option("--max-payload", bytes,
+                  fmt::format("Capture only the first BYTES of each TLS read and write (copied in the kernel; the "
+                              "rest is counted: events keep the call's length and are marked truncated); 0: whole "
+                              "calls, up to the {} MiB limit",
+                              GOTLS_CAPTURE_MAX >> 20))
+      ->type_name("BYTES")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{GOTLS_CAPTURE_MAX}));
+}
+
+uint64_t SessionMaxPayload(uint64_t option_bytes) {
+  return option_bytes == 0 || option_bytes > GOTLS_CAPTURE_MAX ? GOTLS_CAPTURE_MAX : option_bytes;
+}
+
 uint64_t DeadlineFor(double seconds) {
   return seconds > 0 ? capture::MonotonicNowNs() + static_cast<uint64_t>(seconds * 1e9) : 0;
 }

@@ -58,6 +58,14 @@ Result<std::unique_ptr<host::HostFollower>> StartFollowing(capture::CaptureSessi
 Result<std::unique_ptr<host::HostFollower>> AnnounceReady(capture::CaptureSession& session, bool follow_host,
                                                           const FollowCli& o, std::optional<uint32_t> uid,
                                                           CommandRun* cmd);
+// --max-payload BYTES: capture only the first BYTES of each crypto/tls call (the rest is counted,
+// not copied); 0 (the default) caps nothing beyond the 32 MiB per-call limit; values over
+// GOTLS_CAPTURE_MAX or negative are a one-line usage error. For every capture subcommand that
+// delivers data events.
+void AddMaxPayloadOption(CLI::App* cmd, uint64_t& bytes);
+// The option's value as SessionOptions::max_payload (0 -> GOTLS_CAPTURE_MAX).
+uint64_t SessionMaxPayload(uint64_t option_bytes);
+
 // "host: B binaries attached (D detached, A still attached), P processes, E execs, S skipped"
 void PrintFollowSummary(const host::HostFollower& f);
 

@@ -31,7 +31,8 @@ struct IgnoredFlag {
 const IgnoredFlag kIgnored[] = {
     {"-b,--btf", true, "CO-RE against the kernel's BTF is always used"},
     {"--mapsize", true, "events go through a BPF ring buffer sized by gotlscap (text: --ringbuf-mb)"},
-    {"-t,--tsize", true, "payloads are never truncated: every byte is captured (up to 32 MiB per call)"},
+    {"-t,--tsize", true, "payloads are not truncated: every byte is captured (up to 32 MiB per call; gotlscap's "
+                         "--max-payload BYTES captures only the first BYTES of each call)"},
     {"--perf-reorder", false, "events arrive in order through one BPF ring buffer"},
     {"--perf-reorder-lag-ms", true, "events arrive in order through one BPF ring buffer"},
     {"--nosearch", false, "gotlscap analyses the Go binary itself; there is no library to search"},
@@ -119,6 +120,7 @@ void RegisterEcapture(CLI::App& app, EcaptureOptions& o) {
       cmd->add_flag(f.name)->description("Accepted for eCapture compatibility; not needed")->group("Accepted, not needed");
   }
   AddNatsOptions(cmd, o.nats);
+  AddMaxPayloadOption(cmd, o.max_payload);
   cmd->add_option("filter", o.filter, "pcap-filter expression (pcap model), e.g. tcp port 443");
 }
 
@@ -146,6 +148,8 @@ int RunEcapture(const EcaptureOptions& o) {
                                                          o.filter.front())));
   if ((model == "pcap" || model == "pcapng") && o.nats.enabled())
     return Fail(MakeError(ErrorKind::kUsage, "--nats: the text and keylog models only"));
+  if (model != "text" && o.max_payload != 0)
+    return Fail(MakeError(ErrorKind::kUsage, "--max-payload: the text model only"));
   if ((model == "pcap" || model == "pcapng") && o.ifname.empty())
     return Fail(MakeError(ErrorKind::kUsage, "the pcap model needs -i IFNAME, the interface to capture on"));
   // -l FILE: in the text model the events go there (eCapture's default event destination is the
@@ -196,6 +200,7 @@ int RunEcapture(const EcaptureOptions& o) {
   t.duration = o.duration;
   t.follow = follow;
   t.nats = o.nats;
+  t.max_payload = o.max_payload;
   return RunText(t);
 }
 

@@ -31,6 +31,7 @@ struct EcaptureOptions {
   double duration = 0;  // ours: stop after SEC seconds
   std::vector<std::string> filter;
   NatsCli nats;  // gotlscap's --nats (text and keylog models)
+  uint64_t max_payload = 0;  // gotlscap's --max-payload (text model)
   CLI::App* cmd = nullptr;  // to see which accepted-but-unneeded flags were given
 };
 

@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -30,9 +32,10 @@ void RegisterText(CLI::App& app, TextOptions& o) {
   cmd->add_option("--duration", o.duration, "Stop after SEC seconds")->check(CLI::NonNegativeNumber);
   cmd->add_option("--ringbuf-mb", o.ringbuf_mb, "Ring buffer size in MiB (default 32; raise it if the summary reports lost events)")->check(CLI::Range(1, 4096));
   cmd->add_option("--decode", o.decode, "Decode HTTP/1.x and HTTP/2 (text: instead of raw bytes; json: as extra "
-                                        "\"http\" events)")
+                                        "\"http\" events); not with --max-payload (the decoders need whole calls)")
       ->check(CLI::IsMember({"none", "http"}));
   cmd->add_flag("--raw", o.raw, "Show HTTP bodies as sent (do not undo gzip/deflate/br)");
+  AddMaxPayloadOption(cmd, o.max_payload);
   AddFollowOptions(cmd, o.follow);
   AddNatsOptions(cmd, o.nats);
 }
@@ -75,6 +78,7 @@ int RunText(const TextOptions& o) {
   so.cgroup = *cgroup;
   so.containers = o.follow.containers;
   so.ringbuf_bytes = o.ringbuf_mb << 20;
+  so.max_payload = SessionMaxPayload(o.max_payload);
   so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
   auto cmd = PrepareCommand(o.follow, !so.follow_host, file_writer && out == stdout);
@@ -82,7 +86,9 @@ int RunText(const TextOptions& o) {
   so.pid_filter = *cmd != nullptr;
   uint64_t http_messages = 0;
   std::unique_ptr<decode::HttpDecoder> http;
-  if (o.decode == "http") {
+  // --max-payload: the streams have holes the HTTP decoders cannot yet step over (a body's tail
+  // would be taken for the next message): events stay raw.
+  if (o.decode == "http" && o.max_payload == 0) {
     decode::DecoderLimits limits;
     limits.raw = o.raw;
     http = std::make_unique<decode::HttpDecoder>(
@@ -95,9 +101,18 @@ int RunText(const TextOptions& o) {
         },
         limits);
   }
+  // Test hook (tests/max_payload_e2e_test.cc): every connection of process PID is exempted from
+  // --max-payload (CaptureSession::CaptureWhole) at its first data event, with a line on stderr.
+  uint32_t whole_pid = 0;
+  if (const char* e = getenv("GOTLSCAP_TEST_CAPTURE_WHOLE_PID")) whole_pid = static_cast<uint32_t>(strtoul(e, nullptr, 10));
+  std::set<uint64_t> whole_conns;
+  capture::CaptureSession* live = nullptr;
   auto session = capture::CaptureSession::Start(
       so,
       [&](capture::DataEvent&& ev) {
+        if (whole_pid && ev.pid == whole_pid && !ev.closed() && live && whole_conns.insert(ev.conn.id).second)
+          fmt::print(stderr, "capture whole: pid {} conn {}: {}\n", ev.pid, ev.conn.id,
+                     live->CaptureWhole(ev.pid, ev.conn.id) ? "ok" : "unknown connection");
         // JSON (files and the export) keeps every raw event (machines may want both); text shows
         // decoded HTTP instead.
         raw_writer->Write(ev);
@@ -106,6 +121,7 @@ int RunText(const TextOptions& o) {
       },
       [&](capture::SecretEvent&& s) { writer->WriteSecret(s); });
   if (!session.ok()) return Fail(session.error());
+  live = session->get();
 
   (*session)->SetProcessExitHandler([&](uint32_t pid) {
     if (http) http->ForgetProcess(pid);
@@ -130,10 +146,11 @@ int RunText(const TextOptions& o) {
   const auto& c = s.counters;
   fmt::print(stderr,
              "summary: {} events, {} bytes, {} lost, {} truncated (lost bytes {}, incomplete events {}, "
-             "read faults {}, reads without entry {}, secrets {}, lost secrets {}, probe hits {}, stack growths {}, http messages {})\n",
+             "read faults {}, reads without entry {}, secrets {}, lost secrets {}, probe hits {}, stack growths {}, "
+             "uncaptured bytes {}, http messages {})\n",
              s.events, s.bytes, c.lost_chunks() + c.lost_secrets(), s.truncated, c.lost_bytes(), s.incomplete,
              c.read_faults(), c.read_no_entry(), s.secrets, c.lost_secrets(), c.probe_hits(), c.stack_growth(),
-             http_messages);
+             s.uncaptured_bytes, http_messages);
   if (follower) PrintFollowSummary(*follower);
   FinishNats(nats->get());
   if (write_failed) {

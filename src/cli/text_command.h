@@ -31,6 +31,7 @@ struct TextOptions {
   std::string decode = "http";  // none | http
   bool raw = false;             // keep Content-Encoding as sent
   NatsCli nats;                 // --nats: every event (JSON) to JetStream too
+  uint64_t max_payload = 0;     // --max-payload BYTES per call (0: whole calls, up to 32 MiB)
 };
 
 void RegisterText(CLI::App& app, TextOptions& opts);
