@@ -118,7 +118,9 @@ TEST_P(StatE2E, CountsErrorsAndLatencyPerPathOnBothSides) {
       EXPECT_EQ(r["count"], kN / 4) << r.dump();
       EXPECT_EQ(r["timed"], kN / 4) << r.dump();
       EXPECT_EQ(r["errors"], path == "/status/503" || path == "/grpc" ? kN / 4 : 0) << r.dump();
-      if (path.rfind("/delay/", 0) == 0) EXPECT_EQ(r["resp_bytes"], 3 * kN / 4) << r.dump();  // "ok\n"
+      if (path.rfind("/delay/", 0) == 0) {
+        EXPECT_EQ(r["resp_bytes"], 3 * kN / 4) << r.dump();  // "ok\n"
+      }
     }
     const auto& slow = total.find(side + " /delay/80")->second;
     const double p50 = slow["p50_ms"].get<double>();
@@ -135,7 +137,7 @@ TEST_P(StatE2E, CountsErrorsAndLatencyPerPathOnBothSides) {
   // Interval rows: the same responses, spread over the intervals.
   std::map<std::string, int> interval_counts;
   for (const auto& j : lines)
-    if (j.value("period", "") == "interval")
+    if (j.value("type", "") == "stat" && j.value("period", "") == "interval")
       interval_counts[j["side"].get<std::string>() + " " + j["group"].get<std::string>()] += j["count"].get<int>();
   EXPECT_FALSE(interval_counts.empty()) << out.substr(0, 2000);
   for (const auto& [k, n] : interval_counts) {
@@ -146,7 +148,7 @@ TEST_P(StatE2E, CountsErrorsAndLatencyPerPathOnBothSides) {
   // The slowest: the 80 ms requests.
   int slowest = 0;
   for (const auto& j : lines)
-    if (j.value("type", "") == "slow") {
+    if (j.value("type", "") == "slow" && j.value("period", "") == "total") {
       slowest++;
       EXPECT_EQ(j["path"], "/delay/80") << j.dump();
       EXPECT_GE(j["latency_ms"].get<double>(), kDelayMs) << j.dump();
@@ -197,6 +199,42 @@ TEST(StatCliE2E, TextTableGroupByPathDepthAndCommand) {
   EXPECT_TRUE(status && grpc) << t;
 }
 
+// curl (not Go: only the traced server's side), HTTP/1.1 and HTTP/2, several URLs per connection.
+TEST(StatCliE2E, CurlAgainstTracedServer) {
+  REQUIRE_CAPTURE_ENV();
+  GOTLSCAP_REQUIRE_MATRIX();
+  CommandResult ver = RunCommand({"curl", "--version"});
+  if (ver.exit_code != 0) GOTLSCAP_REQUIRE(SkipOrFail("curl is not installed (scripts/install-deps.sh)"));
+  const bool curl_h2 = ver.out.find("HTTP2") != std::string::npos;
+  Programs p;
+  ASSERT_TRUE(CopyPrograms("", &p));
+  Stat st(p.dir, {"--format", "json", "--group-by", "path", "-e", p.server});
+  ASSERT_TRUE(st.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(p.server, &srv));
+  std::vector<std::string> protos = {"--http1.1"};
+  if (curl_h2) protos.push_back("--http2");
+  for (const auto& proto : protos) {
+    CommandResult c = RunCommand({"curl", "-sk", proto, "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                                  srv.url() + "/delay/" + std::to_string(kDelayMs), srv.url() + "/delay/0",
+                                  srv.url() + "/status/503"});
+    ASSERT_EQ(c.exit_code, 0) << c.Describe();
+  }
+  const auto total = Rows(JsonLines(st.Stop()), "total");
+  ASSERT_EQ(st.code, std::optional<int>(0)) << st.proc->Describe();
+  const int n = static_cast<int>(protos.size());
+  for (const std::string path : {"/delay/80", "/delay/0", "/status/503"}) {
+    auto it = total.find("server " + path);
+    ASSERT_NE(it, total.end()) << path << ":\n" << Dump(total);
+    EXPECT_EQ(it->second["count"], n) << it->second.dump();
+    EXPECT_EQ(it->second["errors"], path == "/status/503" ? n : 0) << it->second.dump();
+  }
+  const double p50 = total.find("server /delay/80")->second["p50_ms"].get<double>();
+  EXPECT_GE(p50, kDelayMs);
+  EXPECT_LE(p50, kDelayMs + 8);
+  EXPECT_EQ(total.size(), 3u) << Dump(total);
+}
+
 // 1 MB bodies under the default 4 KiB cap (stat) and under `text --max-payload 4096`: every
 // message counted, timed and sized; far fewer bytes captured than exchanged.
 TEST(StatCliE2E, BulkBodiesUnderMaxPayload) {
@@ -239,7 +277,9 @@ TEST(StatCliE2E, BulkBodiesUnderMaxPayload) {
     // HTTP/1.1 bodies are cut in the kernel; HTTP/2 connections are kept whole.
     const std::string err = st.proc->Err();
     EXPECT_NE(err.find(" 0 decode notices"), std::string::npos) << err;
-    if (!h2) EXPECT_EQ(err.find(" 0 truncated"), std::string::npos) << err;
+    if (!h2) {
+      EXPECT_EQ(err.find(" 0 truncated"), std::string::npos) << err;
+    }
     // text --max-payload: every HTTP message decoded, bodies counted whole, responses timed.
     int responses = 0, requests = 0;
     for (const auto& j : JsonLines(ReadFileBytes(text_file))) {

@@ -46,10 +46,7 @@ void RegisterStat(CLI::App& app, StatOptions& o) {
   cmd->add_option("--slowest", o.slowest, "Also list the N slowest requests (time, method, path, status, pid, connection)");
   cmd->add_option("--format", o.format, "Output format")->check(CLI::IsMember({"text", "json"}));
   cmd->add_option("-o,--output", o.output, "Write to FILE (created mode 0600) instead of stdout");
-  cmd->add_option("--max-payload", o.max_payload,
-                  "Capture at most BYTES of each TLS call in the kernel (headers are enough; the rest is counted); "
-                  "HTTP/2 connections are kept whole")
-      ->check(CLI::Range(uint64_t{1}, uint64_t{GOTLS_CAPTURE_MAX}));
+  AddMaxPayloadOption(cmd, o.max_payload);  // default 4096 here: headers are enough
   cmd->add_option("--ringbuf-mb", o.ringbuf_mb, "Ring buffer size in MiB")->check(CLI::Range(1, 4096));
   AddFollowOptions(cmd, o.follow);
 }
@@ -79,7 +76,7 @@ int RunStat(const StatOptions& o) {
   so.cgroup = *cgroup;
   so.containers = o.follow.containers;
   so.ringbuf_bytes = o.ringbuf_mb << 20;
-  so.max_payload = o.max_payload;
+  so.max_payload = SessionMaxPayload(o.max_payload);
   so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
   auto cmd = PrepareCommand(o.follow, !so.follow_host, out == stdout);
@@ -124,7 +121,7 @@ int RunStat(const StatOptions& o) {
     const auto slow = o.slowest ? st.Slowest() : std::vector<stats::SlowRequest>{};
     if (json) {
       print(output::StatJson(p, group_by, rows));
-      print(output::SlowestJson(slow));
+      print(output::SlowestJson(p, slow));
     } else {
       print(output::StatTable(p, group_by, rows));
       if (o.slowest) print(output::SlowestTable(slow));

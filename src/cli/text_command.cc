@@ -4,9 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
-#include <set>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -32,7 +30,7 @@ void RegisterText(CLI::App& app, TextOptions& o) {
   cmd->add_option("--duration", o.duration, "Stop after SEC seconds")->check(CLI::NonNegativeNumber);
   cmd->add_option("--ringbuf-mb", o.ringbuf_mb, "Ring buffer size in MiB (default 32; raise it if the summary reports lost events)")->check(CLI::Range(1, 4096));
   cmd->add_option("--decode", o.decode, "Decode HTTP/1.x and HTTP/2 (text: instead of raw bytes; json: as extra "
-                                        "\"http\" events); not with --max-payload (the decoders need whole calls)")
+                                        "\"http\" events)")
       ->check(CLI::IsMember({"none", "http"}));
   cmd->add_flag("--raw", o.raw, "Show HTTP bodies as sent (do not undo gzip/deflate/br)");
   AddMaxPayloadOption(cmd, o.max_payload);
@@ -86,9 +84,7 @@ int RunText(const TextOptions& o) {
   so.pid_filter = *cmd != nullptr;
   uint64_t http_messages = 0;
   std::unique_ptr<decode::HttpDecoder> http;
-  // --max-payload: the streams have holes the HTTP decoders cannot yet step over (a body's tail
-  // would be taken for the next message): events stay raw.
-  if (o.decode == "http" && o.max_payload == 0) {
+  if (o.decode == "http") {
     decode::DecoderLimits limits;
     limits.raw = o.raw;
     http = std::make_unique<decode::HttpDecoder>(
@@ -101,18 +97,9 @@ int RunText(const TextOptions& o) {
         },
         limits);
   }
-  // Test hook (tests/max_payload_e2e_test.cc): every connection of process PID is exempted from
-  // --max-payload (CaptureSession::CaptureWhole) at its first data event, with a line on stderr.
-  uint32_t whole_pid = 0;
-  if (const char* e = getenv("GOTLSCAP_TEST_CAPTURE_WHOLE_PID")) whole_pid = static_cast<uint32_t>(strtoul(e, nullptr, 10));
-  std::set<uint64_t> whole_conns;
-  capture::CaptureSession* live = nullptr;
   auto session = capture::CaptureSession::Start(
       so,
       [&](capture::DataEvent&& ev) {
-        if (whole_pid && ev.pid == whole_pid && !ev.closed() && live && whole_conns.insert(ev.conn.id).second)
-          fmt::print(stderr, "capture whole: pid {} conn {}: {}\n", ev.pid, ev.conn.id,
-                     live->CaptureWhole(ev.pid, ev.conn.id) ? "ok" : "unknown connection");
         // JSON (files and the export) keeps every raw event (machines may want both); text shows
         // decoded HTTP instead.
         raw_writer->Write(ev);
@@ -121,7 +108,12 @@ int RunText(const TextOptions& o) {
       },
       [&](capture::SecretEvent&& s) { writer->WriteSecret(s); });
   if (!session.ok()) return Fail(session.error());
-  live = session->get();
+  // --max-payload: HTTP/2 frame headers may sit anywhere in a call (grpc-go writes 32 KiB at a
+  // time), so the decoders could lose the framing: HTTP/2 connections are captured whole.
+  if (http && so.max_payload < GOTLS_CAPTURE_MAX) {
+    capture::CaptureSession* s = session->get();
+    http->OnHttp2([s](uint32_t pid, uint64_t conn_id) { s->CaptureWhole(pid, conn_id); });
+  }
 
   (*session)->SetProcessExitHandler([&](uint32_t pid) {
     if (http) http->ForgetProcess(pid);

@@ -116,12 +116,13 @@ std::string StatJson(const StatPeriod& p, std::string_view group_by, const std::
   return out;
 }
 
-std::string SlowestJson(const std::vector<stats::SlowRequest>& slow) {
+std::string SlowestJson(const StatPeriod& p, const std::vector<stats::SlowRequest>& slow) {
   std::string out;
   size_t rank = 0;
   for (const auto& s : slow) {
     nlohmann::ordered_json j;
     j["type"] = "slow";
+    j["period"] = p.name;
     j["rank"] = ++rank;
     j["ts_ns"] = s.ts_ns;
     j["latency_ms"] = Ms3(s.latency_ns);

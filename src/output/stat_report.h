@@ -26,7 +26,7 @@ std::string SlowestTable(const std::vector<stats::SlowRequest>& slow);
 // JSON Lines: {"type":"stat","period":…,"ts_ns":…,"side":…,"group_by":…,"group":…,"count":…,"errors":…,
 // "timed":…,"p50_ms":…,"p90_ms":…,"p99_ms":…,"max_ms":…,"req_bytes":…,"resp_bytes":…} per row.
 std::string StatJson(const StatPeriod& p, std::string_view group_by, const std::vector<stats::GroupRow>& rows);
-// {"type":"slow","rank":…,"latency_ms":…,"wait_ms":…,"side":…,"method":…,"path":…,…} per request.
-std::string SlowestJson(const std::vector<stats::SlowRequest>& slow);
+// {"type":"slow","period":…,"rank":…,"latency_ms":…,"wait_ms":…,"side":…,"method":…,"path":…,…} per request.
+std::string SlowestJson(const StatPeriod& p, const std::vector<stats::SlowRequest>& slow);
 
 }  // namespace gotlscap::output

@@ -57,8 +57,12 @@ TEST(StatReport, JsonRowsAreValidLinesWithTheFields) {
     EXPECT_EQ(j["period"], "interval");
     for (const char* k : {"group", "count", "errors", "p50_ms", "p90_ms", "p99_ms", "max_ms", "req_bytes", "resp_bytes"})
       EXPECT_TRUE(j.contains(k)) << k;
-    if (n == 0) EXPECT_DOUBLE_EQ(j["p50_ms"].get<double>(), 80.123);
-    if (n == 1) EXPECT_TRUE(j["p50_ms"].is_null());
+    if (n == 0) {
+      EXPECT_DOUBLE_EQ(j["p50_ms"].get<double>(), 80.123);
+    }
+    if (n == 1) {
+      EXPECT_TRUE(j["p50_ms"].is_null());
+    }
     n++;
   }
   EXPECT_EQ(n, 2);
