@@ -24,7 +24,9 @@
 # with --max-payload 4096: only each call's first 4 KiB is copied (the rest counted), what a
 # header-only consumer (gotlscap stat) pays; compare it with "json" under bulk. Its "MB" is the
 # payload captured, "uncapt MB" the bytes counted, not copied; "s/GB" is CPU per GB the traced calls
-# carried (both), so the formats compare per GB of traffic.
+# carried (both), so the formats compare per GB of traffic. Format "stat" runs `gotlscap stat
+# --format json` instead of `text` (headers decoded and timed, each call capped at 4 KiB by
+# default, one table at the end): compare it with "json" under bulk for what stat saves.
 # After each traced run the script waits until gotlscap's CPU time stops growing (it drained the
 # ring buffer), so its backlog never runs during an untraced run; "drain s" is the longest wait.
 # Env: BUILD_DIR (default build-bench), GOTLSCAP (use this gotlscap binary, no build), PAIRS (5),
@@ -175,11 +177,13 @@ for sc in $scenarios; do
   gargs=(--format "$fmt" ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
   [[ $fmt == count ]] && gargs=(--format json -u 65534 ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
   [[ $fmt == jsoncap ]] && gargs=(--format json --max-payload 4096 ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
+  sub=text
+  [[ $fmt == stat ]] && { sub=stat; gargs=(--format json ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"}); }
   # nats: the events go to the JetStream only (a stream per scenario, created by gotlscap).
   [[ $fmt == nats ]] && gargs=(--format json --nats "$nats_url" --nats-subject "bench_$(tr -c 'a-zA-Z0-9\n' _ <<<"$tag")" \
     --nats-stream "BENCH_$(tr -c 'a-zA-Z0-9\n' _ <<<"$tag")" --nats-drain-timeout 60 ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
   oargs=(-o "$dest"); [[ $fmt == nats ]] && oargs=()
-  env "${genv[@]}" "$gotlscap" text "${gargs[@]}" "${oargs[@]}" -e "$work/go$gv/server-T" 2>"$gerr" >/dev/null &
+  env "${genv[@]}" "$gotlscap" "$sub" "${gargs[@]}" "${oargs[@]}" -e "$work/go$gv/server-T" 2>"$gerr" >/dev/null &
   gpid=$!
   pids+=("$gpid")
   for _ in $(seq 600); do grep -q '^ready' "$gerr" && break; kill -0 "$gpid" 2>/dev/null || break; sleep 0.05; done

@@ -150,10 +150,10 @@ int RunStat(const StatOptions& o) {
   const auto& c = summary.counters;
   // The capture figures first, as `text` prints them (scripts parse "N truncated (... probe hits H,").
   fmt::print(stderr,
-             "summary: {} events, {} bytes, {} lost, {} truncated (lost bytes {}, probe hits {}, stack growths {}), "
-             "{} responses, {} untimed, {} decode notices\n",
+             "summary: {} events, {} bytes, {} lost, {} truncated (lost bytes {}, probe hits {}, stack growths {}, "
+             "uncaptured bytes {}), {} responses, {} untimed, {} decode notices\n",
              summary.events, summary.bytes, c.lost_chunks(), summary.truncated, c.lost_bytes(), c.probe_hits(),
-             c.stack_growth(), total.responses(), total.untimed(), notices);
+             c.stack_growth(), summary.uncaptured_bytes, total.responses(), total.untimed(), notices);
   if (follower) PrintFollowSummary(*follower);
   if (write_failed) {
     fmt::print(stderr, "gotlscap: cannot write to {}: {}\n", o.output.empty() ? "stdout" : o.output,
