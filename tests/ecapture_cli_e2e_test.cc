@@ -183,7 +183,7 @@ std::set<std::string> DirEntries(const std::string& dir) {
 // ------------------------------------------------------------------------------------------
 
 // One decoded HTTP message of the text output:
-//   2026-...Z pid 17278 (client) conn 1 127.0.0.1:41498 -> 127.0.0.1:43933 HTTP/1.1 response (to POST /echo)
+//   2026-...Z pid 17278 (client) conn 1 127.0.0.1:41498 -> 127.0.0.1:43933 HTTP/1.1 response (to POST /echo) latency 0.486 ms wait 0.195 ms
 //   < HTTP/1.1 200            (HTTP/2: "< :status: 200"; requests "> POST /echo HTTP/1.1" or
 //   < Content-Length: 100      "> :method: POST" and "> :path: /echo")
 //   <
@@ -218,7 +218,7 @@ std::string HexPrefix(const std::string& s, size_t n) {
 // The HTTP messages of a text output; `notices` gets every "decode:" notice line.
 std::vector<TextMessage> ParseTextMessages(const std::string& out, std::vector<std::string>* notices) {
   static const std::regex head(R"(^\S+ pid (\d+) \((.*)\) conn \d+ (\S+) -> (\S+) (HTTP/\S+) (request|response))"
-                               R"((?: stream \d+)?(?: \(to (\S+ \S+)\))?$)");
+                               R"((?: stream \d+)?(?: \(to (\S+ \S+)\))?(?: latency \S+ ms(?: wait \S+ ms)?)?$)");
   static const std::regex hexline(R"(^[0-9a-f]{8}  ([0-9a-f ]+) \|.*\|$)");
   static const std::regex body(R"(^\[body: (\d+) bytes)");
   std::vector<TextMessage> msgs;

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "host_test_lock.h"
 #include "test_env.h"
 #include "test_process.h"
 
@@ -197,6 +198,34 @@ TEST(StatCliE2E, TextTableGroupByPathDepthAndCommand) {
     if (l.size() > col && l.substr(col) == "/grpc") grpc = SplitWs(l)[2] == "2";
   }
   EXPECT_TRUE(status && grpc) << t;
+}
+
+// No -e/-p: the whole host, narrowed to two program names only this test uses (programs started
+// after `ready` are attached as they exec).
+TEST(StatCliE2E, WholeHost) {
+  REQUIRE_CAPTURE_ENV();
+  GOTLSCAP_REQUIRE_MATRIX();
+  HOST_TEST_LOCK(lock);
+  Programs p;
+  ASSERT_TRUE(CopyPrograms("", &p));
+  const std::string server = p.dir.File("stathostsrv"), client = p.dir.File("stathostcli");
+  CopyFile(p.server, server);
+  CopyFile(p.client, client);
+  Stat st(p.dir, {"--format", "json", "--comm", "stathostsrv", "--comm", "stathostcli"});
+  ASSERT_TRUE(st.WaitReady());
+  Server srv;
+  ASSERT_TRUE(StartServer(server, &srv));
+  ProcRun c = RunToEnd(StatClient(client, srv.url(), 8, false));
+  ASSERT_EQ(c.exit_code, 0) << c.describe;
+  const auto total = Rows(JsonLines(st.Stop()), "total");
+  ASSERT_EQ(st.code, std::optional<int>(0)) << st.proc->Describe();
+  for (const std::string side : {"server", "client"})
+    for (const std::string path : {"/delay/0", "/delay/80", "/status/503", "/grpc"}) {
+      auto it = total.find(side + " " + path);
+      ASSERT_NE(it, total.end()) << side << " " << path << ":\n" << Dump(total);
+      EXPECT_EQ(it->second["count"], 2) << it->second.dump();
+    }
+  EXPECT_EQ(total.size(), 8u) << Dump(total);
 }
 
 // curl (not Go: only the traced server's side), HTTP/1.1 and HTTP/2, several URLs per connection.

@@ -436,7 +436,6 @@ class Http1Decoder final : public ConnectionDecoder {
     std::optional<Pending> answered;
   };
 
-
   static std::string_view View(const Dir& d) { return std::string_view(d.buf).substr(d.pos); }
 
   // Inside a body with nothing left in buf: the body's bytes go straight to the message, not
@@ -883,7 +882,8 @@ class Http1Decoder final : public ConnectionDecoder {
     if (request) {
       // Its timing and size, for the response (already popped from pending_ when the server
       // answered before the body ended).
-      for (Pending* p : {FindPending(d.seq), Other(d).answered && Other(d).answered->seq == d.seq ? &*Other(d).answered : nullptr}) {
+      std::optional<Pending>& early = Other(d).answered;
+      for (Pending* p : {FindPending(d.seq), early && early->seq == d.seq ? &*early : nullptr}) {
         if (!p) continue;
         p->last_ts = d.ts;
         p->body_len = m.body_wire_len;

@@ -234,7 +234,11 @@ func doOne(client *http.Client, c ClientConfig, i int, res *Result, mu *sync.Mut
 			reqBody = GrpcFrame(reqBody, m)
 			want = GrpcFrame(want, append([]byte(GrpcReplyPrefix), m...))
 		}
-		req, err = http.NewRequest("POST", fmt.Sprintf("%s/grpc?status=%d", c.URL, grpcStatus), bytes.NewReader(reqBody))
+		target := c.URL + "/grpc"
+		if grpcStatus != 0 {
+			target += fmt.Sprintf("?status=%d", grpcStatus)
+		}
+		req, err = http.NewRequest("POST", target, bytes.NewReader(reqBody))
 		if err == nil {
 			req.Header.Set("Content-Type", "application/grpc")
 			req.Header.Set("Te", "trailers")
