@@ -79,6 +79,21 @@ void AddFollowOptions(CLI::App* cmd, FollowCli& o) {
                   "podman cgroups); repeatable; containers that start later are picked up");
 }
 
+Result<capture::SessionOptions> TargetSessionOptions(const std::vector<std::string>& elf_paths,
+                                                     const std::vector<uint32_t>& pids, std::optional<uint32_t> uid,
+                                                     const FollowCli& follow) {
+  capture::SessionOptions so;
+  so.elf_paths = elf_paths;
+  so.pids = pids;
+  so.uid = uid;
+  auto cgroup = ResolveCgroup(follow.cgroup);
+  if (!cgroup.ok()) return cgroup.error();
+  so.cgroup = *cgroup;
+  so.containers = follow.containers;
+  so.follow_host = elf_paths.empty() && pids.empty();
+  return so;
+}
+
 Result<std::string> ResolveCgroup(const std::string& path) {
   if (path.empty()) return path;
   const std::string root = CgroupV2Mount();

@@ -44,6 +44,12 @@ struct FollowCli {
   std::vector<std::string> command;  // after `--`: run it, capture its process tree only
   std::string run_as;                // --run-as USER (for the command)
 };
+// The targets every capture subcommand shares, as session options: -e paths, -p pids, -u uid,
+// --cgroup (resolved: an error when it is not a cgroup v2 directory), --container prefixes, and
+// whole-host mode when there is no -e/-p.
+Result<capture::SessionOptions> TargetSessionOptions(const std::vector<std::string>& elf_paths,
+                                                     const std::vector<uint32_t>& pids, std::optional<uint32_t> uid,
+                                                     const FollowCli& follow);
 // --cgroup PATH: a cgroup v2 directory, absolute or relative to the cgroup v2 mount
 // ("system.slice/x.service"). "" stays "".
 Result<std::string> ResolveCgroup(const std::string& path);

@@ -42,16 +42,10 @@ int RunKeylog(const KeylogOptions& o) {
     file = std::move(*f);
   }
 
-  capture::SessionOptions so;
+  auto targets = TargetSessionOptions(o.elf_paths, o.pids, o.uid, o.follow);
+  if (!targets.ok()) return Fail(targets.error());
+  capture::SessionOptions so = std::move(*targets);
   so.data = false;  // keys only: no plaintext probes, no cost on Read/Write
-  so.elf_paths = o.elf_paths;
-  so.pids = o.pids;
-  so.uid = o.uid;
-  auto cgroup = ResolveCgroup(o.follow.cgroup);
-  if (!cgroup.ok()) return Fail(cgroup.error());
-  so.cgroup = *cgroup;
-  so.containers = o.follow.containers;
-  so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
   auto cmd = PrepareCommand(o.follow, !so.follow_host, false);
   if (!cmd.ok()) return Fail(cmd.error());

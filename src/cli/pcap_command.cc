@@ -159,16 +159,10 @@ int RunPcap(const PcapOptions& o) {
 
   const int64_t mono_to_epoch = MonoToEpochNs();
   uint64_t cut_by_snaplen = 0;
-  capture::SessionOptions so;
+  auto targets = TargetSessionOptions(o.elf_paths, o.pids, o.uid, o.follow);
+  if (!targets.ok()) return fail_before_start(targets.error());
+  capture::SessionOptions so = std::move(*targets);
   so.data = false;  // secrets only: packets carry the data
-  so.elf_paths = o.elf_paths;
-  so.pids = o.pids;
-  so.uid = o.uid;
-  auto cgroup = ResolveCgroup(o.follow.cgroup);
-  if (!cgroup.ok()) return fail_before_start(cgroup.error());
-  so.cgroup = *cgroup;
-  so.containers = o.follow.containers;
-  so.follow_host = follow_host;
   so.pid_filter = *cmd != nullptr;
   InstallSignalHandlers();
   auto session = capture::CaptureSession::Start(so, [](capture::DataEvent&&) {}, [&](capture::SecretEvent&& s) {

@@ -66,18 +66,12 @@ int RunStat(const StatOptions& o) {
   const stats::SortBy sort = *stats::ParseSortBy(o.sort);
   stats::RequestStats total(so_stats), interval(so_stats);
 
-  capture::SessionOptions so;
-  so.secrets = false;
-  so.elf_paths = o.elf_paths;
-  so.pids = o.pids;
-  so.uid = o.uid;
-  auto cgroup = ResolveCgroup(o.follow.cgroup);
-  if (!cgroup.ok()) return Fail(cgroup.error());
-  so.cgroup = *cgroup;
-  so.containers = o.follow.containers;
+  auto targets = TargetSessionOptions(o.elf_paths, o.pids, o.uid, o.follow);
+  if (!targets.ok()) return Fail(targets.error());
+  capture::SessionOptions so = std::move(*targets);
+  so.secrets = false;  // stat needs no keys
   so.ringbuf_bytes = o.ringbuf_mb << 20;
   so.max_payload = SessionMaxPayload(o.max_payload);
-  so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
   auto cmd = PrepareCommand(o.follow, !so.follow_host, out == stdout);
   if (!cmd.ok()) return Fail(cmd.error());

@@ -67,17 +67,11 @@ int RunText(const TextOptions& o) {
   auto raw_writer = output::MakeTeeWriter(raw_json);
   output::EventWriter* text_writer = json ? nullptr : file_writer.get();
 
-  capture::SessionOptions so;
-  so.elf_paths = o.elf_paths;
-  so.pids = o.pids;
-  so.uid = o.uid;
-  auto cgroup = ResolveCgroup(o.follow.cgroup);
-  if (!cgroup.ok()) return Fail(cgroup.error());
-  so.cgroup = *cgroup;
-  so.containers = o.follow.containers;
+  auto targets = TargetSessionOptions(o.elf_paths, o.pids, o.uid, o.follow);
+  if (!targets.ok()) return Fail(targets.error());
+  capture::SessionOptions so = std::move(*targets);
   so.ringbuf_bytes = o.ringbuf_mb << 20;
   so.max_payload = SessionMaxPayload(o.max_payload);
-  so.follow_host = o.elf_paths.empty() && o.pids.empty();
   InstallSignalHandlers();
   auto cmd = PrepareCommand(o.follow, !so.follow_host, file_writer && out == stdout);
   if (!cmd.ok()) return Fail(cmd.error());
