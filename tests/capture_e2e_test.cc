@@ -348,7 +348,10 @@ void CheckCapture(const Capture& c, const CaptureExpect& x) {
 
 // The plaintext of one TCP connection as one process saw it. Streams are keyed by (pid, local,
 // remote), not by the conn id gotlscap assigns, so that a wrong id shows up as one precise
-// failure (CheckConnIds) instead of garbling every comparison.
+// failure (CheckConnIds) instead of garbling every comparison. The kernel may give a later
+// connection the same address pair (on loopback a client port is reused while the server holds
+// the old connection in TIME_WAIT): a new conn id after the pair's earlier one ended starts a new
+// `generation` of the key; an id that comes back after another one began is reported.
 struct Stream {
   uint32_t pid = 0;
   std::string comm, local, remote;
@@ -357,15 +360,35 @@ struct Stream {
   std::string wrote, read;
   size_t events = 0;
   bool gaps = false;  // a truncated event: the concatenation is not the whole stream
+  int generation = 0;    // n-th connection with this address pair in this process
+  bool interleaved = false;  // an earlier conn id of the pair came back after a later one began
 };
 
-using StreamKey = std::tuple<uint32_t, std::string, std::string>;  // pid, local, remote
+using StreamKey = std::tuple<uint32_t, std::string, std::string, int>;  // pid, local, remote, generation
 using StreamMap = std::map<StreamKey, Stream>;
 
 StreamMap Streams(const std::vector<Event>& events) {
   StreamMap m;
+  // Per (pid, local, remote): the conn ids in order of first appearance.
+  std::map<std::tuple<uint32_t, std::string, std::string>, std::vector<uint64_t>> ids;
   for (const auto& e : events) {
-    Stream& s = m[{e.pid, e.local, e.remote}];
+    auto& seen = ids[{e.pid, e.local, e.remote}];
+    auto at = std::find(seen.begin(), seen.end(), e.conn_id);
+    bool back = false;
+    if (at == seen.end()) {
+      seen.push_back(e.conn_id);
+      at = std::prev(seen.end());
+    } else if (std::next(at) != seen.end()) {
+      back = true;  // not the pair's latest id: counted with the latest, and reported
+      at = std::prev(seen.end());
+    }
+    const int gen = static_cast<int>(at - seen.begin());
+    Stream& s = m[{e.pid, e.local, e.remote, gen}];
+    s.generation = gen;
+    if (back) {
+      s.interleaved = true;
+      s.ids.insert(e.conn_id);
+    }
     s.pid = e.pid;
     s.comm = e.comm;
     s.local = e.local;
@@ -394,6 +417,9 @@ void CheckConnIds(const StreamMap& streams) {
             fmt::format("{}", fmt::join(s.fds, ",")) + ", " + std::to_string(s.events) + " events");
     if (s.fds.size() != 1)
       p.Add("connection " + s.local + " -> " + s.remote + " changed fd: " + fmt::format("{}", fmt::join(s.fds, ",")));
+    if (s.interleaved)
+      p.Add("connection " + s.local + " -> " + s.remote + " (pid " + std::to_string(s.pid) +
+            "): an earlier conn id of the address pair came back after a new one began");
   }
   for (const auto& [id, v] : by_id)
     if (v.size() > 1) {
@@ -420,10 +446,12 @@ std::vector<Pair> PairStreams(const StreamMap& streams, const std::set<std::stri
   CheckConnIds(streams);
   std::vector<Pair> pairs;
   Problems p;
-  std::map<std::pair<std::string, std::string>, std::vector<const Stream*>> by_addr;
-  for (const auto& [key, s] : streams) by_addr[{s.local, s.remote}].push_back(&s);
+  // (local, remote, generation): the n-th connection of an address pair is the n-th on both ends.
+  std::map<std::tuple<std::string, std::string, int>, std::vector<const Stream*>> by_addr;
+  for (const auto& [key, s] : streams) by_addr[{s.local, s.remote, s.generation}].push_back(&s);
   for (const auto& [key, v] : by_addr)
-    if (v.size() != 1) p.Add(std::to_string(v.size()) + " processes with connection " + key.first + " -> " + key.second);
+    if (v.size() != 1)
+      p.Add(std::to_string(v.size()) + " processes with connection " + std::get<0>(key) + " -> " + std::get<1>(key));
   std::set<const Stream*> paired;
   for (const auto& [key, s] : streams) {
     bool is_client = server_addrs.count(s.remote) > 0;
@@ -433,7 +461,7 @@ std::vector<Pair> PairStreams(const StreamMap& streams, const std::set<std::stri
       continue;
     }
     if (!is_client) continue;
-    auto it = by_addr.find({s.remote, s.local});
+    auto it = by_addr.find({s.remote, s.local, s.generation});
     if (it == by_addr.end()) {
       p.Add("no server side for client connection " + s.local + " -> " + s.remote + " (pid " + std::to_string(s.pid) +
             ")");
