@@ -262,20 +262,10 @@ class Http2Decoder final : public ConnectionDecoder {
       Notice(fmt::format("HTTP/2: {} bytes {} were not captured (--max-payload) and hold frame headers; looking "
                          "for the next frame{}",
                          n, Sent(d), lose_hpack ? "; their headers are not decoded from here on" : ""));
-    if (d.in_block || d.hpack_used) {
-      d.hpack_off = true;
-      if (d.in_block && d.block.decodable) OnBlockLost(d);
-    }
-    d.in_block = false;
-    d.in_frame = false;
-    d.skip_left = 0;
     d.buf.clear();
     d.pos = 0;
     d.offset += n;
-    d.state = State::kSearch;
-    d.discarded = 0;
-    d.undecided.clear();
-    d.scan = d.offset;
+    LoseFraming(d);
   }
 
  private:
@@ -433,6 +423,13 @@ class Http2Decoder final : public ConnectionDecoder {
     const bool lose_hpack = (d.in_block || d.hpack_used) && !d.hpack_off;
     Notice(fmt::format("HTTP/2: framing error in the bytes {} (offset {}): {}; looking for the next frame{}",
                        Sent(d), d.offset, what, lose_hpack ? "; their headers are not decoded from here on" : ""));
+    LoseFraming(d);
+  }
+
+  // The frame boundary is lost: the frame and header block in progress are forgotten (HPACK is out
+  // of step once part of a header block may be lost) and the next frame is searched for from
+  // d.offset on.
+  void LoseFraming(Dir& d) {
     if (d.in_block || d.hpack_used) {
       d.hpack_off = true;
       if (d.in_block && d.block.decodable) OnBlockLost(d);
