@@ -1,4 +1,5 @@
 #include "decode/content_decoding.h"
+#include "decode/http_message.h"
 
 #include <brotli/decode.h>
 #include <zlib.h>
@@ -12,13 +13,6 @@ namespace gotlscap::decode {
 namespace {
 
 constexpr size_t kChunk = 64 * 1024;
-
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);

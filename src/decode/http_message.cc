@@ -1,7 +1,6 @@
 #include "decode/http_message.h"
 
 namespace gotlscap::decode {
-namespace {
 
 bool IEquals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -13,8 +12,6 @@ bool IEquals(std::string_view a, std::string_view b) {
   }
   return true;
 }
-
-}  // namespace
 
 bool IsErrorResponse(const HttpMessage& m) {
   if (m.kind != HttpMessage::Kind::kResponse) return false;

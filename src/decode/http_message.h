@@ -68,6 +68,9 @@ inline std::optional<uint64_t> WaitNs(const HttpMessage& m) {
     return std::nullopt;
   return m.first_ts_ns - m.request_last_ts_ns;
 }
+// ASCII case-insensitive equality: header names, tokens and content codings.
+bool IEquals(std::string_view a, std::string_view b);
+
 // Whether a response reports a failure: HTTP status >= 500, or a gRPC status other than 0
 // (grpc-status in the trailers, or in the headers of a trailers-only response).
 bool IsErrorResponse(const HttpMessage& m);
