@@ -36,7 +36,7 @@ TOOLCHAINS=(
   "1.27 sid"
 )
 SUITES=(bullseye bookworm trixie trixie-backports sid)
-VARIANTS=(default pie stripped cgo trimpath arm64 arm64-stripped)
+VARIANTS=(default pie stripped cgo trimpath arm64 arm64-pie arm64-stripped)
 PROGS=(server client both)
 
 log() { printf 'go-matrix: %s\n' "$*" >&2; }
@@ -44,38 +44,9 @@ die() { log "error: $*"; exit 1; }
 
 goroot_of() { echo "$CACHE/go/$1/usr/lib/go-$1"; }
 
-# --- archive URI from the machine's own apt sources -------------------------
-# First URIs: of a deb822 stanza in /etc/apt/sources.list.d/*.sources that points
-# at a "debian" archive and is not the security archive; else the first plain
-# "deb " line of /etc/apt/sources.list.
-archive_uri() {
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -r "$f" ] || continue
-    # Stanzas are separated by blank lines (awk paragraph mode).
-    uri=$(awk 'BEGIN { RS = "" }
-      {
-        uris = ""; suites = ""
-        n = split($0, lines, "\n")
-        for (i = 1; i <= n; i++) {
-          if (lines[i] ~ /^URIs:/)   { sub(/^URIs:[ \t]*/, "", lines[i]); uris = lines[i] }
-          if (lines[i] ~ /^Suites:/) { suites = lines[i] }
-        }
-        if (suites ~ /-security/) next
-        m = split(uris, u, /[ \t]+/)
-        for (j = 1; j <= m; j++)
-          if (u[j] ~ /debian\/?$/ && u[j] !~ /security/) { print u[j]; exit }
-      }' "$f")
-    if [ -n "$uri" ]; then echo "${uri%/}"; return 0; fi
-  done
-  if [ -r /etc/apt/sources.list ]; then
-    uri=$(awk '$1 == "deb" {
-        for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/ && $i ~ /:\/\//) { print $i; exit }
-      }' /etc/apt/sources.list | grep -v security | head -n1 || true)
-    if [ -n "$uri" ]; then echo "${uri%/}"; return 0; fi
-  fi
-  die "no Debian archive URI found in the system's apt sources"
-}
+# archive_uri: the Debian archive of the machine's own apt sources.
+# shellcheck source=lib/debian-archive.sh
+. "$SCRIPT_DIR/lib/debian-archive.sh"
 
 # --- private apt configuration ------------------------------------------------
 APT_ROOT="$CACHE/apt"
@@ -181,7 +152,7 @@ build_one() {
   goarch=$(variant_goarch "$variant")
   case "$variant" in
     default|arm64)            ;;
-    pie)                      flags=(-buildmode=pie) ;;
+    pie|arm64-pie)            flags=(-buildmode=pie) ;;
     stripped|arm64-stripped)  flags=("-ldflags=-s -w") ;;
     cgo)                      cgo=1; flags=(-ldflags=-linkmode=external) ;;
     trimpath)                 flags=(-trimpath) ;;

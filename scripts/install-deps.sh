@@ -21,6 +21,8 @@ PACKAGES=(
   # pcap tests: network namespaces, veth pairs, tc (qdisc/filter checks)
   iproute2
   curl
+  # arm64: cross build and the emulated arm64 machine (scripts/build.sh --arch arm64, scripts/arm64-vm.sh)
+  g++-aarch64-linux-gnu qemu-system-arm mmdebstrap kmod cpio
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -91,7 +91,18 @@ std::vector<MatrixRow> ReadManifest() {
     if (f.size() != 8)
       throw std::runtime_error(ManifestPath() + ":" + std::to_string(lineno) + ": expected 8 columns, got " +
                                std::to_string(f.size()));
-    rows.push_back(MatrixRow{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]});
+    MatrixRow row{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]};
+    // The matrix names its arm64 builds "arm64", "arm64-pie", "arm64-stripped" (on amd64 they are
+    // analysed, not run). On an arm64 machine the names swap: the arm64 builds are the native ones
+    // and get the names the capture tests ask for ("default", "pie", "stripped"), and the amd64
+    // builds become "amd64", "amd64-pie"..., so the same tests run unchanged there.
+    if (HostGoArch() == "arm64") {
+      if (row.goarch == "arm64" && row.variant.rfind("arm64", 0) == 0)
+        row.variant = row.variant == "arm64" ? "default" : row.variant.substr(6);
+      else if (row.goarch == "amd64")
+        row.variant = row.variant == "default" ? "amd64" : "amd64-" + row.variant;
+    }
+    rows.push_back(std::move(row));
   }
   return rows;
 }

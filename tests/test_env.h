@@ -23,7 +23,8 @@ bool ManifestExists();
 struct MatrixRow {
   std::string go_minor;    // "1.19"
   std::string go_version;  // "go1.19.8"
-  std::string variant;     // default | pie | stripped | cgo | trimpath | arm64 | arm64-stripped
+  std::string variant;     // default | pie | stripped | cgo | trimpath | arm64 | arm64-pie | arm64-stripped
+                           // (on an arm64 machine its arm64 rows read default | pie | stripped)
   std::string goarch;      // amd64 | arm64
   std::string prog;        // server | client | both
   std::string path;        // the binary under test

@@ -606,8 +606,15 @@ static __always_inline void emit_secret(__u8 source, __u64 label, __u64 label_le
   e->label_len = label_len;
   e->random_len = random_len;
   e->secret_len = secret_len;
-  __u32 n = label_len;
+  /* Each length is clamped again and passed through barrier_var on both sides of the clamp: the
+   * compiler knows the lengths are in range from the check above, so without the barriers it drops
+   * the clamp or passes another copy of the length (spilled before the check, or not
+   * zero-extended), whose bounds Linux 6.1's verifier does not know ("R2 min value is negative",
+   * seen on arm64; newer verifiers track such copies). */
+  __u64 n = label_len;
+  barrier_var(n);
   if (n > GOTLS_LABEL_MAX) n = GOTLS_LABEL_MAX;
+  barrier_var(n);
   if (source == GOTLS_SECRET_MASTER) {
     __builtin_memcpy(e->label, CLIENT_RANDOM_LABEL, sizeof(CLIENT_RANDOM_LABEL));
   } else if (label_len && bpf_probe_read_user(e->label, n, (void *)label)) {
@@ -615,10 +622,14 @@ static __always_inline void emit_secret(__u8 source, __u64 label, __u64 label_le
     goto fail;
   }
   n = random_len;
+  barrier_var(n);
   if (n > GOTLS_RANDOM_MAX) n = GOTLS_RANDOM_MAX;
+  barrier_var(n);
   if (n && bpf_probe_read_user(e->client_random, n, (void *)random)) goto fail;
   n = secret_len;
+  barrier_var(n);
   if (n > GOTLS_SECRET_MAX) n = GOTLS_SECRET_MAX;
+  barrier_var(n);
   if (bpf_probe_read_user(e->secret, n, (void *)secret)) goto fail;
   bpf_ringbuf_submit(e, 0);
   return;
