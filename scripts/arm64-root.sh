@@ -32,7 +32,7 @@ PACKAGES=(
   # the emulated machine: kernel (BTF, BPF JIT, uprobes, cls_act built in; 9p as modules), init
   linux-image-arm64 busybox-static kmod base-files base-passwd
   # what the tests run inside it
-  bash coreutils util-linux iproute2 tshark openssl procps
+  bash dash coreutils grep sed findutils util-linux mount iproute2 tshark openssl procps
 )
 # Bump when the way the tree is made changes.
 RECIPE=1

@@ -798,7 +798,14 @@ TEST_P(CaptureStackGrowthTest, CallsThatGrowTheStackAreCapturedOnce) {
     }
     EXPECT_EQ(closed, size_t(kN)) << "closed connections";
   }
-  EXPECT_GT(growths, 0u) << "no call grew its stack at a probe: the test did not test the stack-check probes";
+  if (HostGoArch() == "arm64") {
+    // arm64 entry probes sit after the stack check's B.LS, which a call that grows its stack
+    // runs again after runtime.morestack: the probe itself runs once, so no growth is seen there,
+    // and the assertions above (every call captured once) are the check of that placement.
+    EXPECT_EQ(growths, 0u) << "an arm64 probe counted a stack growth: is a probe on a stack check?";
+  } else {
+    EXPECT_GT(growths, 0u) << "no call grew its stack at a probe: the test did not test the stack-check probes";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Toolchains, CaptureStackGrowthTest, ::testing::ValuesIn(AbiSpanServerRows()), ServerRowName);

@@ -25,6 +25,7 @@ ip link set lo up
 # Unpacked, not installed: the files base-passwd's maintainer script would have made.
 [ -s /etc/passwd ] || cp /usr/share/base-passwd/passwd.master /etc/passwd
 [ -s /etc/group ] || cp /usr/share/base-passwd/group.master /etc/group
+[ -e /bin/sh ] || ln -s dash /bin/sh
 mkdir -p /root
 
 cat /proc/sys/kernel/random/boot_id >"$SPOOL/ready.tmp" && mv "$SPOOL/ready.tmp" "$SPOOL/ready"

@@ -72,10 +72,13 @@ static __always_inline __u64 wakeup_flag(void) {
     __u8 data[SZ];                                                                            \
   };                                                                                          \
   static __noinline int emit_##SZ(struct __sk_buff *skb, __u64 n, __u8 egress) {              \
-    /* The barrier keeps clang from testing a copy of n: the verifier must see the bound on \
-     * the very register passed to bpf_skb_load_bytes. */                                    \
+    /* The barriers keep clang from testing a copy of n: the verifier must see both bounds   \
+     * on the very register passed to bpf_skb_load_bytes. The lower one is a signed test:     \
+     * Linux 6.1's verifier learns nothing from n != 0, only from n > 0 (seen on arm64). */   \
     asm volatile("" : "+r"(n));                                                               \
-    if (n == 0 || n > SZ) return 0;                                                           \
+    if (n > SZ) return 0;                                                                     \
+    asm volatile("" : "+r"(n));                                                               \
+    if ((__s64)n <= 0) return 0;                                                              \
     struct record_##SZ *r = bpf_ringbuf_reserve(&packets, sizeof(struct record_##SZ), 0);     \
     if (!r) {                                                                                 \
       count(PCAP_CNT_LOST, 1);                                                                \
