@@ -30,7 +30,7 @@ SUBSET=(
   'HostE2E.FollowsProgramsStartedAfterIt'
 )
 FULL=(
-  'Matrix/CaptureMatrixTest.*' 'Toolchains/Capture*' 'Protocols/CaptureProtocolTest.*' 'CaptureE2E.*'
+  'Matrix/CaptureMatrixTest.*' 'Toolchains/Capture*' 'Protocols/CaptureProtocolTest.*' 'CaptureE2E.*' 'CaptureLifecycle.*'
   'Matrix/KeylogMatrixTest.*' 'Toolchains/PcapToolchainTest.*' 'CommandE2E.*' 'HostE2E.FollowsProgramsStartedAfterIt'
 )
 tests=("${SUBSET[@]}")

@@ -2,7 +2,8 @@
 # test.sh — README step 2: every test. Installs what is missing, builds, provides the Go
 # toolchain matrix and its test programs (scripts/go-matrix.sh) and the real-binary corpus
 # (scripts/real-binaries.sh), both cached outside the clone, then runs ctest (unit, matrix,
-# real-binary and CLI tests) and the fuzz regression corpus. Under CI=true nothing may skip.
+# real-binary and CLI tests), the fuzz regression corpus, and the capture tests on arm64 in an
+# emulated machine (scripts/test-arm64.sh). Under CI=true nothing may skip.
 # Every step says what it does; a step that fails says which one it was and exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,15 @@ step "building the fuzz targets" quiet "$flog" cmake --build build-fuzz -j"$(npr
   fuzz_go_binary fuzz_pclntab fuzz_buildinfo fuzz_http1 fuzz_http2 fuzz_json_output
 echo "test.sh: fuzz regression corpora" >&2
 GOTLSCAP_BIN=build/gotlscap fuzz/run-regressions.sh build-fuzz || status=1
+
+# arm64: the capture tests again, cross-built and run in an emulated arm64 machine (qemu, TCG).
+# GOTLSCAP_SKIP_ARM64=1 leaves them out of a local run (they take ~20 minutes); never under CI.
+if [ "${GOTLSCAP_SKIP_ARM64:-}" = 1 ] && [ "${CI:-}" != "true" ]; then
+  echo "test.sh: arm64 tests left out (GOTLSCAP_SKIP_ARM64=1)" >&2
+else
+  echo "test.sh: arm64 capture tests in an emulated arm64 machine (scripts/test-arm64.sh)" >&2
+  scripts/test-arm64.sh || { echo "test.sh: FAILED: the arm64 tests (see above; rerun: sudo scripts/test-arm64.sh)" >&2; status=1; }
+fi
 
 if [ "${CI:-}" = "true" ] && grep -Eq '\*\*\*Skipped|[1-9][0-9]* tests? skipped|\[  SKIPPED \]' "$log"; then
   echo "test.sh: tests were skipped under CI=true; CI must run everything" >&2
