@@ -33,7 +33,10 @@
 #   BULK_N (150) BULK_SIZE (1000000) SMALL_N (10000) SMALL_SIZE (100) CONCURRENCY (1),
 #   OUT (where gotlscap writes events; default /dev/null; a directory = one file per scenario
 #   there, e.g. OUT=/dev/shm, deleted afterwards), SCENARIOS (default: see `scenarios=` below),
-#   KEEP=1 keeps the work directory (gotlscap stderr, client outputs).
+#   KEEP=1 keeps the work directory (gotlscap stderr, client outputs),
+#   PIN=1 runs the servers and the client on CPU 0 and gotlscap and nats-server on CPU 1 (taskset):
+#   on a node the broker runs elsewhere, so this is how "nats" vs a local file is compared without
+#   the broker's own CPU landing on the traced program's core (both formats are pinned alike).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -69,6 +72,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+pin_app=() pin_tool=()
+[[ ${PIN:-} == 1 ]] && { pin_app=(taskset -c 0); pin_tool=(taskset -c 1); }
+
 tck=$(getconf CLK_TCK)
 # utime+stime of a process in seconds
 cpu_of() { awk -v t="$tck" '{ sub(/^.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat"; }
@@ -100,7 +106,7 @@ start_server() {
   local dir=$work/go$1 bin=$work/go$1/server-$2 log=$work/go$1/server-$2.log
   mkdir -p "$dir"
   [[ -f $bin ]] || cp "$cache/testprogs/go$1/default/server" "$bin"
-  "$bin" -addr 127.0.0.1:0 >"$log" 2>&1 &
+  "${pin_app[@]}" "$bin" -addr 127.0.0.1:0 >"$log" 2>&1 &
   pids+=($!)
   eval "srv_pid_$2=$!"
   for _ in $(seq 100); do grep -q '^listening ' "$log" && break; sleep 0.05; done
@@ -111,7 +117,7 @@ start_server() {
 # run_client GOVER ADDR N SIZE LOG [CLIENT FLAGS] -> prints elapsed seconds; fails on a client error
 run_client() {
   local line
-  "$cache/testprogs/go$1/default/client" -url "https://$2" -n "$3" -size "$4" -concurrency "$conc" "${@:6}" \
+  "${pin_app[@]}" "$cache/testprogs/go$1/default/client" -url "https://$2" -n "$3" -size "$4" -concurrency "$conc" "${@:6}" \
     -wait-ready 10 >"$5" 2>&1 || { echo "run-capture-bench: client failed: $(cat "$5")" >&2; return 1; }
   line=$(grep '^client: ok ' "$5")
   dur_s "$(sed -n 's/.* elapsed=\([^ ]*\).*/\1/p' <<<"$line")"
@@ -122,7 +128,7 @@ nats_url=""
 if [[ " $scenarios " == *:nats* ]]; then
   command -v nats-server >/dev/null || { echo "run-capture-bench: nats scenarios need nats-server" >&2; exit 1; }
   nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  nats-server -js -a 127.0.0.1 -p "$nport" -sd "$work/jetstream" >"$work/nats-server.log" 2>&1 &
+  "${pin_tool[@]}" nats-server -js -a 127.0.0.1 -p "$nport" -sd "$work/jetstream" >"$work/nats-server.log" 2>&1 &
   nats_pid=$!
   for _ in $(seq 100); do grep -q "Server is ready" "$work/nats-server.log" && break; sleep 0.05; done
   grep -q "Server is ready" "$work/nats-server.log" || { echo "run-capture-bench: nats-server: $(cat "$work/nats-server.log")" >&2; exit 1; }
@@ -131,6 +137,7 @@ fi
 
 echo "host: $(nproc) CPUs, $(uname -r), $(awk '/MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
 echo "gotlscap: $gotlscap; events to ${out}; $pairs pairs per scenario, client concurrency $conc"
+[[ ${PIN:-} == 1 ]] && echo "pinned: servers and client on CPU 0; gotlscap and nats-server on CPU 1"
 echo "traced: the SERVER only (copy T of the server binary; copy U and the client are untraced)"
 echo "workloads: bulk = $bulk_n x $bulk_size B POST /echo; small = $small_n x $small_size B POST /echo;"
 echo "  HTTP/1.1 keep-alive, TLS 1.3, one client process per run (its own elapsed time, handshake included)"
@@ -183,7 +190,7 @@ for sc in $scenarios; do
   [[ $fmt == nats ]] && gargs=(--format json --nats "$nats_url" --nats-subject "bench_$(tr -c 'a-zA-Z0-9\n' _ <<<"$tag")" \
     --nats-stream "BENCH_$(tr -c 'a-zA-Z0-9\n' _ <<<"$tag")" --nats-drain-timeout 60 ${RINGBUF_MB:+--ringbuf-mb "$RINGBUF_MB"})
   oargs=(-o "$dest"); [[ $fmt == nats ]] && oargs=()
-  env "${genv[@]}" "$gotlscap" "$sub" "${gargs[@]}" "${oargs[@]}" -e "$work/go$gv/server-T" 2>"$gerr" >/dev/null &
+  env "${genv[@]}" "${pin_tool[@]}" "$gotlscap" "$sub" "${gargs[@]}" "${oargs[@]}" -e "$work/go$gv/server-T" 2>"$gerr" >/dev/null &
   gpid=$!
   pids+=("$gpid")
   for _ in $(seq 600); do grep -q '^ready' "$gerr" && break; kill -0 "$gpid" 2>/dev/null || break; sleep 0.05; done

@@ -107,8 +107,7 @@ cmd_stop() {
   local pid; pid=$(qemu_pid)
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || { rm -f "$VMDIR/qemu.pid"; return 0; }
   touch "$SPOOL/poweroff"
-  local i
-  for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
   kill "$pid" 2>/dev/null || true
   rm -f "$VMDIR/qemu.pid" "$SPOOL/ready" "$SPOOL/poweroff"
 }
@@ -132,7 +131,8 @@ cmd_run() {
   done
   [ $# -gt 0 ] || die "usage: $0 run [--timeout SECONDS] -- CMD [ARGS...]"
   cmd_start
-  local id="$SPOOL/$(date +%s%N)-$$" v
+  local id v
+  id="$SPOOL/$(date +%s%N)-$$"
   {
     echo "cd $(printf %q "$PWD") 2>/dev/null || cd $(printf %q "$REPO")"
     while IFS= read -r v; do
@@ -141,7 +141,7 @@ cmd_run() {
     printf 'exec'; printf ' %q' "$@"; printf '\n'
   } >"$id.tmp"
   mv "$id.tmp" "$id.job"
-  local out=0 err=0 t0=$SECONDS pid
+  local out=0 err=0 t0=$SECONDS pid  # out, err: offsets drain moves on
   while [ ! -e "$id.rc" ]; do
     drain "$id.out" out 1; drain "$id.err" err 2
     pid=$(qemu_pid)

@@ -6,6 +6,7 @@
 # A file named `poweroff` in the spool ends the VM.
 REPO=$1 CACHE=$2
 SPOOL=$CACHE/arm64/vm/spool
+cd "$REPO" || exit 1
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
 # busybox's mount and hostname: Debian's own are in packages the tree does not need otherwise.
 mount() { busybox mount "$@"; }
