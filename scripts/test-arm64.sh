@@ -48,10 +48,23 @@ trap 'scripts/arm64-vm.sh stop' EXIT
 t0=$SECONDS
 step "booting the arm64 VM (scripts/arm64-vm.sh start)" scripts/arm64-vm.sh start
 echo "test-arm64.sh: running in the arm64 VM: $filter" >&2
-log=$(mktemp); trap 'rm -f "$log"; scripts/arm64-vm.sh stop' EXIT
+log=$(mktemp) relog=$(mktemp); trap 'rm -f "$log" "$relog"; scripts/arm64-vm.sh stop' EXIT
 status=0
 scripts/arm64-vm.sh run -- build-arm64/gotlscap_matrix_tests --gtest_filter="$filter" --gtest_brief=1 \
   2>&1 | tee "$log" || status=1
+# Now and then a probe's nofault read of user memory fails in the emulated machine (seen with
+# transparent huge pages on `always`, see scripts/arm64-vm.sh), which gotlscap counts ("read
+# faults") and the test fails on. A failed test is run once more; it passes only if the second
+# run passes, and the first failure stays in the log above, named FLAKY below.
+failed=$(sed -n 's/^\[  FAILED  \] \([^ ,]*\.[^ ,]*\).*/\1/p' "$log" | sort -u | paste -sd:)
+if [ $status -ne 0 ] && [ -n "$failed" ]; then
+  echo "test-arm64.sh: running the failed tests once more: $failed" >&2
+  if scripts/arm64-vm.sh run -- build-arm64/gotlscap_matrix_tests --gtest_filter="$failed" --gtest_brief=1 \
+       2>&1 | tee "$relog"; then
+    echo "test-arm64.sh: FLAKY (failed, then passed): $failed" >&2
+    status=0
+  fi
+fi
 echo "test-arm64.sh: arm64 VM run took $((SECONDS - t0))s (boot included)" >&2
 # A pattern that matches nothing passes in gtest: each one must have run at least one test.
 ran=$(sed -n 's/^\[==========\] \([0-9]*\) tests\? from .* ran\..*/\1/p' "$log" | tail -n1)
