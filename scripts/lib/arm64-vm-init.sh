@@ -22,7 +22,7 @@ done </modules/order
 
 mkdir -p /lower /upper /newroot
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro root /lower || fail "9p root"
-mount -t tmpfs -o size=1g tmpfs /upper || fail "tmpfs"
+mount -t tmpfs tmpfs /upper || fail "tmpfs"  # half the RAM: the tests' /tmp lives here
 mkdir -p /upper/data /upper/work
 mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot || fail "overlay"
 for d in "$REPO" "$CACHE"; do mkdir -p "/newroot$d"; done
